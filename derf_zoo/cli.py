@@ -1,0 +1,43 @@
+"""The ``derf-zoo`` command (also ``python -m derf_zoo``).
+
+``derf-zoo fit|validate|test|predict -c recipe.yaml`` run Lightning's CLI; the other subcommands
+(``derf-zoo norms``, ...) are derf_zoo's own tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from derf_zoo import __version__
+from derf_zoo.commands import norms
+
+_OWN_COMMANDS = (norms,)
+
+
+def _own_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="derf-zoo",
+        description="derf_zoo: normalization-free Transformers (Derf, DyT, ...) with Lightning recipes.",
+    )
+    parser.add_argument("--version", action="version", version=f"derf_zoo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _OWN_COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
+    args = list(sys.argv[1:] if args is None else args)
+    parser = _own_parser()
+    parsed = parser.parse_args(args)
+    if parsed.command is None:
+        parser.print_help()
+        return 0
+    return parsed.run(parsed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""derf-zoo subcommands other than Lightning's fit/validate/test/predict."""

@@ -1,0 +1,206 @@
+"""Swap the norms of an existing model (timm, transformers, torch) for any norm of the slot.
+
+derf_zoo's own models are built with the right norm; this is for third-party models and pretrained
+conversions. It replaces LayerNorm-like and RMSNorm-like layers and never touches BatchNorm, GroupNorm
+or InstanceNorm (the paper keeps those: they normalise data, not the residual stream).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from derf_zoo.norms.registry import NormSpec, get_norm_layer
+
+__all__ = ["ConversionReport", "Replacement", "convert_norms", "find_norms"]
+
+Pattern = str | Iterable[str] | Callable[[str, nn.Module], bool] | None
+
+
+@dataclass(frozen=True)
+class Replacement:
+    name: str
+    old_type: str
+    new_type: str
+    num_features: int
+
+
+@dataclass
+class ConversionReport:
+    """Every module :func:`convert_norms` replaced (or would replace, for a dry run)."""
+
+    replaced: list[Replacement] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    dry_run: bool = False
+
+    def __len__(self) -> int:
+        return len(self.replaced)
+
+    def __iter__(self):
+        return iter(self.replaced)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for r in self.replaced:
+            out[(r.old_type, r.new_type)] = out.get((r.old_type, r.new_type), 0) + 1
+        return out
+
+    def __str__(self) -> str:
+        verb = "would replace" if self.dry_run else "replaced"
+        lines = [f"convert_norms {verb} {len(self.replaced)} module(s)"]
+        if self.replaced:
+            w = max(len(r.name) for r in self.replaced)
+            lines.append(f"  {'module':<{w}}  {'old':<16}  {'new':<16}  features")
+            lines += [f"  {r.name:<{w}}  {r.old_type:<16}  {r.new_type:<16}  {r.num_features}" for r in self.replaced]
+        lines += [f"  skipped {name}: {why}" for name, why in self.skipped]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _NormInfo:
+    num_features: int
+    eps: float | None
+    affine: bool
+    channels_first: bool
+
+
+def _channels_first_classes() -> tuple[type, ...]:
+    try:
+        from timm.layers import norm as timm_norm
+    except ImportError:
+        return ()
+    names = ("LayerNorm2d", "LayerNorm2dFp32", "RmsNorm2d", "RmsNorm2dFp32")
+    return tuple(getattr(timm_norm, n) for n in names if hasattr(timm_norm, n))
+
+
+def _is_rms_like(module: nn.Module) -> bool:
+    # RMSNorm has no common base class across libraries (torch, timm, and one class per transformers model:
+    # LlamaRMSNorm, MistralRMSNorm, ...). Like the official Derf DNA code, match the class name, and also
+    # require a 1-D weight so nothing unrelated is swapped.
+    if isinstance(module, nn.RMSNorm):
+        return True
+    weight = getattr(module, "weight", None)
+    return "rmsnorm" in type(module).__name__.lower() and (weight is None or weight.dim() == 1)
+
+
+def _describe(module: nn.Module) -> _NormInfo | str | None:
+    """How to rebuild ``module`` as a slot norm; a reason string if it looks like a norm we can't convert."""
+    from derf_zoo.norms.layers import Identity, PointwiseNorm, RMSNorm
+
+    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, PointwiseNorm, Identity)):
+        return None
+    channels_first = isinstance(module, _channels_first_classes()) or bool(getattr(module, "channels_first", False))
+    if isinstance(module, nn.LayerNorm):
+        if len(module.normalized_shape) != 1:
+            return f"normalized_shape {tuple(module.normalized_shape)} is not 1-D"
+        return _NormInfo(module.normalized_shape[0], module.eps, module.weight is not None, channels_first)
+    if isinstance(module, RMSNorm) or _is_rms_like(module):
+        weight = getattr(module, "weight", None)
+        shape = getattr(module, "normalized_shape", None)
+        if weight is not None:
+            num = weight.shape[0]
+        elif shape is not None and len(shape) == 1:
+            num = shape[0]
+        elif hasattr(module, "num_features"):
+            num = module.num_features
+        else:
+            return "cannot tell its feature count (no weight, no normalized_shape)"
+        eps = getattr(module, "eps", getattr(module, "variance_epsilon", None))
+        return _NormInfo(int(num), eps, weight is not None, channels_first)
+    return None
+
+
+def _matches(name: str, module: nn.Module, pattern: Pattern) -> bool:
+    if callable(pattern):
+        return bool(pattern(name, module))
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern or ())
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def find_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules :func:`convert_norms` would consider, in ``named_modules`` order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(_describe(m), _NormInfo)]
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+@torch.no_grad()
+def convert_norms(
+    model: nn.Module,
+    to: NormSpec,
+    *,
+    copy_affine: bool = False,
+    include: Pattern = None,
+    exclude: Pattern = None,
+    dry_run: bool = False,
+) -> ConversionReport:
+    """Replace LayerNorm / RMSNorm layers of ``model`` in place with the norm ``to``.
+
+    Converts ``nn.LayerNorm`` and subclasses (timm ``LayerNorm``, ``LayerNorm2d`` as channels-first),
+    ``nn.RMSNorm``, timm ``RmsNorm``/``RmsNorm2d`` and the RMSNorm classes of transformers models (weight
+    only, eps in ``variance_epsilon``). BatchNorm, GroupNorm and InstanceNorm are never touched.
+
+    Args:
+        model: the model to change in place.
+        to: the norm spec (``"derf"``, ``"dyt(alpha=0.8)"``, a class, ...), validated before anything changes.
+        copy_affine: carry the trained ``weight``/``bias`` over (an RMSNorm's missing bias becomes zeros).
+        include: only convert modules whose qualified name matches (glob, list of globs, or a predicate
+            ``(name, module) -> bool``).
+        exclude: skip modules that match (same forms).
+        dry_run: report what would be replaced and change nothing.
+
+    Returns:
+        A :class:`ConversionReport`; ``print(report)`` shows a table.
+
+    Example:
+        >>> model = timm.create_model("vit_tiny_patch16_224")
+        >>> print(convert_norms(model, "derf"))  # 25 LayerNorms -> Derf
+    """
+    factory = get_norm_layer(to)  # raises on a bad spec before the model is touched
+    report = ConversionReport(dry_run=dry_run)
+    plan: list[tuple[str, nn.Module, _NormInfo]] = []
+    for name, module in model.named_modules():
+        info = _describe(module)
+        if info is None:
+            continue
+        if include is not None and not _matches(name, module, include):
+            continue
+        if exclude is not None and _matches(name, module, exclude):
+            continue
+        if isinstance(info, str):
+            report.skipped.append((name, info))
+            continue
+        plan.append((name, module, info))
+
+    for name, old, info in plan:
+        param = next(old.parameters(), None)
+        # An affine-free norm has no parameter to copy device/dtype from: take the model's.
+        placed = param if param is not None else next(model.parameters(), None)
+        factory_kwargs = {"affine": info.affine, "channels_first": info.channels_first}
+        if placed is not None:
+            factory_kwargs.update(device=placed.device, dtype=placed.dtype)
+        if info.eps is not None:
+            factory_kwargs["eps"] = info.eps
+        new = factory(info.num_features, **factory_kwargs)
+        report.replaced.append(Replacement(name, type(old).__name__, type(new).__name__, info.num_features))
+        if dry_run:
+            continue
+        if copy_affine:
+            for pname in ("weight", "bias"):
+                src, dst = getattr(old, pname, None), getattr(new, pname, None)
+                if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor):
+                    dst.copy_(src)
+        frozen = param is not None and not any(p.requires_grad for p in old.parameters())
+        if frozen:
+            new.requires_grad_(False)
+        new.train(old.training)
+        _set_submodule(model, name, new)
+    return report

@@ -1,0 +1,194 @@
+"""Execution paths for point-wise norms, all giving the same numbers within dtype tolerance.
+
+- ``"eager"``: the official formula in torch ops; autograd keeps three activation-sized tensors.
+- ``"fused"``: one custom op (``torch.ops.derf_zoo.pointwise_norm``) whose backward recomputes from ``x``,
+  the only activation it keeps. On the CPU it runs the compiled C kernel for Derf and DyT (float32,
+  built on first use) and pure torch for the rest; it computes in float32 for bf16/fp16 inputs.
+- ``"triton"``: the same custom op with Triton kernels (CUDA; on the CPU only under
+  ``TRITON_INTERPRET=1``, which is how the tests check it).
+- ``"auto"`` (default): the fastest correct path for the device and function, measured in
+  ``benchmarks/norms.py``: Triton on CUDA when installed, the C kernel on the CPU, else eager.
+
+The op is registered with ``torch.library`` (fake tensor + autograd), so ``torch.compile`` traces through
+it without graph breaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from derf_zoo.norms.kernels import reference
+from derf_zoo.norms.kernels.cpu import cpu_backward, cpu_forward, cpu_kernel_supports
+
+__all__ = [
+    "KERNELS",
+    "check_kernel",
+    "get_default_kernel",
+    "pointwise_norm",
+    "resolve_kernel",
+    "set_default_kernel",
+    "use_kernel",
+]
+
+KERNELS = ("auto", "eager", "fused", "triton")
+_default_kernel = "auto"
+
+
+def check_kernel(kernel: str) -> str:
+    if kernel not in KERNELS:
+        from derf_zoo.norms.registry import unknown_name_error
+
+        raise unknown_name_error("kernel", kernel, KERNELS)
+    return kernel
+
+
+def set_default_kernel(kernel: str) -> None:
+    """Set the path used by every point-wise norm whose ``kernel`` is None."""
+    global _default_kernel
+    _default_kernel = check_kernel(kernel)
+
+
+def get_default_kernel() -> str:
+    return _default_kernel
+
+
+@contextlib.contextmanager
+def use_kernel(kernel: str) -> Iterator[None]:
+    """Temporarily change the default kernel: ``with use_kernel("eager"): model(x)``."""
+    previous = get_default_kernel()
+    set_default_kernel(kernel)
+    try:
+        yield
+    finally:
+        set_default_kernel(previous)
+
+
+def _triton_usable(x: Tensor, function: str) -> bool:
+    from derf_zoo.norms.kernels import triton_kernels
+
+    return triton_kernels.supports(x, function)
+
+
+def resolve_kernel(kernel: str | None, x: Tensor, function: str) -> str:
+    """The concrete path (``"eager" | "fused" | "triton"``) a call would take."""
+    kernel = check_kernel(kernel or _default_kernel)
+    if kernel != "auto":
+        if kernel == "triton" and not _triton_usable(x, function):
+            raise RuntimeError(
+                f"kernel='triton' needs Triton and a CUDA tensor (or TRITON_INTERPRET=1 on the CPU) for function "
+                f"{function!r}; got a {x.device.type} tensor. Use kernel='auto' to pick what this machine supports."
+            )
+        return kernel
+    if x.is_cuda and _triton_usable(x, function):
+        return "triton"
+    if cpu_kernel_supports(x, function):
+        return "fused"
+    return "eager"
+
+
+def pointwise_norm(
+    x: Tensor,
+    alpha: Tensor,
+    shift: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    *,
+    function: str,
+    channels_first: bool = False,
+    kernel: str | None = None,
+) -> Tensor:
+    """``weight * f(alpha * x + shift) + bias`` along the chosen path (see the module docstring)."""
+    path = resolve_kernel(kernel, x, function)
+    if path == "eager":
+        return reference.eager_forward(x, alpha, shift, weight, bias, function, channels_first)
+    return torch.ops.derf_zoo.pointwise_norm(x, alpha, shift, weight, bias, function, channels_first, path == "triton")
+
+
+# ---- the custom op -------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("derf_zoo::pointwise_norm", mutates_args=())
+def _pointwise_norm_op(
+    x: Tensor,
+    alpha: Tensor,
+    shift: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    function: str,
+    channels_first: bool,
+    use_triton: bool,
+) -> Tensor:
+    if use_triton:
+        from derf_zoo.norms.kernels import triton_kernels
+
+        return triton_kernels.forward(x, alpha, shift, weight, bias, function, channels_first)
+    if cpu_kernel_supports(x, function):
+        return cpu_forward(x, alpha, shift, weight, bias, function, channels_first)
+    return reference.fused_forward(x, alpha, shift, weight, bias, function, channels_first)
+
+
+@_pointwise_norm_op.register_fake
+def _(x, alpha, shift, weight, bias, function, channels_first, use_triton):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("derf_zoo::pointwise_norm_backward", mutates_args=())
+def _pointwise_norm_backward_op(
+    grad: Tensor,
+    x: Tensor,
+    alpha: Tensor,
+    shift: Tensor | None,
+    weight: Tensor | None,
+    function: str,
+    channels_first: bool,
+    use_triton: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if use_triton:
+        from derf_zoo.norms.kernels import triton_kernels
+
+        grads = triton_kernels.backward(grad, x, alpha, shift, weight, function, channels_first)
+    elif cpu_kernel_supports(x, function):
+        grads = cpu_backward(grad, x, alpha, shift, weight, function, channels_first)
+    else:
+        grads = reference.fused_backward(grad, x, alpha, shift, weight, function, channels_first)
+    # A custom op cannot return None: absent parameters get empty placeholders, dropped again in _backward.
+    return tuple(g if g is not None else x.new_empty(0) for g in grads)  # type: ignore[return-value]
+
+
+@_pointwise_norm_backward_op.register_fake
+def _(grad, x, alpha, shift, weight, function, channels_first, use_triton):
+    def like(t):
+        return torch.empty_like(t) if t is not None else x.new_empty(0)
+
+    return torch.empty_like(x), torch.empty_like(alpha), like(shift), like(weight), like(weight)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, alpha, shift, weight, _bias, function, channels_first, use_triton = inputs
+    ctx.save_for_backward(x, alpha, shift, weight)
+    ctx.function, ctx.channels_first, ctx.use_triton = function, channels_first, use_triton
+
+
+def _backward(ctx, grad: Tensor):
+    x, alpha, shift, weight = ctx.saved_tensors
+    dx, dalpha, dshift, dweight, dbias = torch.ops.derf_zoo.pointwise_norm_backward(
+        grad, x, alpha, shift, weight, ctx.function, ctx.channels_first, ctx.use_triton
+    )
+    affine = weight is not None
+    return (
+        dx,
+        dalpha,
+        dshift if shift is not None else None,
+        dweight if affine else None,
+        dbias if affine else None,
+        None,
+        None,
+        None,
+    )
+
+
+_pointwise_norm_op.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,248 @@
+"""Norm layers with one constructor signature, so any of them drops into any norm slot.
+
+Every class takes ``(num_features, *, eps, affine, alpha_init, shift_init, channels_first, device, dtype)``.
+Point-wise layers ignore ``eps``; normalizing layers ignore ``alpha_init``/``shift_init``. That is also
+the call timm makes (``norm_layer(dim, eps=..., device=..., dtype=...)``), so every class works as a timm
+``norm_layer``.
+
+Parameter names and shapes follow the official Derf code (``alpha`` [1], ``shift`` [1], ``weight`` [C],
+``bias`` [C]), so its state dicts load with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from derf_zoo.norms.functions import get_function
+
+__all__ = ["Derf", "DyT", "Identity", "LayerNorm", "PointwiseNorm", "RMSNorm"]
+
+AlphaInit = float | Literal["auto"]
+# Placeholder value of alpha while a layer waits for data calibration (alpha_init="auto").
+_AUTO_ALPHA_PLACEHOLDER = 0.5
+
+
+def _check_num_features(cls_name: str, num_features: Any) -> int:
+    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
+        raise ValueError(f"{cls_name} needs num_features to be a positive int, got {num_features!r}.")
+    return num_features
+
+
+def _check_input(layer: nn.Module, x: Tensor) -> None:
+    """Raise a ValueError naming the expected and actual channel count (cheap: shape checks only)."""
+    dim = 1 if layer.channels_first else -1
+    if x.dim() < (2 if layer.channels_first else 1) or x.shape[dim] != layer.num_features:
+        where = "dimension 1 (channels first)" if layer.channels_first else "the last dimension"
+        got = x.shape[dim] if x.dim() > (1 if layer.channels_first else 0) else "no such dimension"
+        raise ValueError(
+            f"{type(layer).__name__} expected {layer.num_features} features in {where}, "
+            f"got {got} (input shape {tuple(x.shape)})."
+        )
+
+
+class PointwiseNorm(nn.Module):
+    """``weight * f(alpha * x + shift) + bias``: a normalization-free replacement for LayerNorm.
+
+    ``f`` comes from the function table (:mod:`derf_zoo.norms.functions`); no statistics are computed.
+
+    Args:
+        num_features: channel count C (last dimension, or dimension 1 with ``channels_first``).
+        function: name of ``f`` in the table (``"derf"``, ``"isru"``, ...).
+        eps: accepted for signature compatibility with LayerNorm and ignored.
+        affine: learn per-channel ``weight`` (ones) and ``bias`` (zeros). ``False`` (DiT) has neither.
+        alpha_init: initial value of the learnable scalar ``alpha``, or ``"auto"`` to set it from data
+            with :func:`derf_zoo.calibrate_alpha` before training.
+        shift_init: initial value of the learnable scalar ``shift`` (functions without a shift ignore it).
+        channels_first: input is (N, C, ...) instead of (..., C).
+        kernel: ``"auto" | "eager" | "fused" | "triton"``; None uses the global default
+            (:func:`derf_zoo.norms.kernels.set_default_kernel`). All give the same numbers.
+    """
+
+    function: str = "derf"
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        function: str | None = None,
+        eps: float | None = None,
+        affine: bool = True,
+        alpha_init: AlphaInit = 0.5,
+        shift_init: float = 0.0,
+        channels_first: bool = False,
+        kernel: str | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        from derf_zoo.norms.kernels import check_kernel
+
+        self.num_features = _check_num_features(type(self).__name__, num_features)
+        self.function = function or type(self).function
+        self._fn = get_function(self.function)
+        if alpha_init != "auto" and (isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float))):
+            raise ValueError(f"alpha_init must be a number or 'auto', got {alpha_init!r}.")
+        self.alpha_auto = alpha_init == "auto"
+        self.alpha_init = _AUTO_ALPHA_PLACEHOLDER if self.alpha_auto else float(alpha_init)
+        self.shift_init = float(shift_init)
+        self.affine = bool(affine)
+        self.channels_first = bool(channels_first)
+        self.kernel = check_kernel(kernel) if kernel is not None else None
+        factory = {"device": device, "dtype": dtype}
+        self.alpha = nn.Parameter(torch.empty(1, **factory))
+        if self._fn.uses_shift:
+            self.shift = nn.Parameter(torch.empty(1, **factory))
+        else:
+            self.register_parameter("shift", None)
+        if self.affine:
+            self.weight = nn.Parameter(torch.empty(num_features, **factory))
+            self.bias = nn.Parameter(torch.empty(num_features, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.alpha, self.alpha_init)
+        if self.shift is not None:
+            nn.init.constant_(self.shift, self.shift_init)
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        from derf_zoo.norms.kernels import pointwise_norm
+
+        _check_input(self, x)
+        return pointwise_norm(
+            x,
+            self.alpha,
+            self.shift,
+            self.weight,
+            self.bias,
+            function=self.function,
+            channels_first=self.channels_first,
+            kernel=self.kernel,
+        )
+
+    def extra_repr(self) -> str:
+        parts = [str(self.num_features)]
+        if type(self) is PointwiseNorm:
+            parts.append(f"function={self.function}")
+        parts.append("alpha_init=auto" if self.alpha_auto else f"alpha_init={self.alpha_init}")
+        if self.shift is not None:
+            parts.append(f"shift_init={self.shift_init}")
+        parts.append(f"affine={self.affine}")
+        if self.channels_first:
+            parts.append("channels_first=True")
+        if self.kernel is not None:
+            parts.append(f"kernel={self.kernel}")
+        return ", ".join(parts)
+
+
+class Derf(PointwiseNorm):
+    """Dynamic erf: ``weight * erf(alpha * x + shift) + bias`` (arXiv 2512.10938, Eq. 9).
+
+    Same arguments as :class:`PointwiseNorm`; ``alpha`` starts at 0.5 and ``shift`` at 0 as in the paper.
+    """
+
+    function = "derf"
+
+    def __init__(self, num_features: int, **kwargs: Any) -> None:
+        kwargs.pop("function", None)
+        super().__init__(num_features, **kwargs)
+
+
+class DyT(PointwiseNorm):
+    """Dynamic tanh: ``weight * tanh(alpha * x) + bias`` (arXiv 2503.10622). No shift parameter."""
+
+    function = "dyt"
+
+    def __init__(self, num_features: int, **kwargs: Any) -> None:
+        kwargs.pop("function", None)
+        super().__init__(num_features, **kwargs)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel dimension, with the norm-slot signature (eps defaults to timm's 1e-6)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-6,
+        affine: bool = True,
+        alpha_init: AlphaInit | None = None,
+        shift_init: float | None = None,
+        channels_first: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **_: Any,
+    ) -> None:
+        num_features = _check_num_features(type(self).__name__, num_features)
+        super().__init__(num_features, eps=eps, elementwise_affine=affine, device=device, dtype=dtype)
+        self.num_features = num_features
+        self.channels_first = channels_first
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(self, x)
+        if self.channels_first:
+            x = x.movedim(1, -1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.movedim(-1, 1) if self.channels_first else x
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm ``weight * x / sqrt(mean(x^2) + eps)`` with the norm-slot signature."""
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-6,
+        affine: bool = True,
+        alpha_init: AlphaInit | None = None,
+        shift_init: float | None = None,
+        channels_first: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        self.num_features = _check_num_features(type(self).__name__, num_features)
+        self.eps = eps
+        self.channels_first = channels_first
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(self, x)
+        if self.channels_first:
+            x = x.movedim(1, -1)
+        x = F.rms_norm(x, (self.num_features,), self.weight, self.eps)
+        return x.movedim(-1, 1) if self.channels_first else x
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"
+
+
+class Identity(nn.Module):
+    """No normalization at all (the 'no norm' baseline); takes the norm-slot signature and no parameters."""
+
+    def __init__(self, num_features: int, *, channels_first: bool = False, **_: Any) -> None:
+        super().__init__()
+        self.num_features = _check_num_features(type(self).__name__, num_features)
+        self.channels_first = channels_first
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(self, x)
+        return x
+
+    def extra_repr(self) -> str:
+        return str(self.num_features)

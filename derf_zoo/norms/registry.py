@@ -1,0 +1,260 @@
+"""Norm specs: from ``"derf"``, ``"derf(alpha=1.0)"`` or ``{"name": "derf", ...}`` to a layer factory.
+
+A *spec* says which norm a site gets. It can be
+
+- a name: ``"derf"``, ``"dyt"``, ``"layernorm"``, ``"isru"``, ... (``list_norms()`` has them all);
+- a name with keywords: ``"derf(alpha=1.0, shift=0.1)"``, ``"layernorm(eps=1e-5)"``, ``"derf(alpha=auto)"``;
+- a mapping: ``{"name": "derf", "alpha_init": 1.0}``;
+- a class or any callable ``factory(num_features, **kwargs) -> nn.Module`` (used as is);
+- for a whole model, a per-site mapping: ``{"attn": "derf(alpha=0.8)", "mlp": "derf(alpha=0.2)", "final": "derf"}``
+  (``"default"`` fills the sites not named).
+
+``get_norm_layer(spec)`` returns a :class:`NormFactory`, called like a norm class: ``factory(768)``.
+Keywords in the spec win over the keywords the model passes (so ``"layernorm(eps=1e-5)"`` overrides a
+model's ``eps=1e-6``), and ``str(factory)`` is the canonical spec, which is what configs store.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = [
+    "NormFactory",
+    "NormSpec",
+    "describe_norm",
+    "get_norm_layer",
+    "list_norms",
+    "norm_spec_string",
+    "resolve_norm_sites",
+    "unknown_name_error",
+]
+
+NormSpec = str | Mapping[str, Any] | Callable[..., nn.Module] | None
+
+# Short keyword spellings accepted in specs, mapped to the constructor argument they mean.
+_KEYWORD_ALIASES = {"alpha": "alpha_init", "shift": "shift_init"}
+_POINTWISE_KEYWORDS = ("alpha_init", "shift_init", "affine", "kernel", "channels_first")
+_NORMALIZING_KEYWORDS = ("eps", "affine", "channels_first")
+_NAME_ALIASES = {
+    "ln": "layernorm",
+    "layer_norm": "layernorm",
+    "rms": "rmsnorm",
+    "rms_norm": "rmsnorm",
+    "none": "identity",
+    "erf": "derf",
+}
+
+
+def unknown_name_error(kind: str, name: object, valid: Iterable[str]) -> ValueError:
+    """A ValueError that names the bad value, the closest valid one and every valid choice."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid choices: {', '.join(valid)}.")
+
+
+@dataclass(frozen=True)
+class _NormEntry:
+    cls_path: str  # resolved lazily: layers.py imports this module
+    keywords: tuple[str, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""  # the formula, for `derf-zoo norms`
+
+    def resolve_cls(self) -> type[nn.Module]:
+        from derf_zoo.norms import layers
+
+        return getattr(layers, self.cls_path)
+
+
+def _build_table() -> dict[str, _NormEntry]:
+    from derf_zoo.norms.functions import FUNCTIONS
+
+    table: dict[str, _NormEntry] = {}
+    for name, row in FUNCTIONS.items():
+        keywords = tuple(k for k in _POINTWISE_KEYWORDS if row.uses_shift or k != "shift_init")
+        cls = {"derf": "Derf", "dyt": "DyT"}.get(name, "PointwiseNorm")
+        fixed = {} if cls != "PointwiseNorm" else {"function": name}
+        table[name] = _NormEntry(cls, keywords, fixed, f"weight * f(u) + bias, f(u) = {row.formula}")
+    table["layernorm"] = _NormEntry(
+        "LayerNorm", _NORMALIZING_KEYWORDS, {}, "weight * (x - mean) / sqrt(var + eps) + bias"
+    )
+    table["rmsnorm"] = _NormEntry("RMSNorm", _NORMALIZING_KEYWORDS, {}, "weight * x / sqrt(mean(x^2) + eps)")
+    table["identity"] = _NormEntry("Identity", ("affine", "channels_first"), {}, "x (no normalization at all)")
+    return table
+
+
+_TABLE: dict[str, _NormEntry] | None = None
+
+
+def _table() -> dict[str, _NormEntry]:
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _build_table()
+    return _TABLE
+
+
+def describe_norm(name: str) -> str:
+    """The formula of a registered norm (``describe_norm("derf")``)."""
+    return _table()[_canonical_name(name)].description
+
+
+def list_norms(filter: str = "*") -> list[str]:
+    """Names of every registered norm, optionally filtered by a glob (``list_norms("*clip")``)."""
+    return sorted(n for n in _table() if fnmatch.fnmatch(n, filter))
+
+
+def _canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    key = _NAME_ALIASES.get(key, key)
+    if key not in _table():
+        raise unknown_name_error("norm", name, _table())
+    return key
+
+
+class NormFactory:
+    """A norm class plus the keywords from a spec; call it like the class: ``factory(num_features, **kw)``.
+
+    Keywords from the spec override those given at the call (a model's default ``eps``, say), except
+    ``device`` and ``dtype``, which always come from the call.
+    """
+
+    def __init__(self, name: str, kwargs: Mapping[str, Any] | None = None) -> None:
+        self.name = _canonical_name(name)
+        entry = _table()[self.name]
+        kwargs = dict(kwargs or {})
+        for key in list(kwargs):
+            canonical = _KEYWORD_ALIASES.get(key, key)
+            if canonical not in entry.keywords:
+                valid = sorted(entry.keywords) + sorted(k for k, v in _KEYWORD_ALIASES.items() if v in entry.keywords)
+                raise unknown_name_error(f"keyword for norm {self.name!r}:", key, valid)
+            kwargs[canonical] = kwargs.pop(key)
+        self.kwargs = kwargs
+        self.cls = entry.resolve_cls()
+        self._fixed = dict(entry.fixed)
+
+    def __call__(self, num_features: int, **kwargs: Any) -> nn.Module:
+        return self.cls(num_features, **{**kwargs, **self._fixed, **self.kwargs})
+
+    @property
+    def is_pointwise(self) -> bool:
+        from derf_zoo.norms.layers import PointwiseNorm
+
+        return issubclass(self.cls, PointwiseNorm)
+
+    def __repr__(self) -> str:
+        if not self.kwargs:
+            return self.name
+        inner = ", ".join(f"{k}={v!r}" if not isinstance(v, str) else f"{k}={v}" for k, v in self.kwargs.items())
+        return f"{self.name}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NormFactory) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+def _parse_string(spec: str) -> tuple[str, dict[str, Any]]:
+    try:
+        tree = ast.parse(spec.strip(), mode="eval").body
+    except SyntaxError as err:
+        raise ValueError(f"Cannot parse norm spec {spec!r}: write a name or name(key=value, ...).") from err
+    if isinstance(tree, ast.Name):
+        return tree.id, {}
+    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and not tree.args:
+        kwargs = {}
+        for kw in tree.keywords:
+            if kw.arg is None:
+                raise ValueError(f"Cannot parse norm spec {spec!r}: '**' is not allowed.")
+            if isinstance(kw.value, ast.Name):  # bare words such as auto, True
+                kwargs[kw.arg] = {"True": True, "False": False}.get(kw.value.id, kw.value.id)
+            else:
+                try:
+                    kwargs[kw.arg] = ast.literal_eval(kw.value)
+                except ValueError as err:
+                    raise ValueError(f"Cannot parse the value of {kw.arg!r} in norm spec {spec!r}.") from err
+        return tree.func.id, kwargs
+    raise ValueError(
+        f"Cannot parse norm spec {spec!r}: write a name or name(key=value, ...), keywords only, e.g. 'derf(alpha=1.0)'."
+    )
+
+
+def get_norm_layer(spec: NormSpec) -> Callable[..., nn.Module]:
+    """Turn a spec into a factory ``factory(num_features, **kwargs) -> nn.Module``.
+
+    Args:
+        spec: a name, ``"name(key=value, ...)"``, ``{"name": ..., **kwargs}``, or a class / callable
+            (returned unchanged). ``None`` means ``"identity"``.
+
+    Returns:
+        A :class:`NormFactory` (or the callable that was passed).
+
+    Raises:
+        ValueError: unknown norm name or keyword; the message lists the valid choices.
+
+    Example:
+        >>> get_norm_layer("derf(alpha=1.0)")(768)
+        Derf(768, alpha_init=1.0, shift_init=0.0, affine=True)
+    """
+    if spec is None:
+        return NormFactory("identity")
+    if isinstance(spec, NormFactory):
+        return spec
+    if isinstance(spec, str):
+        return NormFactory(*_parse_string(spec))
+    if isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ValueError(
+                f"A norm spec mapping needs a 'name' key, got keys {sorted(spec)}; for a per-site "
+                "mapping pass it where a model takes norm=... ."
+            )
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        return NormFactory(str(spec["name"]), kwargs)
+    if callable(spec):
+        return spec
+    raise TypeError(f"A norm spec must be a str, a mapping or a callable, got {type(spec).__name__}: {spec!r}.")
+
+
+def norm_spec_string(spec: NormSpec) -> str:
+    """The canonical, JSON-friendly string of a spec (``repr`` of its factory, or the callable's name)."""
+    factory = get_norm_layer(spec)
+    if isinstance(factory, NormFactory):
+        return repr(factory)
+    return getattr(factory, "__qualname__", repr(factory))
+
+
+def resolve_norm_sites(
+    spec: NormSpec | Mapping[str, NormSpec], sites: Iterable[str]
+) -> dict[str, Callable[..., nn.Module]]:
+    """Resolve a model's ``norm=`` argument into one factory per site.
+
+    Args:
+        spec: one spec for every site, or a per-site mapping (site name -> spec), where the key
+            ``"default"`` covers the sites not named.
+        sites: the sites this model has, e.g. ``("attn", "mlp", "final")``.
+
+    Raises:
+        ValueError: a mapping names a site the model does not have, or leaves one without a spec.
+    """
+    sites = tuple(sites)
+    is_per_site = isinstance(spec, Mapping) and "name" not in spec
+    if not is_per_site:
+        factory = get_norm_layer(spec)  # type: ignore[arg-type]
+        return dict.fromkeys(sites, factory)
+    for key in spec:
+        if key not in sites and key != "default":
+            raise unknown_name_error("norm site", key, (*sites, "default"))
+    missing = [s for s in sites if s not in spec and "default" not in spec]
+    if missing:
+        raise ValueError(
+            f"The per-site norm mapping has no spec for site(s) {missing}; give them or a 'default'. "
+            f"This model's sites: {', '.join(sites)}."
+        )
+    return {s: get_norm_layer(spec.get(s, spec.get("default"))) for s in sites}

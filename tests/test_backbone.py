@@ -1,0 +1,121 @@
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from derf_zoo import Derf, Transformer, TransformerBlock
+from derf_zoo.layers import AdaLNModulation, Attention, Mlp
+from derf_zoo.norms import LayerNorm
+from derf_zoo.tasks import param_groups
+
+
+def test_shapes_and_norm_sites():
+    model = Transformer(48, 2, num_heads=4, norm={"attn": "derf", "mlp": "dyt", "final": "layernorm"})
+    assert model(torch.randn(3, 7, 48)).shape == (3, 7, 48)
+    assert model.norm_specs == {"attn": "derf", "mlp": "dyt", "final": "layernorm"}
+    assert type(model.blocks[0].norm1).__name__ == "Derf" and type(model.blocks[1].norm2).__name__ == "DyT"
+
+
+def test_bad_token_shape():
+    with pytest.raises(ValueError, match=r"\(B, L, 48\), got \(3, 7, 32\)"):
+        Transformer(48, 1, num_heads=4)(torch.randn(3, 7, 32))
+    with pytest.raises(ValueError, match="not divisible"):
+        Attention(48, num_heads=5)
+
+
+def test_causal_attention_never_looks_ahead():
+    model = Transformer(32, 2, num_heads=4, norm="derf", causal=True).eval()
+    x = torch.randn(2, 10, 32)
+    changed = x.clone()
+    changed[:, 6:] = torch.randn(2, 4, 32)
+    y, y2 = model(x), model(changed)
+    torch.testing.assert_close(y[:, :6], y2[:, :6])
+    assert not torch.allclose(y[:, 6:], y2[:, 6:])
+
+
+def test_key_padding_mask_hides_padding():
+    attn = Attention(16, 2).eval()
+    x = torch.randn(1, 6, 16)
+    mask = torch.tensor([[False, False, False, False, True, True]])
+    padded = x.clone()
+    padded[:, 4:] = 100.0
+    torch.testing.assert_close(attn(x, mask)[:, :4], attn(padded, mask)[:, :4])
+    with pytest.raises(ValueError, match="key_padding_mask must have shape"):
+        attn(x, mask[:, :3])
+
+
+def test_zero_gate_modulation_is_identity_and_needs_cond():
+    model = Transformer(32, 3, num_heads=4, norm="derf(affine=False)", cond_dim=16)  # adaLN-Zero init
+    x = torch.randn(2, 5, 32)
+    torch.testing.assert_close(model.blocks[0](x, torch.randn(2, 16)), x)
+    with torch.no_grad():  # non-zero gates: not the identity any more
+        model.blocks[0].modulation.linear.bias.normal_()
+    assert not torch.allclose(model.blocks[0](x, torch.randn(2, 16)), x)
+    with pytest.raises(ValueError, match="conditioning vector"):
+        model.blocks[0](x)
+
+
+def test_layernorm_block_equals_hand_written_pre_ln_block():
+    torch.manual_seed(3)
+    dim, heads = 32, 4
+    block = TransformerBlock(
+        dim, Attention(dim, heads), Mlp(dim, 4 * dim), LayerNorm(dim, eps=1e-6), LayerNorm(dim, eps=1e-6)
+    ).eval()
+    for p in block.parameters():
+        nn.init.normal_(p, std=0.2)
+    x = torch.randn(2, 9, dim)
+
+    def reference(x):
+        h = F.layer_norm(x, (dim,), block.norm1.weight, block.norm1.bias, 1e-6)
+        qkv = h @ block.mixer.qkv.weight.T + block.mixer.qkv.bias
+        q, k, v = qkv.view(2, 9, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / (dim // heads) ** 0.5, -1) @ v
+        x = x + (att.transpose(1, 2).reshape(2, 9, dim) @ block.mixer.proj.weight.T + block.mixer.proj.bias)
+        h = F.layer_norm(x, (dim,), block.norm2.weight, block.norm2.bias, 1e-6)
+        h = F.gelu(h @ block.mlp.fc1.weight.T + block.mlp.fc1.bias)
+        return x + h @ block.mlp.fc2.weight.T + block.mlp.fc2.bias
+
+    torch.testing.assert_close(block(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_block_without_mlp_and_custom_mixer():
+    model = Transformer(16, 2, mlp_ratio=0, mixer=lambda dim, i: nn.Linear(dim, dim), norm="rmsnorm")
+    assert model.blocks[0].mlp is None and not hasattr(model.blocks[0], "norm2")
+    assert model(torch.randn(2, 4, 16)).shape == (2, 4, 16)
+
+
+def test_stochastic_depth_grows_linearly():
+    model = Transformer(16, 5, num_heads=2, drop_path_rate=0.4)
+    rates = [getattr(b.drop_path1, "p", 0.0) for b in model.blocks]
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+def test_no_decay_groups_hold_exactly_the_1d_parameters():
+    model = Transformer(32, 2, num_heads=4, norm="derf", layer_scale=1e-5, cond_dim=8)
+    decay, no_decay = param_groups(model, weight_decay=0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    expected_no_decay = {n for n, p in model.named_parameters() if p.ndim < 2}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in no_decay["params"]} == expected_no_decay
+    assert {names[id(p)] for p in decay["params"]} == {n for n, p in model.named_parameters() if p.ndim >= 2}
+    assert any(n.endswith("alpha") for n in expected_no_decay) and any(n.endswith("shift") for n in expected_no_decay)
+
+
+def test_no_decay_also_honours_timm_no_weight_decay():
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=10)
+    _, no_decay = param_groups(model, 0.05)
+    assert any(p is model.pos_embed for p in no_decay["params"])
+
+
+def test_timm_accepts_derf_as_norm_layer():
+    model = timm.create_model("vit_tiny_patch16_224", norm_layer=Derf, num_classes=10)
+    assert sum(isinstance(m, Derf) for m in model.modules()) == 25
+    model(torch.randn(2, 3, 224, 224)).sum().backward()
+    assert model.blocks[0].norm1.alpha.grad is not None
+
+
+def test_adaln_modulation_chunks():
+    mod = AdaLNModulation(8, 16, chunks=6, zero_init=False)
+    out = mod(torch.randn(3, 8))
+    assert len(out) == 6 and all(o.shape == (3, 16) for o in out)

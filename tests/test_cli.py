@@ -1,0 +1,29 @@
+import subprocess
+import sys
+
+import pytest
+
+from derf_zoo.cli import main
+from derf_zoo.norms import list_norms
+
+
+def test_norms_table_lists_every_norm_and_plots(tmp_path, capsys):
+    png = tmp_path / "norms.png"
+    assert main(["norms", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    for name in list_norms():
+        assert name in out
+    assert "erf(u)" in out and "82.8" in out
+    assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_python_dash_m_and_help():
+    out = subprocess.run([sys.executable, "-m", "derf_zoo", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "norms" in out.stdout
+
+
+def test_unknown_subcommand_fails_cleanly(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["nroms"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nroms'" in capsys.readouterr().err
