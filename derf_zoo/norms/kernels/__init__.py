@@ -105,10 +105,68 @@ def pointwise_norm(
     path = resolve_kernel(kernel, x, function)
     if path == "eager":
         return reference.eager_forward(x, alpha, shift, weight, bias, function, channels_first)
-    return torch.ops.derf_zoo.pointwise_norm(x, alpha, shift, weight, bias, function, channels_first, path == "triton")
+    use_triton = path == "triton"
+    if torch.compiler.is_compiling():
+        # The registered op: fake-tensor and autograd formulas let torch.compile trace through it.
+        return torch.ops.derf_zoo.pointwise_norm(x, alpha, shift, weight, bias, function, channels_first, use_triton)
+    # Eager execution: the same implementations through a plain autograd.Function, which costs ~10x less
+    # per call than the custom-op dispatcher (it matters for small models: measured 0.4 -> 0.1 ms per layer).
+    return _FusedPointwiseNorm.apply(x, alpha, shift, weight, bias, function, channels_first, use_triton)
 
 
-# ---- the custom op -------------------------------------------------------------------------------------
+# ---- implementations shared by both entry points ------------------------------------------------------
+
+
+def _forward_impl(x, alpha, shift, weight, bias, function, channels_first, use_triton) -> Tensor:
+    if use_triton:
+        from derf_zoo.norms.kernels import triton_kernels
+
+        return triton_kernels.forward(x, alpha, shift, weight, bias, function, channels_first)
+    if cpu_kernel_supports(x, function):
+        return cpu_forward(x, alpha, shift, weight, bias, function, channels_first)
+    return reference.fused_forward(x, alpha, shift, weight, bias, function, channels_first)
+
+
+def _backward_impl(grad, x, alpha, shift, weight, function, channels_first, use_triton):
+    if use_triton:
+        from derf_zoo.norms.kernels import triton_kernels
+
+        return triton_kernels.backward(grad, x, alpha, shift, weight, function, channels_first)
+    if cpu_kernel_supports(x, function):
+        return cpu_backward(grad, x, alpha, shift, weight, function, channels_first)
+    return reference.fused_backward(grad, x, alpha, shift, weight, function, channels_first)
+
+
+def _input_grads(ctx, grads) -> tuple:
+    dx, dalpha, dshift, dweight, dbias = grads
+    need = ctx.needs_input_grad
+    return (
+        dx if need[0] else None,
+        dalpha if need[1] else None,
+        dshift if need[2] else None,
+        dweight if need[3] else None,
+        dbias if need[4] else None,
+        None,
+        None,
+        None,
+    )
+
+
+class _FusedPointwiseNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, alpha, shift, weight, bias, function, channels_first, use_triton):
+        ctx.save_for_backward(x, alpha, shift, weight)
+        ctx.function, ctx.channels_first, ctx.use_triton = function, channels_first, use_triton
+        return _forward_impl(x, alpha, shift, weight, bias, function, channels_first, use_triton)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, alpha, shift, weight = ctx.saved_tensors
+        grads = _backward_impl(grad, x, alpha, shift, weight, ctx.function, ctx.channels_first, ctx.use_triton)
+        return _input_grads(ctx, grads)
+
+
+# ---- the custom op (what torch.compile sees) -----------------------------------------------------------
 
 
 @torch.library.custom_op("derf_zoo::pointwise_norm", mutates_args=())
@@ -122,13 +180,7 @@ def _pointwise_norm_op(
     channels_first: bool,
     use_triton: bool,
 ) -> Tensor:
-    if use_triton:
-        from derf_zoo.norms.kernels import triton_kernels
-
-        return triton_kernels.forward(x, alpha, shift, weight, bias, function, channels_first)
-    if cpu_kernel_supports(x, function):
-        return cpu_forward(x, alpha, shift, weight, bias, function, channels_first)
-    return reference.fused_forward(x, alpha, shift, weight, bias, function, channels_first)
+    return _forward_impl(x, alpha, shift, weight, bias, function, channels_first, use_triton)
 
 
 @_pointwise_norm_op.register_fake
@@ -147,14 +199,7 @@ def _pointwise_norm_backward_op(
     channels_first: bool,
     use_triton: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    if use_triton:
-        from derf_zoo.norms.kernels import triton_kernels
-
-        grads = triton_kernels.backward(grad, x, alpha, shift, weight, function, channels_first)
-    elif cpu_kernel_supports(x, function):
-        grads = cpu_backward(grad, x, alpha, shift, weight, function, channels_first)
-    else:
-        grads = reference.fused_backward(grad, x, alpha, shift, weight, function, channels_first)
+    grads = _backward_impl(grad, x, alpha, shift, weight, function, channels_first, use_triton)
     # A custom op cannot return None: absent parameters get empty placeholders, dropped again in _backward.
     return tuple(g if g is not None else x.new_empty(0) for g in grads)  # type: ignore[return-value]
 
@@ -175,20 +220,10 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _backward(ctx, grad: Tensor):
     x, alpha, shift, weight = ctx.saved_tensors
-    dx, dalpha, dshift, dweight, dbias = torch.ops.derf_zoo.pointwise_norm_backward(
+    grads = torch.ops.derf_zoo.pointwise_norm_backward(
         grad, x, alpha, shift, weight, ctx.function, ctx.channels_first, ctx.use_triton
     )
-    affine = weight is not None
-    return (
-        dx,
-        dalpha,
-        dshift if shift is not None else None,
-        dweight if affine else None,
-        dbias if affine else None,
-        None,
-        None,
-        None,
-    )
+    return _input_grads(ctx, grads)
 
 
 _pointwise_norm_op.register_autograd(_backward, setup_context=_setup_context)

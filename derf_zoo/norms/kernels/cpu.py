@@ -42,6 +42,7 @@ _FLAGS = [
     "-shared",
     "-std=c11",
 ]
+_PARALLEL_MIN_NUMEL = 1 << 14
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _failed = False
@@ -103,10 +104,11 @@ def _load() -> ctypes.CDLL | None:
             )
             _failed = True
             return None
-        i64, f32, ptr, i32 = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int
-        lib.pointwise_norm_forward.argtypes = [ptr, ptr, i64, i64, i64, f32, f32, ptr, ptr, i32, i32]
+        i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        lib.pointwise_norm_forward.argtypes = [ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i32, i32]
         lib.pointwise_norm_forward.restype = None
-        lib.pointwise_norm_backward.argtypes = [ptr, ptr, ptr, i64, i64, i64, f32, f32, ptr, i32, i32, ptr, ptr]
+        lib.pointwise_norm_backward.argtypes = [ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, i32, i32, ptr, ptr, ptr,
+                                                ptr, ptr, ptr]
         lib.pointwise_norm_backward.restype = None
         _library = lib
         return lib
@@ -135,8 +137,9 @@ def _layout(x: Tensor, channels_first: bool) -> tuple[int, int, int]:
     return x.numel() // max(1, c), c, 1
 
 
-def _scalar(t: Tensor | None, default: float) -> float:
-    return default if t is None else float(t.detach().float().item())
+def _f32(t: Tensor | None) -> Tensor | None:
+    """A contiguous float32 view (a copy only if needed) of a parameter."""
+    return None if t is None else t.detach().contiguous().float()
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -144,80 +147,52 @@ def _ptr(t: Tensor | None) -> int | None:
 
 
 def _threads(numel: int) -> int:
-    # Small tensors are not worth waking the thread pool for.
-    return 1 if numel < 32_768 else max(1, torch.get_num_threads())
+    # Below this size waking a second thread costs more than it saves (measured: benchmarks/norms.py).
+    return 1 if numel < _PARALLEL_MIN_NUMEL else max(1, torch.get_num_threads())
 
 
 def cpu_forward(
-    x: Tensor,
-    alpha: Tensor,
-    shift: Tensor | None,
-    weight: Tensor | None,
-    bias: Tensor | None,
-    function: str,
-    channels_first: bool,
+    x: Tensor, alpha: Tensor, shift: Tensor | None, weight: Tensor | None, bias: Tensor | None,
+    function: str, channels_first: bool,
 ) -> Tensor:
     lib = _load()
     assert lib is not None, "cpu_forward called without a built kernel"
     xf = x.contiguous().float()
     y = torch.empty_like(xf)
-    w = weight.detach().contiguous().float() if weight is not None else None
-    b = bias.detach().contiguous().float() if bias is not None else None
+    a, s, w, b = _f32(alpha), _f32(shift), _f32(weight), _f32(bias)
     outer, c, inner = _layout(xf, channels_first)
     lib.pointwise_norm_forward(
-        xf.data_ptr(),
-        y.data_ptr(),
-        outer,
-        c,
-        inner,
-        _scalar(alpha, 1.0),
-        _scalar(shift, 0.0),
-        _ptr(w),
-        _ptr(b),
-        CPU_FUNCTIONS[function],
-        _threads(xf.numel()),
+        xf.data_ptr(), y.data_ptr(), outer, c, inner, a.data_ptr(), _ptr(s), _ptr(w), _ptr(b),
+        CPU_FUNCTIONS[function], _threads(xf.numel()),
     )
     return y.to(x.dtype)
 
 
 def cpu_backward(
-    grad: Tensor,
-    x: Tensor,
-    alpha: Tensor,
-    shift: Tensor | None,
-    weight: Tensor | None,
-    function: str,
-    channels_first: bool,
+    grad: Tensor, x: Tensor, alpha: Tensor, shift: Tensor | None, weight: Tensor | None,
+    function: str, channels_first: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
     lib = _load()
     assert lib is not None, "cpu_backward called without a built kernel"
     xf = x.contiguous().float()
     g = grad.contiguous().float()
     dx = torch.empty_like(xf)
-    w = weight.detach().contiguous().float() if weight is not None else None
+    a, s, w = _f32(alpha), _f32(shift), _f32(weight)
     outer, c, inner = _layout(xf, channels_first)
     threads = _threads(xf.numel())
-    partial_cols = torch.empty(threads, 2, c, dtype=torch.float32)
-    partial_scalars = torch.empty(threads, 2, dtype=torch.float64)
+    scratch_cols = torch.empty(threads, 2, c, dtype=torch.float32)
+    scratch_scalars = torch.empty(threads, 2, dtype=torch.float64)
+    dalpha = torch.empty(1, dtype=torch.float32)
+    dshift = torch.empty(1, dtype=torch.float32) if s is not None else None
+    dweight = torch.empty(c, dtype=torch.float32) if w is not None else None
+    dbias = torch.empty(c, dtype=torch.float32) if w is not None else None
     lib.pointwise_norm_backward(
-        xf.data_ptr(),
-        g.data_ptr(),
-        dx.data_ptr(),
-        outer,
-        c,
-        inner,
-        _scalar(alpha, 1.0),
-        _scalar(shift, 0.0),
-        _ptr(w),
-        CPU_FUNCTIONS[function],
-        threads,
-        partial_cols.data_ptr(),
-        partial_scalars.data_ptr(),
+        xf.data_ptr(), g.data_ptr(), dx.data_ptr(), outer, c, inner, a.data_ptr(), _ptr(s), _ptr(w),
+        CPU_FUNCTIONS[function], threads, scratch_cols.data_ptr(), scratch_scalars.data_ptr(),
+        _ptr(dweight), _ptr(dbias), dalpha.data_ptr(), _ptr(dshift),
     )
-    cols = partial_cols.double().sum(0)
-    scalars = partial_scalars.sum(0)
-    dalpha = scalars[0].reshape(1).to(alpha.dtype)
-    dshift = scalars[1].reshape(1).to(shift.dtype) if shift is not None else None
-    dweight = cols[0].to(weight.dtype) if weight is not None else None
-    dbias = cols[1].to(weight.dtype) if weight is not None else None
+    dalpha = dalpha.to(alpha.dtype)
+    dshift = dshift.to(shift.dtype) if shift is not None else None
+    if weight is not None:
+        dweight, dbias = dweight.to(weight.dtype), dbias.to(weight.dtype)
     return dx.to(x.dtype), dalpha, dshift, dweight, dbias

@@ -114,8 +114,10 @@ static inline float erf_grad(float u) { return 1.1283791670955126f * exp_nonposi
         }                                                                                                 \
     } while (0)
 
-void pointwise_norm_forward(const float* x, float* y, int64_t outer, int64_t C, int64_t inner, float alpha,
-                            float shift, const float* w, const float* b, int fn, int nthreads) {
+void pointwise_norm_forward(const float* x, float* y, int64_t outer, int64_t C, int64_t inner, const float* alpha_ptr,
+                            const float* shift_ptr, const float* w, const float* b, int fn, int nthreads) {
+    /* alpha/shift are read through pointers so the caller never synchronises on .item() */
+    const float alpha = *alpha_ptr, shift = shift_ptr ? *shift_ptr : 0.0f;
     if (fn == FN_ERF) {
         FORWARD_RUN(erf_fast);
     } else {
@@ -133,7 +135,7 @@ void pointwise_norm_forward(const float* x, float* y, int64_t outer, int64_t C, 
 
 /* Backward. Per thread: column sums of g*f(u) (dweight) and g (dbias) into partial_cols[tid] (2*C floats),
  * and the scalar sums of gu*x (dalpha) and gu (dshift) into partial_scalars[tid] (2 doubles), where
- * gu = g * weight * f'(u). Row partials are summed in float, rows into double, threads by the caller. */
+ * gu = g * weight * f'(u). Row partials are summed in float, rows and threads in double. */
 #define BACKWARD_RUN(VALUE_AND_GRAD)                                                                      \
     _Pragma("omp parallel num_threads(nthreads)") {                                                       \
         const int tid = omp_get_thread_num();                                                             \
@@ -194,13 +196,34 @@ void pointwise_norm_forward(const float* x, float* y, int64_t outer, int64_t C, 
     }
 
 void pointwise_norm_backward(const float* x, const float* g, float* dx, int64_t outer, int64_t C, int64_t inner,
-                             float alpha, float shift, const float* w, int fn, int nthreads, float* partial_cols,
-                             double* partial_scalars) {
+                             const float* alpha_ptr, const float* shift_ptr, const float* w, int fn, int nthreads,
+                             float* partial_cols, double* partial_scalars, float* dweight, float* dbias,
+                             float* dalpha, float* dshift) {
+    const float alpha = *alpha_ptr, shift = shift_ptr ? *shift_ptr : 0.0f;
     memset(partial_cols, 0, sizeof(float) * 2 * C * nthreads);
     memset(partial_scalars, 0, sizeof(double) * 2 * nthreads);
     if (fn == FN_ERF) {
         BACKWARD_RUN(VALUE_AND_GRAD_ERF)
     } else {
         BACKWARD_RUN(VALUE_AND_GRAD_TANH)
+    }
+    /* Finish the reductions over threads here, in double: no extra torch ops on the caller's side. */
+    double sum_alpha = 0.0, sum_shift = 0.0;
+    for (int t = 0; t < nthreads; ++t) {
+        sum_alpha += partial_scalars[2 * t];
+        sum_shift += partial_scalars[2 * t + 1];
+    }
+    *dalpha = (float)sum_alpha;
+    if (dshift) *dshift = (float)sum_shift;
+    if (dweight) {
+        for (int64_t c = 0; c < C; ++c) {
+            double sw = 0.0, sb = 0.0;
+            for (int t = 0; t < nthreads; ++t) {
+                sw += partial_cols[(int64_t)t * 2 * C + c];
+                sb += partial_cols[(int64_t)t * 2 * C + C + c];
+            }
+            dweight[c] = (float)sw;
+            dbias[c] = (float)sb;
+        }
     }
 }
