@@ -7,6 +7,25 @@ backbone, per-domain LightningModules, Lightning CLI recipes and Hub checkpoints
 __version__ = "0.1.0"
 
 from derf_zoo.backbone import Transformer, TransformerBlock
+from derf_zoo.hub import from_pretrained
+from derf_zoo.models import VisionTransformer, create_model, list_models
+from derf_zoo.models.vit import (
+    vit_base_derf,
+    vit_base_dyt,
+    vit_base_ln,
+    vit_large_derf,
+    vit_large_dyt,
+    vit_large_ln,
+    vit_nano_derf,
+    vit_nano_dyt,
+    vit_nano_ln,
+    vit_small_derf,
+    vit_small_dyt,
+    vit_small_ln,
+    vit_tiny_derf,
+    vit_tiny_dyt,
+    vit_tiny_ln,
+)
 from derf_zoo.norms import (
     Derf,
     DyT,
@@ -21,9 +40,28 @@ __all__ = [
     "DyT",
     "Transformer",
     "TransformerBlock",
+    "VisionTransformer",
     "__version__",
     "calibrate_alpha",
     "convert_norms",
+    "create_model",
+    "from_pretrained",
     "get_norm_layer",
+    "list_models",
     "list_norms",
+    "vit_base_derf",
+    "vit_base_dyt",
+    "vit_base_ln",
+    "vit_large_derf",
+    "vit_large_dyt",
+    "vit_large_ln",
+    "vit_nano_derf",
+    "vit_nano_dyt",
+    "vit_nano_ln",
+    "vit_small_derf",
+    "vit_small_dyt",
+    "vit_small_ln",
+    "vit_tiny_derf",
+    "vit_tiny_dyt",
+    "vit_tiny_ln",
 ]

@@ -17,9 +17,15 @@ from torch import Tensor, nn
 from derf_zoo.layers import AdaLNModulation, Attention, DropPath, LayerScale, Mlp, modulate
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
 
-__all__ = ["Transformer", "TransformerBlock"]
+__all__ = ["Transformer", "TransformerBlock", "tag_site"]
 
 BLOCK_SITES = ("attn", "mlp", "final")
+
+
+def tag_site(norm: nn.Module, site: str) -> nn.Module:
+    """Record which norm site a layer fills (read by the NormStats callback to group its statistics)."""
+    norm.norm_site = site
+    return norm
 
 
 class TransformerBlock(nn.Module):
@@ -147,15 +153,15 @@ class Transformer(nn.Module):
                 dim,
                 mixer=build_mixer(i),
                 mlp=Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop) if has_mlp else None,
-                norm_attn=norms["attn"](dim, eps=norm_eps),
-                norm_mlp=norms["mlp"](dim, eps=norm_eps) if has_mlp else None,
+                norm_attn=tag_site(norms["attn"](dim, eps=norm_eps), "attn"),
+                norm_mlp=tag_site(norms["mlp"](dim, eps=norm_eps), "mlp") if has_mlp else None,
                 drop_path=drop_rates[i],
                 layer_scale=layer_scale,
                 modulation=AdaLNModulation(cond_dim, dim, chunks, zero_init=modulation_zero_init) if cond_dim else None,
             )
             for i in range(depth)
         )
-        self.norm = norms["final"](dim, eps=norm_eps) if final_norm else nn.Identity()
+        self.norm = tag_site(norms["final"](dim, eps=norm_eps), "final") if final_norm else nn.Identity()
 
     def forward(self, x: Tensor, cond: Tensor | None = None, **mixer_kwargs: Any) -> Tensor:
         """Args:

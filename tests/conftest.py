@@ -15,3 +15,24 @@ import torch
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def write_image_folder(root, classes=("cat", "dog", "fox"), per_class=4, size=40, splits=("train", "val")):
+    """A tiny ImageFolder of real PNG files (random pixels) under ``root``: ``root/{train,val}/<class>/*.png``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c in classes:
+            folder = root / split / c
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_folder(tmp_path / "images")

@@ -20,17 +20,18 @@ def _no_decay_names(model: nn.Module) -> set[str]:
     return set(fn()) if callable(fn) else set()
 
 
-def param_groups(model: nn.Module, weight_decay: float, extra_no_decay: Iterable[str] = ()) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float | None, extra_no_decay: Iterable[str] = ()) -> list[dict]:
     """Split the trainable parameters of ``model`` into a decay and a no-decay group.
 
     Args:
         model: the network.
-        weight_decay: weight decay of the decay group.
+        weight_decay: weight decay of the decay group; None leaves it to the optimizer's own default
+            (what a recipe sets in the optimizer's ``init_args``).
         extra_no_decay: more parameter names (exact) to exclude from decay.
 
     Returns:
         ``[{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]``,
-        ready for any torch optimizer.
+        ready for any torch optimizer (the first group has no ``weight_decay`` key when it is None).
     """
     skip = _no_decay_names(model) | set(extra_no_decay)
     decay, no_decay = [], []
@@ -38,4 +39,7 @@ def param_groups(model: nn.Module, weight_decay: float, extra_no_decay: Iterable
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or name in skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    decay_group: dict = {"params": decay}
+    if weight_decay is not None:
+        decay_group["weight_decay"] = weight_decay
+    return [decay_group, {"params": no_decay, "weight_decay": 0.0}]

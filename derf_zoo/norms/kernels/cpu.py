@@ -107,8 +107,25 @@ def _load() -> ctypes.CDLL | None:
         i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
         lib.pointwise_norm_forward.argtypes = [ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i32, i32]
         lib.pointwise_norm_forward.restype = None
-        lib.pointwise_norm_backward.argtypes = [ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, i32, i32, ptr, ptr, ptr,
-                                                ptr, ptr, ptr]
+        lib.pointwise_norm_backward.argtypes = [
+            ptr,
+            ptr,
+            ptr,
+            i64,
+            i64,
+            i64,
+            ptr,
+            ptr,
+            ptr,
+            i32,
+            i32,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+        ]
         lib.pointwise_norm_backward.restype = None
         _library = lib
         return lib
@@ -152,8 +169,13 @@ def _threads(numel: int) -> int:
 
 
 def cpu_forward(
-    x: Tensor, alpha: Tensor, shift: Tensor | None, weight: Tensor | None, bias: Tensor | None,
-    function: str, channels_first: bool,
+    x: Tensor,
+    alpha: Tensor,
+    shift: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    function: str,
+    channels_first: bool,
 ) -> Tensor:
     lib = _load()
     assert lib is not None, "cpu_forward called without a built kernel"
@@ -162,15 +184,29 @@ def cpu_forward(
     a, s, w, b = _f32(alpha), _f32(shift), _f32(weight), _f32(bias)
     outer, c, inner = _layout(xf, channels_first)
     lib.pointwise_norm_forward(
-        xf.data_ptr(), y.data_ptr(), outer, c, inner, a.data_ptr(), _ptr(s), _ptr(w), _ptr(b),
-        CPU_FUNCTIONS[function], _threads(xf.numel()),
+        xf.data_ptr(),
+        y.data_ptr(),
+        outer,
+        c,
+        inner,
+        a.data_ptr(),
+        _ptr(s),
+        _ptr(w),
+        _ptr(b),
+        CPU_FUNCTIONS[function],
+        _threads(xf.numel()),
     )
     return y.to(x.dtype)
 
 
 def cpu_backward(
-    grad: Tensor, x: Tensor, alpha: Tensor, shift: Tensor | None, weight: Tensor | None,
-    function: str, channels_first: bool,
+    grad: Tensor,
+    x: Tensor,
+    alpha: Tensor,
+    shift: Tensor | None,
+    weight: Tensor | None,
+    function: str,
+    channels_first: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
     lib = _load()
     assert lib is not None, "cpu_backward called without a built kernel"
@@ -187,9 +223,23 @@ def cpu_backward(
     dweight = torch.empty(c, dtype=torch.float32) if w is not None else None
     dbias = torch.empty(c, dtype=torch.float32) if w is not None else None
     lib.pointwise_norm_backward(
-        xf.data_ptr(), g.data_ptr(), dx.data_ptr(), outer, c, inner, a.data_ptr(), _ptr(s), _ptr(w),
-        CPU_FUNCTIONS[function], threads, scratch_cols.data_ptr(), scratch_scalars.data_ptr(),
-        _ptr(dweight), _ptr(dbias), dalpha.data_ptr(), _ptr(dshift),
+        xf.data_ptr(),
+        g.data_ptr(),
+        dx.data_ptr(),
+        outer,
+        c,
+        inner,
+        a.data_ptr(),
+        _ptr(s),
+        _ptr(w),
+        CPU_FUNCTIONS[function],
+        threads,
+        scratch_cols.data_ptr(),
+        scratch_scalars.data_ptr(),
+        _ptr(dweight),
+        _ptr(dbias),
+        dalpha.data_ptr(),
+        _ptr(dshift),
     )
     dalpha = dalpha.to(alpha.dtype)
     dshift = dshift.to(shift.dtype) if shift is not None else None

@@ -1,0 +1,71 @@
+"""``derf-zoo export | push | download``: Lightning checkpoint -> Hub folder -> Hub, and the cache for offline use."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="turn a Lightning checkpoint into a Hub folder (config, safetensors, card)")
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint of `derf-zoo fit` (e.g. .../last.ckpt)")
+    p.add_argument("--out", required=True, type=Path, help="folder to write")
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA weights (default when the run had "
+                   "EMA) or the raw training weights")  # fmt: skip
+    p.add_argument("--eval", action="store_true", help="re-measure top-1 on the run's validation split")
+    p.add_argument("--name", help="architecture.tag for the card's usage snippet")
+    p.add_argument("--license", default="apache-2.0")
+    p.set_defaults(run=run_export)
+
+    p = sub.add_parser("push", help="upload a Hub folder (prints the commit to pin in the manifest)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--repo-id", required=True)
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="copy what would be uploaded to a temporary folder instead")
+    p.set_defaults(run=run_push)
+
+    p = sub.add_parser("download", help="fetch released weights into the Hub cache, for later offline use")
+    p.add_argument("name", help="architecture.tag from `derf-zoo download --list` or list_models(pretrained=True)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache (default $HF_HUB_CACHE)")
+    p.set_defaults(run=run_download)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from derf_zoo.hub.export import export_checkpoint
+
+    folder, metrics = export_checkpoint(args.ckpt, args.out, weights=args.weights, evaluate=args.eval, name=args.name,
+                                        license=args.license)  # fmt: skip
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()) or "no metric recorded"
+    print(f"wrote {folder} ({shown}); next: derf-zoo push {folder} --repo-id ORG/NAME")
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from derf_zoo.hub import push_to_hub, sha256_file
+
+    result = push_to_hub(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run)
+    sha = sha256_file(args.folder / "model.safetensors")
+    if args.dry_run:
+        print(f"dry run: the upload would hold exactly the files now in {result}")
+    else:
+        print(f"pushed to {args.repo_id} at commit {result}")
+    print(f"manifest fields: repo_id: {args.repo_id}, revision: {result if not args.dry_run else '<commit>'}, "
+          f"sha256: {sha}")  # fmt: skip
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from derf_zoo.hub import released_weights, weights_file
+    from derf_zoo.hub.download import CONFIG_NAME, fetch_file
+    from derf_zoo.norms.registry import unknown_name_error
+
+    by_name = {w.name: w for w in released_weights()}
+    if args.name not in by_name:
+        raise unknown_name_error("released weight", args.name, by_name)
+    weights = by_name[args.name]
+    path = weights_file(weights, cache_dir=args.cache_dir)
+    if weights.embedded is None and weights.source_format == "derf_zoo":
+        fetch_file(weights.repo_id, CONFIG_NAME, revision=weights.revision, cache_dir=args.cache_dir)
+    where = "ships inside the package; nothing to download" if weights.embedded else "cached"
+    print(f"{weights.name}: {where}: {path}" + (" (sha256 verified)" if weights.sha256 else " (no sha256 pinned)"))
+    return 0

@@ -1,0 +1,6 @@
+"""LightningDataModules per domain, and the small datasets embedded in the package."""
+
+from derf_zoo.data.digits import DigitsDataModule, load_digits
+from derf_zoo.data.images import ImageDataModule
+
+__all__ = ["DigitsDataModule", "ImageDataModule", "load_digits"]

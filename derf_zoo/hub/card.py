@@ -1,0 +1,112 @@
+"""Model cards: Hub front matter (library, tags, license, datasets, model-index) and a readable body."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+__all__ = ["model_card"]
+
+CITATION = """@misc{derf2025,
+  title         = {Stronger Normalization-Free Transformers},
+  eprint        = {2512.10938},
+  archivePrefix = {arXiv},
+  year          = {2025}
+}"""
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_card(
+    model: nn.Module,
+    config: Mapping[str, Any],
+    *,
+    repo_id: str | None = None,
+    name: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    recipe: str | None = None,
+    weights_kind: str | None = None,
+    produced_by: str | None = None,
+    license: str = "apache-2.0",
+    eval_protocol: str | None = None,
+) -> str:
+    """The README.md of a Hub folder, written without Jinja2 (huggingface_hub's templates need it).
+
+    The front matter parses with ``huggingface_hub.ModelCard``; with metrics and a dataset it holds a
+    ``model-index`` so the Hub shows the result.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    architecture = config["architecture"]
+    title = repo_id or name or architecture
+    norm = config["model_args"].get("norm")
+    eval_results = None
+    if metrics and dataset:
+        eval_results = [
+            EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
+                       dataset_split=split, metric_type=key, metric_name=key, metric_value=value)
+            for key, value in metrics.items()
+        ]  # fmt: skip
+    data = ModelCardData(
+        library_name="derf_zoo", license=license, pipeline_tag="image-classification", model_name=title,
+        tags=["derf_zoo", "image-classification", "normalization-free", "vision-transformer", architecture],
+        datasets=[dataset] if dataset else None, metrics=list(metrics) if metrics else None, eval_results=eval_results,
+    )  # fmt: skip
+    alphas = {}
+    for module_name, module in model.named_modules():
+        alpha = getattr(module, "alpha", None)
+        if isinstance(alpha, nn.Parameter):
+            site = getattr(module, "norm_site", module_name)
+            alphas.setdefault(site, []).append(float(alpha.detach().mean()))
+    alpha_text = ", ".join(f"{s} {sum(v) / len(v):.3g} (mean of {len(v)})" for s, v in alphas.items()) or "none"
+    cfg = config.get("pretrained_cfg", {})
+    metric_lines = "\n".join(f"| {k} | {v:.2f} |" for k, v in (metrics or {}).items()) or "| - | not measured |"
+    if name:
+        load = f'derf_zoo.create_model("{name}", pretrained=True)'
+    else:
+        load = f'derf_zoo.from_pretrained("{repo_id or "path/to/this/folder"}")'
+    body = f"""
+# {title}
+
+A `{architecture}` image classifier made with derf_zoo, the model zoo for normalization-free Transformers
+(arXiv 2512.10938). Its norm layers are `{norm}`; Derf is `weight * erf(alpha * x + shift) + bias`.
+
+## Model details
+
+- **Architecture:** `{architecture}`, {_count(model) / 1e6:.3f} M parameters
+- **Input:** {tuple(cfg.get("input_size", ()))}, mean {tuple(cfg.get("mean", ()))}, std {tuple(cfg.get("std", ()))}, \
+crop {cfg.get("crop_pct")}, {cfg.get("interpolation")} interpolation
+- **Norm:** `{norm}`; learned alpha per site: {alpha_text}
+- **Weights:** {weights_kind or "as trained"}
+- **Produced by:** {produced_by or "derf_zoo"}
+- **Recipe:** {f"`{recipe}`" if recipe else "-"}
+
+## Evaluation
+
+Dataset: {dataset or "-"}{f", split {split}" if split else ""}. {eval_protocol or ""}
+
+| metric | value |
+|---|---|
+{metric_lines}
+
+## Usage
+
+```python
+import derf_zoo, torch
+model = {load}
+logits = model(torch.randn(1, *{tuple(cfg.get("input_size", (3, 224, 224)))}))
+```
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+    return f"---\n{data.to_yaml()}\n---\n{body}"

@@ -1,0 +1,109 @@
+"""Getting weight files: from the package, the local Hub cache, or the Hub (pinned revision), checked by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from derf_zoo.hub.manifest import ReleasedWeights
+
+__all__ = [
+    "WeightsIntegrityError",
+    "WeightsNotAvailableError",
+    "fetch_file",
+    "refuse_pickles",
+    "sha256_file",
+    "weights_file",
+]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "weights.ckpt")
+
+
+class WeightsNotAvailableError(FileNotFoundError):
+    """A weight file is neither cached nor downloadable right now."""
+
+
+class WeightsIntegrityError(ValueError):
+    """A weight file does not match the sha256 the manifest pins."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def fetch_file(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | Path | None = None,
+               name_for_errors: str | None = None) -> Path:  # fmt: skip
+    """``hf_hub_download`` with an immediate, clear error when offline and not cached.
+
+    Without ``HF_HUB_OFFLINE`` a missing file costs huggingface_hub several retries on a dead network; in
+    offline mode we look in the cache first and fail at once, naming the cache and how to fill it.
+    """
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    cache = str(cache_dir or constants.HF_HUB_CACHE)
+    label = name_for_errors or repo_id
+    if _offline():
+        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache, revision=revision)
+        if not isinstance(cached, str):
+            raise WeightsNotAvailableError(
+                f"{label}: {filename} of {repo_id}@{revision or 'main'} is not in the Hub cache {cache} and "
+                f"HF_HUB_OFFLINE=1 forbids downloading it. On a connected machine run `derf-zoo download {label}` "
+                "(or huggingface_hub.snapshot_download) with the same HF_HUB_CACHE, then copy the cache here."
+            )
+        return Path(cached)
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, library_name="derf_zoo"))
+    except (LocalEntryNotFoundError, EntryNotFoundError, RepositoryNotFoundError, OSError) as err:
+        raise WeightsNotAvailableError(
+            f"{label}: could not get {filename} from {repo_id}@{revision or 'main'} (cache {cache}): {err}"
+        ) from err
+
+
+def weights_file(weights: ReleasedWeights, cache_dir: str | Path | None = None) -> Path:
+    """The local path of a released ``model.safetensors``, verified against the manifest's sha256.
+
+    Embedded weights come from the package; the rest from the Hub at the pinned revision (through the cache).
+    """
+    embedded = weights.embedded_path()
+    if embedded is not None:
+        path = embedded / WEIGHTS_NAME
+        if not path.is_file():
+            raise WeightsNotAvailableError(f"{weights.name}: the package should hold {path}, but it is missing "
+                                           "(a broken install?). Reinstall derf_zoo.")  # fmt: skip
+    else:
+        path = fetch_file(weights.repo_id, WEIGHTS_NAME, revision=weights.revision, cache_dir=cache_dir,
+                          name_for_errors=weights.name)  # fmt: skip
+    if weights.sha256 is not None:
+        got = sha256_file(path)
+        if got != weights.sha256:
+            raise WeightsIntegrityError(
+                f"{weights.name}: {path} has sha256 {got}, the manifest pins {weights.sha256}. "
+                "The file is corrupted or not the released one; delete it and download again."
+            )
+    return path
+
+
+def refuse_pickles(folder: Path) -> None:
+    """A folder with pickle weights and no safetensors is refused: downloaded pickles are never loaded."""
+    if not (folder / WEIGHTS_NAME).is_file():
+        pickles = [n for n in PICKLE_NAMES if (folder / n).is_file()]
+        if pickles:
+            raise WeightsIntegrityError(
+                f"{folder} holds only pickle weights ({', '.join(pickles)}); derf_zoo loads safetensors only, because "
+                "unpickling a downloaded file can run arbitrary code. Convert it on a machine you trust: "
+                "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
+            )
+        raise WeightsNotAvailableError(f"{folder} has no {WEIGHTS_NAME}.")

@@ -1,0 +1,96 @@
+"""One builder for every entry point: merge arguments, build, attach the data config, load weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+__all__ = ["build_model"]
+
+
+def build_model(
+    cls: type[nn.Module],
+    architecture: str,
+    *,
+    pretrained: bool,
+    model_args: Mapping[str, Any],
+    data_cfg: Mapping[str, Any],
+    **kwargs: Any,
+) -> nn.Module:
+    """Build ``cls(**model_args, **kwargs)`` the way timm users expect.
+
+    Handles the keywords timm's ``create_model`` passes (``pretrained_cfg``, ``pretrained_cfg_overlay``,
+    ``cache_dir``), ``device``/``dtype``, sets ``model.pretrained_cfg`` (mean, std, input_size, crop_pct,
+    interpolation) so ``timm.data.resolve_model_data_config(model)`` works, and with ``pretrained=True``
+    loads the released weights (:func:`derf_zoo.hub.load_pretrained`), strictly.
+
+    Args:
+        cls: the model class.
+        architecture: registered architecture name.
+        pretrained: load released weights.
+        model_args: the architecture's defaults; ``kwargs`` override them.
+        data_cfg: the architecture's data config.
+    """
+    tag = kwargs.pop("pretrained_tag", None)
+    timm_cfg = kwargs.pop("pretrained_cfg", None)  # timm passes a tag string, a dict or a PretrainedCfg
+    kwargs.pop("pretrained_model_args", None)  # timm's record of config.json's model_args (already in kwargs)
+    if tag is None and timm_cfg is not None:
+        tag = timm_cfg if isinstance(timm_cfg, str) else _cfg_get(timm_cfg, "tag")
+    overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
+    cache_dir = kwargs.pop("cache_dir", None)
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+
+    args = {**model_args, **kwargs}
+    weights = None
+    hub_source = _timm_hub_source(timm_cfg) if pretrained else None
+    if pretrained and hub_source is None:
+        from derf_zoo.hub import resolve_weights
+
+        weights = resolve_weights(architecture, tag)
+        # Arguments the weights were trained with (e.g. in_chans) come first; the caller's still win
+        # where they are allowed to differ (num_classes re-initialises the head with a warning).
+        args = {**model_args, **weights.model_args, **kwargs}
+    model = cls(**args)
+    model.model_args = args  # what save_pretrained records in config.json
+    model.pretrained_cfg = {
+        **data_cfg,
+        **dict(overlay),
+        "architecture": architecture,
+        "tag": weights.tag if weights is not None else tag,
+        "num_classes": args.get("num_classes"),
+    }
+    model.default_cfg = model.pretrained_cfg  # timm's older alias
+    if weights is not None:
+        from derf_zoo.hub import load_pretrained
+
+        load_pretrained(model, weights, cache_dir=cache_dir)
+    elif hub_source is not None:
+        _load_timm_source(model, hub_source, cache_dir)
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    return model
+
+
+def _cfg_get(cfg: Any, key: str) -> Any:
+    return cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
+
+
+def _timm_hub_source(timm_cfg: Any) -> tuple[str, str | None] | None:
+    """(repo_id, revision) when timm resolved ``timm.create_model("hf-hub:org/name", pretrained=True)``."""
+    hub_id = _cfg_get(timm_cfg, "hf_hub_id")
+    if not hub_id:
+        return None
+    repo_id, _, revision = hub_id.partition("@")
+    return repo_id, revision or None
+
+
+def _load_timm_source(model: nn.Module, source: tuple[str, str | None], cache_dir: Any) -> None:
+    from derf_zoo.hub.download import WEIGHTS_NAME, fetch_file
+    from derf_zoo.hub.state_dict import load_into, read_safetensors
+
+    repo_id, revision = source
+    path = fetch_file(repo_id, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir)
+    load_into(model, read_safetensors(path), source=f"hf-hub:{repo_id}")
+    model.eval()

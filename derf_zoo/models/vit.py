@@ -1,0 +1,426 @@
+"""Vision Transformer (Dosovitskiy et al., 2021) on the shared backbone, with a norm slot per site.
+
+The paper's ViT setting (arXiv 2512.10938 §3.1, official ``ViT/main.py``) is timm's
+``vit_{base,large}_patch16_224`` built with ``global_pool="avg"``: tokens are averaged and the final norm
+moves after pooling (``fc_norm``). The ``vit_{size}_{derf,dyt,ln}`` entry points are that setting; the
+``vit_{size}_patch16_224`` ones keep timm's defaults (class-token pooling) and take any ``norm``.
+
+Layer names follow timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
+``fc_norm``, ``head``) and the blocks live in ``backbone``; :func:`from_timm` maps timm weights in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from derf_zoo.backbone import Transformer, tag_site
+from derf_zoo.hub.mixin import HubMixin
+from derf_zoo.layers import PatchEmbed
+from derf_zoo.models._builder import build_model
+from derf_zoo.models._registry import register_model
+from derf_zoo.norms.registry import NormSpec, get_norm_layer, norm_spec_string, resolve_norm_sites
+
+__all__ = ["VisionTransformer", "from_timm"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Mean/std of scikit-learn's digits scaled from 0..16 to 0..1 and upsampled (bilinear) to 16x16, over all 1,797 images.
+DIGITS_MEAN = (0.3053,)
+DIGITS_STD = (0.3189,)
+
+IMAGENET_DATA_CFG = {
+    "input_size": (3, 224, 224),
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
+    "crop_pct": 0.875,  # the ConvNeXt codebase the paper trains with: resize 256, center crop 224
+    "crop_mode": "center",
+    "interpolation": "bicubic",
+    "first_conv": "patch_embed.proj",
+    "classifier": "head",
+}
+DIGITS_DATA_CFG = {
+    "input_size": (1, 16, 16),
+    "mean": DIGITS_MEAN,
+    "std": DIGITS_STD,
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+    "interpolation": "bilinear",
+    "first_conv": "patch_embed.proj",
+    "classifier": "head",
+}
+
+GlobalPool = Literal["token", "avg"]
+
+
+class VisionTransformer(nn.Module, HubMixin):
+    """ViT classifier: patch embedding + class token + learned positions -> Transformer -> pooled head.
+
+    Args:
+        img_size: input resolution; must be divisible by ``patch_size``.
+        patch_size: patch side.
+        in_chans: image channels.
+        num_classes: classes of the head (0: no head, ``forward`` returns pooled features).
+        global_pool: ``"token"`` (class token, final norm before pooling) or ``"avg"`` (mean of the patch
+            tokens, final norm after pooling as ``fc_norm``: the paper's setting).
+        embed_dim: width.
+        depth: blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP width over ``embed_dim``.
+        qkv_bias: bias on the qkv projection.
+        class_token: prepend a learnable class token.
+        norm: norm spec for every site, or per site (``attn``, ``mlp``, ``final``).
+        norm_eps: eps of normalizing layers (timm's 1e-6).
+        drop_rate: dropout before the head.
+        pos_drop_rate: dropout after adding positions.
+        attn_drop_rate: attention-probability dropout.
+        proj_drop_rate: dropout after attention projection and in the MLP.
+        drop_path_rate: stochastic depth of the last block (linear schedule).
+        layer_scale: LayerScale initial value, or None.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: GlobalPool = "token",
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        class_token: bool = True,
+        norm: NormSpec | Mapping[str, NormSpec] = "layernorm",
+        norm_eps: float = 1e-6,
+        drop_rate: float = 0.0,
+        pos_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        layer_scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}.")
+        if global_pool == "token" and not class_token:
+            raise ValueError("global_pool='token' needs class_token=True.")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.num_features = self.embed_dim = embed_dim
+        self.num_prefix_tokens = 1 if class_token else 0
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
+        self.pos_drop = nn.Dropout(pos_drop_rate)
+        sites = resolve_norm_sites(norm, ("attn", "mlp", "final"))
+        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
+        use_fc_norm = global_pool == "avg"
+        self.backbone = Transformer(
+            embed_dim, depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, norm=sites,
+            norm_eps=norm_eps, drop_path_rate=drop_path_rate, attn_drop=attn_drop_rate, proj_drop=proj_drop_rate,
+            layer_scale=layer_scale, final_norm=not use_fc_norm,
+        )  # fmt: skip
+        self.fc_norm = tag_site(sites["final"](embed_dim, eps=norm_eps), "final") if use_fc_norm else nn.Identity()
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """timm's ViT init: truncated-normal(0.02) linears and positions, near-zero class token, zero biases."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Images (B, C, H, W) -> tokens (B, prefix + patches, D), after the final norm for token pooling."""
+        x = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.pos_drop(x + self.pos_embed)
+        return self.backbone(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool tokens, apply ``fc_norm`` (avg pooling) and the head; ``pre_logits`` stops before the head."""
+        x = x[:, 0] if self.global_pool == "token" else x[:, self.num_prefix_tokens :].mean(dim=1)
+        x = self.head_drop(self.fc_norm(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: GlobalPool | None = None) -> None:
+        """Replace the head (timm's API); a new ``global_pool`` must keep the norm placement (token vs avg)."""
+        if global_pool is not None and global_pool != self.global_pool:
+            raise ValueError(
+                f"This model was built with global_pool={self.global_pool!r}; the final norm sits "
+                f"{'before' if self.global_pool == 'token' else 'after'} pooling, so switching to "
+                f"{global_pool!r} needs a new model."
+            )
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            nn.init.trunc_normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
+
+
+# ---- entry points ---------------------------------------------------------------------------------------
+
+_SIZES = {
+    "tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
+    "small": {"embed_dim": 384, "depth": 12, "num_heads": 6},
+    "base": {"embed_dim": 768, "depth": 12, "num_heads": 12},
+    "large": {"embed_dim": 1024, "depth": 24, "num_heads": 16},
+}
+# An architecture of its own for the 8x8 digits, upsampled to 16x16: 16 tokens of width 64 (~0.2M parameters).
+_NANO = {
+    "img_size": 16,
+    "patch_size": 4,
+    "in_chans": 1,
+    "num_classes": 10,
+    "embed_dim": 64,
+    "depth": 4,
+    "num_heads": 4,
+    "global_pool": "avg",
+}
+_NORM_TAGS = {"derf": "derf", "dyt": "dyt", "ln": "layernorm"}
+
+
+def _build(architecture: str, pretrained: bool, model_args: dict, data_cfg: dict, **kwargs: Any) -> VisionTransformer:
+    return build_model(
+        VisionTransformer, architecture, pretrained=pretrained, model_args=model_args, data_cfg=data_cfg, **kwargs
+    )  # type: ignore[return-value]
+
+
+def _generic(size: str):
+    def fn(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+        return _build(fn.__name__, pretrained, {"patch_size": 16, **_SIZES[size]}, IMAGENET_DATA_CFG, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = f"vit_{size}_patch16_224"
+    fn.__doc__ = (
+        f"ViT-{size.capitalize()}/16 at 224 px with timm's defaults (class-token pooling); any "
+        f"``norm=``. Same names and shapes as timm's ``{fn.__name__}``."
+    )
+    return fn
+
+
+def _paper(size: str, norm_tag: str):
+    norm = _NORM_TAGS[norm_tag]
+
+    def fn(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+        args = {"patch_size": 16, "global_pool": "avg", "norm": norm, **_SIZES[size]}
+        return _build(fn.__name__, pretrained, args, IMAGENET_DATA_CFG, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = f"vit_{size}_{norm_tag}"
+    fn.__doc__ = (
+        f"ViT-{size.capitalize()}/16, 224 px, {norm} in every norm site, average pooling + fc_norm: the "
+        f"paper's ImageNet setting (arXiv 2512.10938 §3.1). Keyword arguments override."
+    )
+    return fn
+
+
+def _nano(norm_tag: str):
+    norm = _NORM_TAGS[norm_tag]
+
+    def fn(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+        return _build(fn.__name__, pretrained, {**_NANO, "norm": norm}, DIGITS_DATA_CFG, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = f"vit_nano_{norm_tag}"
+    fn.__doc__ = (
+        f"A 0.2M-parameter ViT for 16x16 grayscale digits (patch 4, width 64, depth 4, 4 heads, average "
+        f"pooling) with {norm}; the demo's model."
+    )
+    return fn
+
+
+def _register_all() -> None:
+    module = globals()
+    for size in _SIZES:
+        fn = _generic(size)
+        module[fn.__name__] = register_model(family="vit", timm=False)(fn)
+        for tag in _NORM_TAGS:
+            fn = _paper(size, tag)
+            recipe = f"recipes/vit/{fn.__name__}_in1k.yaml" if size in ("base", "large") else None
+            module[fn.__name__] = register_model(family="vit", recipe=recipe)(fn)
+    for tag in _NORM_TAGS:
+        fn = _nano(tag)
+        module[fn.__name__] = register_model(family="vit", recipe=f"recipes/vit/vit_nano_{tag}_digits.yaml")(fn)
+
+
+# timm reads a module's default_cfgs when an entry point registers; ours come from the manifest (derf_zoo.hub).
+default_cfgs: dict[str, dict] = {}
+_register_all()
+
+
+# ---- timm import ----------------------------------------------------------------------------------------
+
+
+def _timm_norm_spec(module: nn.Module) -> str:
+    from derf_zoo.norms.layers import PointwiseNorm, RMSNorm
+
+    if isinstance(module, PointwiseNorm):
+        return module.function
+    if isinstance(module, RMSNorm) or "rms" in type(module).__name__.lower():
+        return "rmsnorm"
+    if isinstance(module, nn.LayerNorm):
+        return "layernorm"
+    raise ValueError(f"from_timm: unsupported norm layer {type(module).__name__}.")
+
+
+def _args_from_timm_model(model: nn.Module) -> dict[str, Any]:
+    if getattr(model, "global_pool", None) not in ("token", "avg"):
+        raise ValueError(
+            f"from_timm supports global_pool 'token' or 'avg', got {getattr(model, 'global_pool', None)!r}."
+        )
+    block = model.blocks[0]
+    ls = getattr(block, "ls1", None)
+    return {
+        "img_size": tuple(model.patch_embed.img_size),
+        "patch_size": tuple(model.patch_embed.patch_size),
+        "in_chans": model.patch_embed.proj.in_channels,
+        "num_classes": model.num_classes,
+        "global_pool": model.global_pool,
+        "embed_dim": model.embed_dim,
+        "depth": len(model.blocks),
+        "num_heads": block.attn.num_heads,
+        "mlp_ratio": block.mlp.fc1.out_features / model.embed_dim,
+        "qkv_bias": block.attn.qkv.bias is not None,
+        "class_token": model.cls_token is not None,
+        "norm": _timm_norm_spec(block.norm1),
+        "norm_eps": getattr(block.norm1, "eps", 1e-6),
+        "layer_scale": float(ls.gamma.flatten()[0]) if hasattr(ls, "gamma") else None,
+    }
+
+
+def _args_from_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Any]:
+    missing = [k for k in ("patch_embed.proj.weight", "pos_embed", "blocks.0.norm1.weight") if k not in sd]
+    if missing:
+        raise ValueError(f"from_timm: this does not look like a timm ViT state dict; missing {missing}.")
+    proj = sd["patch_embed.proj.weight"]
+    embed_dim, in_chans, patch = proj.shape[0], proj.shape[1], proj.shape[2]
+    class_token = "cls_token" in sd
+    grid = math.isqrt(sd["pos_embed"].shape[1] - int(class_token))
+    head = sd.get("head.weight")
+    norm = "layernorm"
+    if "blocks.0.norm1.alpha" in sd:
+        norm = "derf" if "blocks.0.norm1.shift" in sd else "dyt"
+    return {
+        "img_size": grid * patch,
+        "patch_size": patch,
+        "in_chans": in_chans,
+        "num_classes": head.shape[0] if head is not None else 0,
+        "global_pool": "avg" if "fc_norm.weight" in sd or "fc_norm.alpha" in sd else "token",
+        "embed_dim": embed_dim,
+        "depth": 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks.")),
+        "num_heads": max(1, embed_dim // 64),  # every standard timm ViT uses 64-wide heads
+        "mlp_ratio": sd["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in sd,
+        "class_token": class_token,
+        "norm": norm,
+        "layer_scale": None,
+    }
+
+
+def timm_to_zoo_key(key: str) -> str:
+    """Map a timm ViT state-dict key to ours: blocks live in ``backbone`` and attention is the ``mixer``."""
+    if key.startswith("blocks."):
+        return "backbone." + key.replace(".attn.", ".mixer.", 1)
+    if key.startswith("norm."):
+        return "backbone." + key
+    return key
+
+
+def from_timm(
+    source: nn.Module | Mapping[str, Tensor],
+    *,
+    norm: NormSpec | Mapping[str, NormSpec] | None = None,
+    copy_affine: bool = True,
+    **model_args: Any,
+) -> VisionTransformer:
+    """Import a timm ViT (a model or its state dict) into the zoo, optionally with another norm.
+
+    Args:
+        source: a timm ``VisionTransformer`` (any norm layer, e.g. built with ``norm_layer=Derf``) or its
+            state dict (for example an official Derf ViT checkpoint, loaded with ``weights_only=True``).
+            Shapes are read from it; ``num_heads`` of a state dict defaults to ``embed_dim // 64``.
+        norm: the zoo model's norm; None keeps the source's. When it differs, every non-norm weight is copied
+            and the norms start fresh (with ``copy_affine``, their weight/bias are carried over).
+        copy_affine: see ``norm``.
+        **model_args: override inferred arguments (``num_heads``, ``drop_path_rate``, ...).
+
+    Returns:
+        A :class:`VisionTransformer` in eval mode if the source was, holding the source's weights.
+
+    Raises:
+        ValueError: the source is not a supported timm ViT, or a weight is missing or has another shape.
+    """
+    if isinstance(source, nn.Module):
+        args, sd = _args_from_timm_model(source), source.state_dict()
+    else:
+        args, sd = _args_from_state_dict(source), dict(source)
+    source_norm = args["norm"]
+    args.update(model_args)
+    if norm is not None:
+        args["norm"] = norm
+    model = VisionTransformer(**args)
+    mapped = {timm_to_zoo_key(k): v for k, v in sd.items()}
+    same_norm = norm is None or all(
+        str(get_norm_layer(s)) == str(get_norm_layer(source_norm))
+        for s in resolve_norm_sites(args["norm"], ("attn", "mlp", "final")).values()
+    )
+    target = model.state_dict()
+    if not same_norm:
+        norm_prefixes = tuple(n + "." for n, m in model.named_modules() if _is_norm(m))
+        keep_affine = ("weight", "bias") if copy_affine else ()
+        mapped = {
+            k: v for k, v in mapped.items()
+            if not k.startswith(norm_prefixes) or (k.rsplit(".", 1)[1] in keep_affine and k in target)
+        }  # fmt: skip
+    problems = _compare_keys(target, mapped, allow_missing_norm_params=not same_norm, model=model)
+    if problems:
+        raise ValueError("from_timm: the weights do not fit the model:\n" + "\n".join(problems))
+    model.load_state_dict(mapped, strict=same_norm)
+    if isinstance(source, nn.Module):
+        model.train(source.training)
+    return model
+
+
+def _is_norm(module: nn.Module) -> bool:
+    from derf_zoo.norms.layers import Identity, PointwiseNorm, RMSNorm
+
+    return isinstance(module, (nn.LayerNorm, PointwiseNorm, RMSNorm, Identity))
+
+
+def _compare_keys(
+    target: Mapping[str, Tensor], given: Mapping[str, Tensor], *, allow_missing_norm_params: bool, model: nn.Module
+) -> list[str]:
+    norm_prefixes = tuple(n + "." for n, m in model.named_modules() if _is_norm(m))
+    problems = []
+    for k in target:
+        if k not in given and not (allow_missing_norm_params and k.startswith(norm_prefixes)):
+            problems.append(f"  missing: {k}")
+    for k, v in given.items():
+        if k not in target:
+            problems.append(f"  unexpected: {k}")
+        elif tuple(v.shape) != tuple(target[k].shape):
+            problems.append(f"  shape mismatch: {k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}")
+    return problems

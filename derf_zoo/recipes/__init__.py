@@ -1,0 +1,24 @@
+"""The recipes (one YAML per result row) ship inside the package; ``recipes/`` at the repo root links here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["list_recipes", "recipe_path"]
+
+RECIPES_DIR = Path(__file__).resolve().parent
+
+
+def list_recipes(pattern: str = "**/*.yaml") -> list[Path]:
+    """Every recipe file, sorted (``list_recipes("vit/*_digits.yaml")``)."""
+    return sorted(RECIPES_DIR.glob(pattern))
+
+
+def recipe_path(name: str) -> Path:
+    """The path of a recipe by its name relative to the recipes folder (``"vit/vit_nano_derf_digits.yaml"``)."""
+    path = RECIPES_DIR / name
+    if not path.is_file():
+        from derf_zoo.norms.registry import unknown_name_error
+
+        raise unknown_name_error("recipe", name, [str(p.relative_to(RECIPES_DIR)) for p in list_recipes()])
+    return path
