@@ -55,12 +55,16 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True):
         args: the command line (``["fit", "-c", "recipe.yaml", ...]``); None reads ``sys.argv``.
         run: run the subcommand; with False (and no subcommand in ``args``) only build trainer, model and data.
     """
+    import warnings
+
     import lightning as L
 
     import derf_zoo.callbacks
     import derf_zoo.data
     import derf_zoo.tasks  # noqa: F401  (imported so recipes can name these classes)
 
+    if args is not None:  # an explicit command line (demo, tests, scripts): Lightning need not warn about sys.argv
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
     return _cli_class()(
         L.LightningModule,
         L.LightningDataModule,

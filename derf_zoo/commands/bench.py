@@ -120,9 +120,11 @@ def bench_norms(
             layer(xr).backward(grad)
 
         forward[name], train[name] = fwd, fwd_bwd
-    copy_ms = run_interleaved({"copy": lambda: x.clone()}, repeats, 3, device)["copy"]
-    f = run_interleaved(forward, repeats, 3, device)
-    t = run_interleaved(train, repeats, 2, device)
+    # inner=5: each case runs a few times in a row so the allocator is in its steady state for that case (the
+    # first 19 MB allocation after another case's frees can cost page faults that belong to neither).
+    copy_ms = run_interleaved({"copy": lambda: x.clone()}, repeats, 3, device, inner=5)["copy"]
+    f = run_interleaved(forward, repeats, 3, device, inner=5)
+    t = run_interleaved(train, repeats, 2, device, inner=5)
     rows = []
     for name, layer in layers.items():
         xr = x.clone().requires_grad_(True)

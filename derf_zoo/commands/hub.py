@@ -10,10 +10,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="turn a Lightning checkpoint into a Hub folder (config, safetensors, card)")
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint of `derf-zoo fit` (e.g. .../last.ckpt)")
     p.add_argument("--out", required=True, type=Path, help="folder to write")
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA weights (default when the run had "
-                   "EMA) or the raw training weights")  # fmt: skip
+    p.add_argument("--weights", choices=["ema", "raw"], default=None, help="EMA or raw training weights (default: EMA "
+                   "when the run averaged its weights, else raw)")  # fmt: skip
     p.add_argument("--eval", action="store_true", help="re-measure top-1 on the run's validation split")
     p.add_argument("--name", help="architecture.tag for the card's usage snippet")
+    p.add_argument(
+        "--recipe", help="the recipe the run used, for the card (e.g. recipes/vit/vit_nano_derf_digits.yaml)"
+    )
+    p.add_argument("--dataset", help="dataset name for the card (default: the run's DataModule class)")
+    p.add_argument("--split", default=None, help="evaluation split named in the card (default: validation)")
     p.add_argument("--license", default="apache-2.0")
     p.set_defaults(run=run_export)
 
@@ -33,8 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from derf_zoo.hub.export import export_checkpoint
 
-    folder, metrics = export_checkpoint(args.ckpt, args.out, weights=args.weights, evaluate=args.eval, name=args.name,
-                                        license=args.license)  # fmt: skip
+    folder, metrics = export_checkpoint(
+        args.ckpt, args.out, weights=args.weights, evaluate=args.eval, name=args.name, license=args.license,
+        dataset=args.dataset, split=args.split, recipe=args.recipe,
+    )  # fmt: skip
     shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()) or "no metric recorded"
     print(f"wrote {folder} ({shown}); next: derf-zoo push {folder} --repo-id ORG/NAME")
     return 0

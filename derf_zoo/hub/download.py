@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 from derf_zoo.hub.manifest import ReleasedWeights
@@ -86,7 +87,10 @@ def weights_file(weights: ReleasedWeights, cache_dir: str | Path | None = None) 
     else:
         path = fetch_file(weights.repo_id, WEIGHTS_NAME, revision=weights.revision, cache_dir=cache_dir,
                           name_for_errors=weights.name)  # fmt: skip
-    if weights.sha256 is not None:
+    if weights.sha256 is None:
+        warnings.warn(f"{weights.name}: the manifest pins no sha256 for these weights, so {path} is not verified.",
+                      stacklevel=3)  # fmt: skip
+    else:
         got = sha256_file(path)
         if got != weights.sha256:
             raise WeightsIntegrityError(

@@ -25,8 +25,9 @@ def load_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"Cannot read {path} as a Lightning checkpoint with weights_only=True ({err}).") from err
 
 
-def _network_weights(ckpt: dict[str, Any], weights: str) -> tuple[dict[str, torch.Tensor], str]:
+def _network_weights(ckpt: dict[str, Any], weights: str | None) -> tuple[dict[str, torch.Tensor], str]:
     has_ema = "current_model_state" in ckpt  # Lightning's weight averaging keeps the raw weights there
+    weights = weights or ("ema" if has_ema else "raw")
     if weights == "ema" and not has_ema:
         raise ValueError("--weights ema: this checkpoint has no averaged weights (no EMAWeightAveraging callback in "
                          "its recipe); export --weights raw.")  # fmt: skip
@@ -55,13 +56,9 @@ def _build_from_hparams(hparams: dict[str, Any]) -> nn.Module:
 
 
 def _run_metrics(ckpt: dict[str, Any]) -> dict[str, float]:
-    """The monitored metric at the time this checkpoint was written (matches its weights)."""
-    for key, state in ckpt.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and state.get("current_score") is not None:
-            metric = state["monitor"].split("/")[-1]
-            value = float(state["current_score"])
-            return {metric: 100 * value if metric.startswith("acc") else value}
-    return {}
+    """The validation metrics the task recorded when this checkpoint was written (they match its weights)."""
+    recorded = ckpt.get("derf_zoo_val_metrics") or {}
+    return {k.split("/")[-1]: 100 * v if "acc" in k else v for k, v in recorded.items() if "acc" in k}
 
 
 def _evaluate(model: nn.Module, ckpt: dict[str, Any]) -> tuple[dict[str, float], str]:
@@ -83,23 +80,33 @@ def _evaluate(model: nn.Module, ckpt: dict[str, Any]) -> tuple[dict[str, float],
     return {"acc1": 100.0 * correct / total}, protocol
 
 
-def export_checkpoint(ckpt_path: str | Path, out: str | Path, *, weights: str = "ema", evaluate: bool = False,
-                      name: str | None = None, license: str = "apache-2.0", dataset: str | None = None,
-                      split: str | None = None) -> tuple[Path, dict[str, float]]:  # fmt: skip
+def export_checkpoint(
+    ckpt_path: str | Path,
+    out: str | Path,
+    *,
+    weights: str | None = None,
+    evaluate: bool = False,
+    name: str | None = None,
+    license: str = "apache-2.0",
+    dataset: str | None = None,
+    split: str | None = None,
+    recipe: str | None = None,
+) -> tuple[Path, dict[str, float]]:
     """Turn a derf_zoo Lightning checkpoint into a Hub folder.
 
     Args:
         ckpt_path: ``last.ckpt`` (or any checkpoint) of ``derf-zoo fit``.
         out: the folder to write.
-        weights: ``"ema"`` (default; falls back to raw when the run had no EMA) or ``"raw"``.
+        weights: ``"ema"``, ``"raw"``, or None (default): the EMA weights when the run averaged them, else raw.
         evaluate: re-measure top-1 on the validation split of the run's datamodule instead of taking the
             metric the checkpoint recorded.
         name: ``architecture.tag`` for the card's usage snippet.
+        license / dataset / split / recipe: for the model card.
 
     Returns:
         (folder, metrics).
     """
-    if weights not in ("ema", "raw"):
+    if weights not in (None, "ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}.")
     ckpt = load_lightning_checkpoint(ckpt_path)
     hparams = ckpt.get("hyper_parameters") or {}
@@ -117,5 +124,5 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path, *, weights: str = 
     card = {"metrics": metrics, "dataset": data_name or None, "split": split or "validation", "name": name,
             "weights_kind": kind, "produced_by": f"trained with derf_zoo, exported from {Path(ckpt_path).name} "
             f"(epoch {ckpt.get('epoch')}, step {ckpt.get('global_step')})", "license": license,
-            "eval_protocol": protocol}  # fmt: skip
+            "eval_protocol": protocol, "recipe": recipe}  # fmt: skip
     return save_pretrained(model, out, card=card), metrics

@@ -90,17 +90,13 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, card: Mapping[str, 
     """
     from safetensors.torch import save_model
 
-    from derf_zoo import __version__
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model_config(model)
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_model(
-        model,
-        str(folder / WEIGHTS_NAME),
-        metadata={"format": "pt", "architecture": config["architecture"], "derf_zoo_version": __version__},
-    )
+    # Only the one standard key: safetensors writes metadata in hash order, and more keys would make the file
+    # bytes (and its sha256) differ between two saves of the same weights. config.json carries the rest.
+    save_model(model, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     (folder / "README.md").write_text(model_card(model, config, **dict(card or {})))
     return folder
 

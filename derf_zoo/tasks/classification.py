@@ -20,6 +20,7 @@ from derf_zoo.tasks.schedules import Schedule
 __all__ = ["ImageClassification"]
 
 _CALIBRATED_KEY = "derf_zoo_alpha_calibrated"
+_METRICS_KEY = "derf_zoo_val_metrics"
 
 
 def build_network(model: str | nn.Module, model_args: dict[str, Any] | None) -> nn.Module:
@@ -88,11 +89,13 @@ class ImageClassification(L.LightningModule):
         self.calibration_target = calibration_target
         self.alpha_calibrated = False
         top_k = min(5, num_classes)
-        self.train_acc = MulticlassAccuracy(num_classes, top_k=1)
-        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1)
-        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top_k)
-        self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1)
-        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top_k)
+        # "micro": the fraction of images classified right, i.e. the usual top-1 (torchmetrics defaults to a
+        # per-class average, which differs from top-1 on unbalanced splits).
+        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
+        self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -132,6 +135,9 @@ class ImageClassification(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[_CALIBRATED_KEY] = self.alpha_calibrated
+        # The latest validation metrics, for `derf-zoo export` (they belong to the weights being saved).
+        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint[_METRICS_KEY] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A resumed run keeps its calibrated alphas (they are in the state dict); never recalibrate.

@@ -88,6 +88,17 @@ def test_fused_keeps_exactly_one_activation_sized_tensor():
 
 
 @needs_cpu_kernel
+def test_fused_backward_never_emits_denormals():
+    # Saturated inputs: erf'(u) underflows. Denormal gradients would slow every matmul downstream ~100x on x86.
+    layer = Derf(64, kernel="fused", alpha_init=1.0)
+    x = (torch.randn(32, 64) * 12).requires_grad_(True)
+    layer(x).backward(torch.randn(32, 64) * 1e-3)
+    tiny = (x.grad != 0) & (x.grad.abs() < torch.finfo(torch.float32).tiny)
+    assert not tiny.any()
+    assert (x.grad[x.detach().abs() > 9.5] == 0).all()
+
+
+@needs_cpu_kernel
 def test_cpu_kernel_parallel_path_matches_eager():
     # Large enough to use every thread, rows not divisible by the thread count.
     x, params, grad = _inputs("derf", False, True, torch.float32, shape=(97, 13, 768))

@@ -1,16 +1,17 @@
 """Execution paths for point-wise norms, all giving the same numbers within dtype tolerance.
 
 - ``"eager"``: the official formula in torch ops; autograd keeps three activation-sized tensors.
-- ``"fused"``: one custom op (``torch.ops.derf_zoo.pointwise_norm``) whose backward recomputes from ``x``,
-  the only activation it keeps. On the CPU it runs the compiled C kernel for Derf and DyT (float32,
-  built on first use) and pure torch for the rest; it computes in float32 for bf16/fp16 inputs.
-- ``"triton"``: the same custom op with Triton kernels (CUDA; on the CPU only under
-  ``TRITON_INTERPRET=1``, which is how the tests check it).
+- ``"fused"``: one fused forward and a backward that recomputes from ``x``, the only activation it keeps.
+  On the CPU it runs the compiled C kernel for Derf and DyT (built on first use) and pure torch for the
+  rest; it computes in float32 for bf16/fp16 inputs.
+- ``"triton"``: the same with Triton kernels (CUDA; on the CPU only under ``TRITON_INTERPRET=1``, which is
+  how the tests check it).
 - ``"auto"`` (default): the fastest correct path for the device and function, measured in
   ``benchmarks/norms.py``: Triton on CUDA when installed, the C kernel on the CPU, else eager.
 
-The op is registered with ``torch.library`` (fake tensor + autograd), so ``torch.compile`` traces through
-it without graph breaks.
+In eager mode the fused paths run through a plain ``autograd.Function``; under ``torch.compile`` they are
+the registered op ``torch.ops.derf_zoo.pointwise_norm`` (fake tensor + autograd formulas), so compilation
+traces through without graph breaks. Both call the same implementations.
 """
 
 from __future__ import annotations
