@@ -1,0 +1,71 @@
+"""Every released weight loads offline, and the digits models reach the accuracy their cards state."""
+
+import json
+
+import pytest
+import timm
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import save_file
+
+import derf_zoo
+from derf_zoo.data import DigitsDataModule
+from derf_zoo.hub import released_weights, sha256_file
+
+
+def _timm_shaped_weights(folder, repo_id):
+    """Weights with the exact keys and shapes of the timm repo (zeros: what matters here is the loading path)."""
+    arch = repo_id.split("/")[1].split(".")[0]
+    reference = timm.create_model(arch, device="meta")
+    folder.mkdir(parents=True)
+    save_file({k: torch.zeros(v.shape) for k, v in reference.state_dict().items()}, folder / "model.safetensors")
+    return folder
+
+
+@pytest.mark.slow
+def test_every_released_name_loads_offline(hub_cache, seed, tmp_path):
+    names = derf_zoo.list_models(pretrained=True)
+    assert names, "the manifest lists no weights"
+    by_name = {w.name: w for w in released_weights()}
+    for name in names:
+        weights = by_name[name]
+        if weights.embedded is None:  # a Hub repo: seed the offline cache the way a download would
+            folder = _timm_shaped_weights(tmp_path / name, weights.repo_id)
+            seed(hub_cache, weights.repo_id, folder)
+        model = derf_zoo.create_model(name, pretrained=True)
+        assert not model.training and model.pretrained_cfg["tag"] == weights.tag, name
+
+
+def _digits_accuracy(model) -> float:
+    data = DigitsDataModule()
+    data.setup("validate")
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in data.val_dataloader())
+    return 100.0 * correct / len(data.val_set)
+
+
+DIGITS = [w for w in released_weights() if w.tag == "digits"]
+
+
+@pytest.mark.parametrize("weights", DIGITS, ids=lambda w: w.name)
+def test_digits_weights_reach_the_accuracy_their_card_states(weights):
+    folder = weights.embedded_path()
+    assert sha256_file(folder / "model.safetensors") == weights.sha256
+    card = ModelCard.load(folder / "README.md")
+    stated = card.data.eval_results[0].metric_value
+    assert stated == pytest.approx(weights.metrics["acc1"], abs=0.005)  # the manifest rounds to 2 decimals
+    model = derf_zoo.create_model(weights.name, pretrained=True)
+    assert _digits_accuracy(model) == pytest.approx(stated, abs=1e-4)  # the run measured in float32
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == weights.architecture
+    assert sum(p.numel() for p in model.parameters()) < 500_000
+    assert (folder / "model.safetensors").stat().st_size < 2 * 2**20
+
+
+def test_digits_release_covers_every_norm():
+    assert sorted(w.architecture for w in DIGITS) == ["vit_nano_derf", "vit_nano_dyt", "vit_nano_ln"]
+
+
+def test_unreleased_model_names_its_recipe():
+    with pytest.raises(ValueError, match=r"derf-zoo fit -c recipes/vit/vit_base_derf_in1k\.yaml"):
+        derf_zoo.vit_base_derf(pretrained=True)
