@@ -20,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.recipes import recipe_path
 
 NORMS = {"derf": "Derf", "dyt": "DyT", "ln": "LayerNorm"}
@@ -140,11 +141,7 @@ def print_results(results: list[RunResult]) -> None:
 
 
 def plot_curves(results: list[RunResult], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for r in results:
         losses, accs = r.curves["train/loss_epoch"], r.curves["val/acc1"]
@@ -156,11 +153,7 @@ def plot_curves(results: list[RunResult], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("ViT-nano on handwritten digits: Derf vs DyT vs LayerNorm (recipes/vit/vit_nano_*_digits.yaml)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.norms.functions import FUNCTIONS
 from derf_zoo.norms.registry import describe_norm, get_norm_layer, list_norms
 
@@ -67,11 +68,7 @@ def print_table(rows: list[dict[str, str]]) -> None:
 
 def plot_functions(path: Path, span: float = 4.0) -> Path:
     """Draw f(u) and df/du of every point-wise function on [-span, span] into ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     u = torch.linspace(-span, span, 801, dtype=torch.float64)
     # In the paper's ranking (Tab. 7, ViT-B top-1), best first.
     names = sorted(FUNCTIONS, key=lambda n: -(FUNCTIONS[n].vit_b_top1 or 0.0))
@@ -95,11 +92,7 @@ def plot_functions(path: Path, span: float = 4.0) -> Path:
         f"(ViT-B top-1 from the paper's Tab. 7; LayerNorm {_LAYERNORM_VIT_B})",
         fontsize=11,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

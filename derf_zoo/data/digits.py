@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from importlib import resources
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from derf_zoo.data.base import SplitDataModule
 from derf_zoo.models.vit import DIGITS_MEAN, DIGITS_STD
 
 __all__ = ["DigitsDataModule", "load_digits"]
@@ -65,7 +65,7 @@ class _Images(Dataset):
         return x, self.labels[i]
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(SplitDataModule):
     """The embedded digits as a LightningDataModule.
 
     Args:
@@ -94,7 +94,6 @@ class DigitsDataModule(L.LightningDataModule):
         if img_size < 8:
             raise ValueError(f"img_size must be >= 8 (the digits are 8x8), got {img_size}.")
         self.save_hyperparameters()
-        self.train_set: _Images | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -106,30 +105,3 @@ class DigitsDataModule(L.LightningDataModule):
         self.train_set = _Images(images[train], labels[train], self.hparams.max_shift)
         self.train_eval_set = _Images(images[train], labels[train])
         self.val_set = _Images(images[val], labels[val])
-
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        # drop_last: mixup/cutmix pair samples and need an even batch
-        return self._loader(self.train_set, shuffle=True, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def train_eval_dataloader(self) -> DataLoader:
-        """The training images without augmentation, for the evaluation-mode training loss (paper §6.1)."""
-        return self._loader(self.train_eval_set, shuffle=False)

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from derf_zoo.data.base import SplitDataModule
 from derf_zoo.models.vit import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ImageDataModule"]
@@ -48,7 +47,7 @@ def _check_image_folder(split_dir: Path, split: str, root: Path) -> None:
         )
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitDataModule):
     """ImageNet-style classification data.
 
     Give either ``root`` (an ImageFolder directory with ``train/`` and ``val/``) or ``dataset`` (a Hugging
@@ -106,9 +105,6 @@ class ImageDataModule(L.LightningDataModule):
                 f"(a Hugging Face dataset); got root={root!r}, dataset={dataset!r}."
             )
         self.save_hyperparameters()
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.train_eval_set: Dataset | None = None
         self.num_classes: int | None = None
 
     def _transform(self, training: bool) -> Callable:
@@ -170,27 +166,7 @@ class ImageDataModule(L.LightningDataModule):
         if self.val_set is None:
             self.val_set = self._build(self.hparams.val_split, training=False)
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-        )  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, drop_last=True)  # mixup needs even batches
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def train_eval_dataloader(self) -> DataLoader:
-        """The training split with evaluation preprocessing, for the evaluation-mode training loss (paper §6.1)."""
-        if self.train_eval_set is None:
+    def train_eval_dataset(self) -> Dataset:
+        if self.train_eval_set is None:  # built on first use: ImageNet's train split is large
             self.train_eval_set = self._build(self.hparams.train_split, training=False)
-        return self._loader(self.train_eval_set, shuffle=False)
+        return self.train_eval_set

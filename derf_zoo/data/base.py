@@ -1,0 +1,51 @@
+"""What every classification DataModule of derf_zoo shares: its loaders."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["SplitDataModule"]
+
+
+class SplitDataModule(L.LightningDataModule):
+    """Loaders over ``train_set`` / ``val_set`` (filled by ``setup``); test and predict use the val split.
+
+    Subclasses save ``batch_size`` and ``num_workers`` as hyperparameters and build the datasets;
+    ``train_eval_dataset()`` is the training split with evaluation preprocessing (the paper's
+    evaluation-mode training loss runs on it).
+    """
+
+    train_set: Dataset | None = None
+    val_set: Dataset | None = None
+    train_eval_set: Dataset | None = None
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup() before asking for a dataloader.")
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
+            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+        )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        # drop_last: mixup/cutmix pair the samples of a batch and need an even batch
+        return self._loader(self.train_set, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def train_eval_dataset(self) -> Dataset | None:
+        return self.train_eval_set
+
+    def train_eval_dataloader(self) -> DataLoader:
+        """The training split without augmentation, for the evaluation-mode training loss (paper §6.1)."""
+        return self._loader(self.train_eval_dataset(), shuffle=False)
