@@ -32,7 +32,7 @@ def norm_rows() -> list[dict[str, str]]:
         rows.append(
             {
                 "name": name,
-                "formula": describe_norm(name).replace("weight * f(u) + bias, f(u) = ", ""),
+                "formula": describe_norm(name),
                 "class": type(layer).__name__,
                 "defaults": defaults,
                 "scalars": str(scalars),

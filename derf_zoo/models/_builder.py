@@ -58,8 +58,8 @@ def build_model(
         **data_cfg,
         **dict(overlay),
         "architecture": architecture,
-        "tag": weights.tag if weights is not None else tag,
-        "num_classes": args.get("num_classes"),
+        "tag": weights.tag if weights is not None else None,  # a tag without pretrained=True loads nothing
+        "num_classes": getattr(model, "num_classes", None),
     }
     model.default_cfg = model.pretrained_cfg  # timm's older alias
     if weights is not None:

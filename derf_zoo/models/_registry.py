@@ -19,9 +19,6 @@ from derf_zoo.norms.registry import unknown_name_error
 
 __all__ = ["ModelEntry", "create_model", "get_model_entry", "list_models", "register_model", "split_model_name"]
 
-# Keywords timm's create_model passes to every entry point; our builders take what they need from them.
-TIMM_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
-
 
 @dataclass(frozen=True)
 class ModelEntry:

@@ -34,14 +34,15 @@ def _check_num_features(cls_name: str, num_features: Any) -> int:
 
 def _check_input(layer: nn.Module, x: Tensor) -> None:
     """Raise a ValueError naming the expected and actual channel count (cheap: shape checks only)."""
-    dim = 1 if layer.channels_first else -1
-    if x.dim() < (2 if layer.channels_first else 1) or x.shape[dim] != layer.num_features:
-        where = "dimension 1 (channels first)" if layer.channels_first else "the last dimension"
-        got = x.shape[dim] if x.dim() > (1 if layer.channels_first else 0) else "no such dimension"
-        raise ValueError(
-            f"{type(layer).__name__} expected {layer.num_features} features in {where}, "
-            f"got {got} (input shape {tuple(x.shape)})."
-        )
+    dim, min_dims = (1, 2) if layer.channels_first else (-1, 1)
+    if x.dim() >= min_dims and x.shape[dim] == layer.num_features:
+        return
+    where = "dimension 1 (channels first)" if layer.channels_first else "the last dimension"
+    got = x.shape[dim] if x.dim() >= min_dims else "no such dimension"
+    raise ValueError(
+        f"{type(layer).__name__} expected {layer.num_features} features in {where}, "
+        f"got {got} (input shape {tuple(x.shape)})."
+    )
 
 
 class PointwiseNorm(nn.Module):

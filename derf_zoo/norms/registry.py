@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import difflib
 import fnmatch
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ class _NormEntry:
     cls_path: str  # resolved lazily: layers.py imports this module
     keywords: tuple[str, ...]
     fixed: Mapping[str, Any] = field(default_factory=dict)
-    description: str = ""  # the formula, for `derf-zoo norms`
+    description: str = ""  # f(u) for point-wise norms, y for the others (`derf-zoo norms` prints it)
 
     def resolve_cls(self) -> type[nn.Module]:
         from derf_zoo.norms import layers
@@ -73,7 +74,9 @@ class _NormEntry:
         return getattr(layers, self.cls_path)
 
 
-def _build_table() -> dict[str, _NormEntry]:
+@functools.cache
+def _table() -> dict[str, _NormEntry]:
+    """Every registered norm: the point-wise functions of the table, then the normalizing layers."""
     from derf_zoo.norms.functions import FUNCTIONS
 
     table: dict[str, _NormEntry] = {}
@@ -81,7 +84,7 @@ def _build_table() -> dict[str, _NormEntry]:
         keywords = tuple(k for k in _POINTWISE_KEYWORDS if row.uses_shift or k != "shift_init")
         cls = {"derf": "Derf", "dyt": "DyT"}.get(name, "PointwiseNorm")
         fixed = {} if cls != "PointwiseNorm" else {"function": name}
-        table[name] = _NormEntry(cls, keywords, fixed, f"weight * f(u) + bias, f(u) = {row.formula}")
+        table[name] = _NormEntry(cls, keywords, fixed, row.formula)
     table["layernorm"] = _NormEntry(
         "LayerNorm", _NORMALIZING_KEYWORDS, {}, "weight * (x - mean) / sqrt(var + eps) + bias"
     )
@@ -90,18 +93,8 @@ def _build_table() -> dict[str, _NormEntry]:
     return table
 
 
-_TABLE: dict[str, _NormEntry] | None = None
-
-
-def _table() -> dict[str, _NormEntry]:
-    global _TABLE
-    if _TABLE is None:
-        _TABLE = _build_table()
-    return _TABLE
-
-
 def describe_norm(name: str) -> str:
-    """The formula of a registered norm (``describe_norm("derf")``)."""
+    """The formula of a registered norm: ``f(u)`` of a point-wise one (``"erf(u)"``), else its output."""
     return _table()[_canonical_name(name)].description
 
 
