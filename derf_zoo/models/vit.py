@@ -388,14 +388,15 @@ def from_timm(
         for s in resolve_norm_sites(args["norm"], ("attn", "mlp", "final")).values()
     )
     target = model.state_dict()
+    norm_prefixes = tuple(n + "." for n, m in model.named_modules() if _is_norm(m))
     if not same_norm:
-        norm_prefixes = tuple(n + "." for n, m in model.named_modules() if _is_norm(m))
         keep_affine = ("weight", "bias") if copy_affine else ()
         mapped = {
             k: v for k, v in mapped.items()
             if not k.startswith(norm_prefixes) or (k.rsplit(".", 1)[1] in keep_affine and k in target)
         }  # fmt: skip
-    problems = _compare_keys(target, mapped, allow_missing_norm_params=not same_norm, model=model)
+    allowed_missing = norm_prefixes if not same_norm else ()
+    problems = _compare_keys(target, mapped, allowed_missing)
     if problems:
         raise ValueError("from_timm: the weights do not fit the model:\n" + "\n".join(problems))
     model.load_state_dict(mapped, strict=same_norm)
@@ -410,13 +411,12 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, (nn.LayerNorm, PointwiseNorm, RMSNorm, Identity))
 
 
-def _compare_keys(
-    target: Mapping[str, Tensor], given: Mapping[str, Tensor], *, allow_missing_norm_params: bool, model: nn.Module
-) -> list[str]:
-    norm_prefixes = tuple(n + "." for n, m in model.named_modules() if _is_norm(m))
+def _compare_keys(target: Mapping[str, Tensor], given: Mapping[str, Tensor], allowed_missing: tuple[str, ...]
+                  ) -> list[str]:  # fmt: skip
+    """Every missing (except under ``allowed_missing`` prefixes), unexpected or mis-shaped key."""
     problems = []
     for k in target:
-        if k not in given and not (allow_missing_norm_params and k.startswith(norm_prefixes)):
+        if k not in given and not (allowed_missing and k.startswith(allowed_missing)):
             problems.append(f"  missing: {k}")
     for k, v in given.items():
         if k not in target:

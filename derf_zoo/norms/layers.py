@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from derf_zoo.norms.functions import get_function
+from derf_zoo.norms.kernels import check_kernel, pointwise_norm
 
 __all__ = ["Derf", "DyT", "Identity", "LayerNorm", "PointwiseNorm", "RMSNorm"]
 
@@ -80,8 +81,6 @@ class PointwiseNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        from derf_zoo.norms.kernels import check_kernel
-
         self.num_features = _check_num_features(type(self).__name__, num_features)
         self.function = function or type(self).function
         self._fn = get_function(self.function)
@@ -116,8 +115,6 @@ class PointwiseNorm(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        from derf_zoo.norms.kernels import pointwise_norm
-
         _check_input(self, x)
         return pointwise_norm(
             x,
