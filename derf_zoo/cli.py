@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import sys
 from collections.abc import Sequence
 
@@ -34,16 +35,16 @@ def _own_parser() -> argparse.ArgumentParser:
 
 
 def _cli_class():
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
+
+    from derf_zoo.callbacks import LatestCheckpoint
 
     class DerfZooCLI(LightningCLI):
         """LightningCLI with a checkpoint callback that is always there (``checkpoint:`` in a recipe), so a run
         can be resumed with ``--ckpt_path last`` and its directory set with ``--checkpoint.dirpath``."""
 
         def add_arguments_to_parser(self, parser) -> None:
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.set_defaults({"checkpoint.save_last": True})
+            parser.add_lightning_class_args(LatestCheckpoint, "checkpoint")
 
     return DerfZooCLI
 
@@ -65,7 +66,10 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True):
 
     if args is not None:  # an explicit command line (demo, tests, scripts): Lightning need not warn about sys.argv
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
-    return _cli_class()(
+    # In a context of its own: jsonargparse leaves its last parser in a context variable, and through the
+    # parser the trained model, which would otherwise stay alive until the next CLI call (a ViT-L: gigabytes).
+    return contextvars.copy_context().run(
+        _cli_class(),
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,

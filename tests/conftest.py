@@ -1,5 +1,6 @@
 """Test-wide settings: never touch the network, deterministic seeds, quiet Lightning."""
 
+import gc
 import os
 
 # Before anything imports huggingface_hub: every Hub call must hit the local cache or fail fast.
@@ -15,6 +16,14 @@ import torch
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def collect_garbage():
+    """For tests that train a full-size model: a Trainer and its LightningModule point at each other, so their
+    gigabytes wait for Python's cyclic collector, which runs rarely when few objects are made. Collect now."""
+    yield
+    gc.collect()
 
 
 def write_image_folder(root, classes=("cat", "dog", "fox"), per_class=4, size=40, splits=("train", "val")):

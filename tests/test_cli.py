@@ -27,3 +27,25 @@ def test_unknown_subcommand_fails_cleanly(capsys):
         main(["nroms"])
     assert exc.value.code == 2
     assert "invalid choice: 'nroms'" in capsys.readouterr().err
+
+
+def test_a_finished_fit_keeps_no_model_alive(tmp_path):
+    # jsonargparse parks its last parser (and through it the model) in a context variable; the CLI runs in a
+    # context of its own so that back-to-back runs (the demo, the recipe tests) don't each keep a model.
+    import gc
+    import weakref
+
+    from derf_zoo.cli import lightning_cli
+    from derf_zoo.recipes import recipe_path
+
+    recipe = str(recipe_path("vit/vit_nano_derf_digits.yaml"))
+    cli = lightning_cli(
+        ["fit", "-c", recipe, "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false",
+         "--trainer.enable_model_summary=false", f"--trainer.default_root_dir={tmp_path}",
+         f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
+    )  # fmt: skip
+    model = weakref.ref(cli.model)
+    del cli
+    gc.collect()
+    assert model() is None
+    assert not (tmp_path / "ckpt").exists()  # and a fast dev run writes no checkpoint

@@ -1,6 +1,7 @@
-"""Lightning callbacks: norm statistics and the evaluation-mode training loss."""
+"""Lightning callbacks: the run's checkpoint, norm statistics and the evaluation-mode training loss."""
 
+from derf_zoo.callbacks.checkpoint import LatestCheckpoint
 from derf_zoo.callbacks.eval_train_loss import EvalModeTrainLoss, evaluation_mode_loss
 from derf_zoo.callbacks.norm_stats import NormStats
 
-__all__ = ["EvalModeTrainLoss", "NormStats", "evaluation_mode_loss"]
+__all__ = ["EvalModeTrainLoss", "LatestCheckpoint", "NormStats", "evaluation_mode_loss"]

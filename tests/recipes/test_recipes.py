@@ -56,7 +56,7 @@ def test_in1k_recipe_holds_the_papers_settings(recipe):
 
 
 @pytest.mark.parametrize("recipe", IN1K, ids=lambda p: p.stem)
-def test_in1k_recipe_runs_fast_dev_run_on_a_local_folder(recipe, image_folder, tmp_path):
+def test_in1k_recipe_runs_fast_dev_run_on_a_local_folder(recipe, image_folder, tmp_path, collect_garbage):
     # The stand-in folder has 3 classes of 40 px images; 32 px keeps a ViT-L step fast on a CPU (the
     # full-size architecture is covered by the parity tests).
     cli = lightning_cli(
@@ -66,6 +66,7 @@ def test_in1k_recipe_runs_fast_dev_run_on_a_local_folder(recipe, image_folder, t
          "--model.init_args.model_args.num_classes=3", "--model.init_args.model_args.img_size=32"]
     )  # fmt: skip
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert not (tmp_path / "ckpt").exists()  # a fast dev run writes no checkpoint (a ViT-L one is 4.8 GB)
 
 
 @pytest.mark.parametrize("recipe", DIGITS, ids=lambda p: p.stem)
