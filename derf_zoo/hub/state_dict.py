@@ -34,18 +34,20 @@ def _classifier_keys(model: nn.Module) -> tuple[str, ...]:
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str,
-              key_map: Callable[[str], str] | None = None) -> None:  # fmt: skip
+              key_map: Callable[[str], str] | None = None, may_be_missing: tuple[str, ...] = ()) -> None:  # fmt: skip
     """Load ``state_dict`` into ``model`` strictly, or raise listing every problem and leave the model untouched.
 
-    The one allowed difference is the classifier: when the weights have another number of classes than
-    the model (``num_classes=`` given by the caller), the head keeps its fresh initialisation and a
-    warning says so, as timm does.
+    Two differences are allowed, both asked for by the caller: the classifier, when the weights have another
+    number of classes than the model (``num_classes=``), keeps its fresh initialisation and a warning says so,
+    as timm does; and keys under the ``may_be_missing`` prefixes may be absent from the weights (a model
+    imported with another norm keeps its fresh norms).
 
     Args:
         model: the target.
         state_dict: the weights.
         source: where they come from (for messages).
         key_map: renames the weights' keys to the model's (e.g. timm ViT -> derf_zoo).
+        may_be_missing: key prefixes the weights need not have.
     """
     given = {key_map(k) if key_map else k: v for k, v in state_dict.items()}
     target = model.state_dict()
@@ -56,7 +58,8 @@ def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str
                       f"{target[head[0]].shape[0]} in the model; the head {head[0].rsplit('.', 1)[0]!r} is freshly "
                       "initialised (train or fine-tune it).", stacklevel=3)  # fmt: skip
         given = {k: v for k, v in given.items() if k not in skipped_head}
-    missing = [k for k in target if k not in given and k not in skipped_head]
+    absent = [k for k in target if k not in given and k not in skipped_head]
+    missing = [k for k in absent if not (may_be_missing and k.startswith(may_be_missing))]
     unexpected = [k for k in given if k not in target]
     mismatched = [f"{k}: weights {tuple(given[k].shape)} vs model {tuple(target[k].shape)}"
                   for k in given if k in target and given[k].shape != target[k].shape]  # fmt: skip
@@ -72,4 +75,4 @@ def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str
                 lines.append(f"  {label}: {shown}")
         raise WeightsMismatchError("\n".join(lines))
     with torch.no_grad():
-        model.load_state_dict({k: v.to(target[k].dtype) for k, v in given.items()}, strict=not skipped_head)
+        model.load_state_dict({k: v.to(target[k].dtype) for k, v in given.items()}, strict=not (skipped_head or absent))

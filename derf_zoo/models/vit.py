@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from derf_zoo.backbone import Transformer, tag_site
 from derf_zoo.hub.mixin import HubMixin
+from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import PatchEmbed
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import register_model
@@ -371,7 +372,9 @@ def from_timm(
         A :class:`VisionTransformer` in eval mode if the source was, holding the source's weights.
 
     Raises:
-        ValueError: the source is not a supported timm ViT, or a weight is missing or has another shape.
+        ValueError: the source is not a supported timm ViT.
+        WeightsMismatchError: (a ValueError) a weight is missing, unexpected or has another shape; nothing is
+            loaded.
     """
     if isinstance(source, nn.Module):
         args, sd = _args_from_timm_model(source), source.state_dict()
@@ -395,11 +398,7 @@ def from_timm(
             k: v for k, v in mapped.items()
             if not k.startswith(norm_prefixes) or (k.rsplit(".", 1)[1] in keep_affine and k in target)
         }  # fmt: skip
-    allowed_missing = norm_prefixes if not same_norm else ()
-    problems = _compare_keys(target, mapped, allowed_missing)
-    if problems:
-        raise ValueError("from_timm: the weights do not fit the model:\n" + "\n".join(problems))
-    model.load_state_dict(mapped, strict=same_norm)
+    load_into(model, mapped, source="from_timm: the timm state dict", may_be_missing=() if same_norm else norm_prefixes)
     if isinstance(source, nn.Module):
         model.train(source.training)
     return model
@@ -409,18 +408,3 @@ def _is_norm(module: nn.Module) -> bool:
     from derf_zoo.norms.layers import Identity, PointwiseNorm, RMSNorm
 
     return isinstance(module, (nn.LayerNorm, PointwiseNorm, RMSNorm, Identity))
-
-
-def _compare_keys(target: Mapping[str, Tensor], given: Mapping[str, Tensor], allowed_missing: tuple[str, ...]
-                  ) -> list[str]:  # fmt: skip
-    """Every missing (except under ``allowed_missing`` prefixes), unexpected or mis-shaped key."""
-    problems = []
-    for k in target:
-        if k not in given and not (allowed_missing and k.startswith(allowed_missing)):
-            problems.append(f"  missing: {k}")
-    for k, v in given.items():
-        if k not in target:
-            problems.append(f"  unexpected: {k}")
-        elif tuple(v.shape) != tuple(target[k].shape):
-            problems.append(f"  shape mismatch: {k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}")
-    return problems

@@ -68,10 +68,10 @@ def test_bad_state_dicts_are_reported():
         from_timm({"weight": torch.ones(3)})
     broken = dict(sd)
     broken["blocks.1.mlp.fc1.weight"] = torch.zeros(10, 192)
-    with pytest.raises(ValueError, match=r"shape mismatch: backbone.blocks.1.mlp.fc1.weight"):
+    with pytest.raises(ValueError, match=r"shape mismatches: backbone.blocks.1.mlp.fc1.weight"):
         from_timm(broken)
     missing = {k: v for k, v in sd.items() if k != "blocks.2.attn.proj.bias"}
-    with pytest.raises(ValueError, match=r"missing: backbone.blocks.2.mixer.proj.bias"):
+    with pytest.raises(ValueError, match=r"missing keys: backbone.blocks.2.mixer.proj.bias"):
         from_timm(missing)
 
 
