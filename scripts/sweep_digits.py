@@ -31,7 +31,7 @@ def run_one(job: tuple[str, float, str | None, int, int]) -> tuple[tuple, float,
     import torch
 
     torch.set_num_threads(1)
-    from derf_zoo.cli import lightning_cli
+    from derf_zoo.training import lightning_cli
 
     spec = norm if alpha is None else f"{norm}(alpha={alpha})"
     with tempfile.TemporaryDirectory() as tmp:

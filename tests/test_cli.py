@@ -35,7 +35,7 @@ def test_a_finished_fit_keeps_no_model_alive(tmp_path):
     import gc
     import weakref
 
-    from derf_zoo.cli import lightning_cli
+    from derf_zoo.training import lightning_cli
     from derf_zoo.recipes import recipe_path
 
     recipe = str(recipe_path("vit/vit_nano_derf_digits.yaml"))

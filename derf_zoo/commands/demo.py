@@ -66,7 +66,7 @@ def _site_alphas(model: torch.nn.Module) -> dict[str, float]:
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
-    from derf_zoo.cli import lightning_cli
+    from derf_zoo.training import lightning_cli
 
     recipe = recipe_path(f"vit/vit_nano_{tag}_digits.yaml")
     run_dir = out / f"vit_nano_{tag}_digits"

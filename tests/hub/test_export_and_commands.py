@@ -7,7 +7,8 @@ import torch
 from huggingface_hub import ModelCard
 
 import derf_zoo
-from derf_zoo.cli import lightning_cli, main
+from derf_zoo.cli import main
+from derf_zoo.training import lightning_cli
 from derf_zoo.data import DigitsDataModule
 from derf_zoo.hub.export import export_checkpoint
 from derf_zoo.recipes import recipe_path

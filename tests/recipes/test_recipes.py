@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from derf_zoo.cli import lightning_cli
+from derf_zoo.training import lightning_cli
 from derf_zoo.recipes import list_recipes
 
 RECIPES = list_recipes()

@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from derf_zoo.cli import lightning_cli
+from derf_zoo.training import lightning_cli
 from derf_zoo.recipes import recipe_path
 
 RECIPE = str(recipe_path("vit/vit_nano_derf_digits.yaml"))
@@ -68,7 +68,7 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import os, sys, torch, lightning as L
-        from derf_zoo.cli import lightning_cli
+        from derf_zoo.training import lightning_cli
 
         class Save(L.Callback):
             def on_train_end(self, trainer, pl_module):
