@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from derf_zoo.data.base import SplitDataModule
-from derf_zoo.models.vit import DIGITS_MEAN, DIGITS_STD
+from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD
 
 __all__ = ["DigitsDataModule", "load_digits"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from derf_zoo.data.base import SplitDataModule
-from derf_zoo.models.vit import IMAGENET_MEAN, IMAGENET_STD
+from derf_zoo.data.constants import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ImageDataModule"]
 

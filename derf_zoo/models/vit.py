@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from derf_zoo.backbone import Transformer, tag_site
+from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import PatchEmbed
@@ -28,11 +29,6 @@ from derf_zoo.norms.registry import NormSpec, get_norm_layer, norm_spec_string, 
 
 __all__ = ["VisionTransformer", "from_timm"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Mean/std of scikit-learn's digits scaled from 0..16 to 0..1 and upsampled (bilinear) to 16x16, over all 1,797 images.
-DIGITS_MEAN = (0.3053,)
-DIGITS_STD = (0.3189,)
 
 IMAGENET_DATA_CFG = {
     "input_size": (3, 224, 224),
