@@ -35,8 +35,8 @@ def test_a_finished_fit_keeps_no_model_alive(tmp_path):
     import gc
     import weakref
 
-    from derf_zoo.training import lightning_cli
     from derf_zoo.recipes import recipe_path
+    from derf_zoo.training import lightning_cli
 
     recipe = str(recipe_path("vit/vit_nano_derf_digits.yaml"))
     cli = lightning_cli(

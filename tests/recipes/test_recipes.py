@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from derf_zoo.training import lightning_cli
 from derf_zoo.recipes import list_recipes
+from derf_zoo.training import lightning_cli
 
 RECIPES = list_recipes()
 IN1K = [p for p in RECIPES if p.name.endswith("_in1k.yaml")]

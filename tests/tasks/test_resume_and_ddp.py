@@ -10,8 +10,8 @@ import lightning as L
 import pytest
 import torch
 
-from derf_zoo.training import lightning_cli
 from derf_zoo.recipes import recipe_path
+from derf_zoo.training import lightning_cli
 
 RECIPE = str(recipe_path("vit/vit_nano_derf_digits.yaml"))
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false"]
