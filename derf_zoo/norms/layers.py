@@ -52,8 +52,7 @@ def _check_alpha_init(owner: str, value: Any) -> AlphaInit:
         return value
     if not _is_real(value) or not math.isfinite(value) or value == 0:
         why = (
-            "; alpha = 0 makes the layer constant (f(0 * x + shift) does not depend on x) and its gradient"
-            " with respect to x zero"
+            "; alpha = 0 makes the layer constant: f(0 * x + shift) does not depend on x"
             if _is_real(value) and value == 0
             else ""
         )
