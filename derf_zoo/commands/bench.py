@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["kept_activation_bytes", "main_norms", "main_vit_step", "run_interleaved"]
+__all__ = ["kept_activation_bytes", "main_norms", "main_vit_step", "positive_int", "run_interleaved"]
 
 VIT_B_SHAPE = (32, 197, 768)
 GPT2_SHAPE = (8, 1024, 768)
@@ -32,7 +32,21 @@ def _sync(device: torch.device) -> None:
 def run_interleaved(
     cases: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device, inner: int = 1
 ) -> dict[str, float]:
-    """Median milliseconds per call of every case, measured round-robin."""
+    """Median milliseconds per call of every case, measured round-robin.
+
+    Args:
+        cases: name -> a call to time.
+        repeats: rounds (>= 1): each round times every case once.
+        warmup: untimed calls of each case first (>= 0).
+        device: where the cases run (CUDA is synchronised around each timing).
+        inner: calls per timing (>= 1); the time is divided by it.
+
+    Raises:
+        ValueError: ``repeats`` or ``inner`` < 1, or ``warmup`` < 0 (a median of no timings does not exist).
+    """
+    for key, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("inner", inner, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"run_interleaved: {key} must be an int >= {least}, got {value!r}.")
     for fn in cases.values():
         for _ in range(warmup):
             fn()
@@ -251,12 +265,24 @@ def main_vit_step(args: argparse.Namespace) -> None:
 # ---- command ----------------------------------------------------------------------------------------------
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts: an int >= 1, else argparse's usage error naming the option and value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # not an int ("2.5", "abc"): the same message
+    if value < 1:
+        # 0 repeats or batch 0 used to end in StatisticsError / ZeroDivisionError after the set-up.
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser, *, repeats: int, batch: int) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="norm benchmark")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (the issue targets are for 2)")
-    p.add_argument("--repeats", type=int, default=repeats)
-    p.add_argument("--batch", type=int, default=batch, help="ViT step batch")
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads (the issue targets are for 2)")
+    p.add_argument("--repeats", type=positive_int, default=repeats, help="timed rounds; the median is reported")
+    p.add_argument("--batch", type=positive_int, default=batch, help="ViT step batch")
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the eager Derf (slow to build)")
 
 

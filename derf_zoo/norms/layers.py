@@ -11,6 +11,8 @@ Parameter names and shapes follow the official Derf code (``alpha`` [1], ``shift
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Literal
 
 import torch
@@ -31,6 +33,49 @@ def _check_num_features(cls_name: str, num_features: Any) -> int:
     if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
         raise ValueError(f"{cls_name} needs num_features to be a positive int, got {num_features!r}.")
     return num_features
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)  # bool is an int: True is no number
+
+
+def _check_bool(owner: str, key: str, value: Any) -> bool:
+    """A real bool only: ``bool("false")`` is True, so a string must never reach ``bool()`` unparsed."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}: {key} must be true or false, got {value!r}.")
+    return value
+
+
+def _check_alpha_init(owner: str, value: Any) -> AlphaInit:
+    """``"auto"`` or a finite, non-zero real number (negative is fine: it mirrors the function)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if not _is_real(value) or not math.isfinite(value) or value == 0:
+        why = (
+            "; alpha = 0 makes the layer constant: f(0 * x + shift) does not depend on x"
+            if _is_real(value) and value == 0
+            else ""
+        )
+        raise ValueError(
+            f"{owner}: alpha_init must be a finite, non-zero number or 'auto' (set from data by "
+            f"calibrate_alpha), got {value!r}{why}."
+        )
+    return value
+
+
+def _check_shift_init(owner: str, value: Any) -> float:
+    if not _is_real(value) or not math.isfinite(value):
+        raise ValueError(f"{owner}: shift_init must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def _check_eps(owner: str, value: Any, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        also = " None is also accepted (the dtype's machine epsilon)." if allow_none else ""
+        raise ValueError(f"{owner}: eps must be a finite number > 0, got {value!r}.{also}")
+    return value
 
 
 def _check_input(layer: nn.Module, x: Tensor) -> None:
@@ -56,12 +101,19 @@ class PointwiseNorm(nn.Module):
         function: name of ``f`` in the table (``"derf"``, ``"isru"``, ...).
         eps: accepted for signature compatibility with LayerNorm and ignored.
         affine: learn per-channel ``weight`` (ones) and ``bias`` (zeros). ``False`` (DiT) has neither.
-        alpha_init: initial value of the learnable scalar ``alpha``, or ``"auto"`` to set it from data
-            with :func:`derf_zoo.calibrate_alpha` before training.
-        shift_init: initial value of the learnable scalar ``shift`` (functions without a shift ignore it).
+        alpha_init: initial value of the learnable scalar ``alpha``: a finite, non-zero number (0 would
+            make the layer constant), or ``"auto"`` to set it from data with :func:`derf_zoo.calibrate_alpha`
+            before training.
+        shift_init: initial value of the learnable scalar ``shift``, a finite number (functions without a
+            shift ignore it).
         channels_first: input is (N, C, ...) instead of (..., C).
         kernel: ``"auto" | "eager" | "fused" | "triton"``; None uses the global default
             (:func:`derf_zoo.norms.kernels.set_default_kernel`). All give the same numbers.
+
+    Raises:
+        ValueError: a bad ``num_features``, ``alpha_init`` or ``shift_init``, an ``affine`` or
+            ``channels_first`` that is not a bool, or an unknown ``function`` or ``kernel``; the message names
+            the value and what is accepted.
     """
 
     function: str = "derf"
@@ -81,16 +133,17 @@ class PointwiseNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.num_features = _check_num_features(type(self).__name__, num_features)
+        owner = type(self).__name__
+        self.num_features = _check_num_features(owner, num_features)
         self.function = function or type(self).function
         self._fn = get_function(self.function)
-        if alpha_init != "auto" and (isinstance(alpha_init, bool) or not isinstance(alpha_init, (int, float))):
-            raise ValueError(f"alpha_init must be a number or 'auto', got {alpha_init!r}.")
+        # Checked here as well as in the spec parser: a direct call (Derf(8, alpha_init=nan)) skips the parser.
+        alpha_init = _check_alpha_init(owner, alpha_init)
         self.alpha_auto = alpha_init == "auto"
         self.alpha_init = _AUTO_ALPHA_PLACEHOLDER if self.alpha_auto else float(alpha_init)
-        self.shift_init = float(shift_init)
-        self.affine = bool(affine)
-        self.channels_first = bool(channels_first)
+        self.shift_init = _check_shift_init(owner, shift_init)
+        self.affine = _check_bool(owner, "affine", affine)
+        self.channels_first = _check_bool(owner, "channels_first", channels_first)
         self.kernel = check_kernel(kernel) if kernel is not None else None
         factory = {"device": device, "dtype": dtype}
         self.alpha = nn.Parameter(torch.empty(1, **factory))
@@ -166,7 +219,11 @@ class DyT(PointwiseNorm):
 
 
 class LayerNorm(nn.LayerNorm):
-    """LayerNorm over the channel dimension, with the norm-slot signature (eps defaults to timm's 1e-6)."""
+    """LayerNorm over the channel dimension, with the norm-slot signature (eps defaults to timm's 1e-6).
+
+    ``eps`` must be a finite number > 0 and ``affine``/``channels_first`` bools (ValueError otherwise);
+    ``alpha_init``/``shift_init`` are accepted and ignored.
+    """
 
     def __init__(
         self,
@@ -181,10 +238,13 @@ class LayerNorm(nn.LayerNorm):
         dtype: torch.dtype | None = None,
         **_: Any,
     ) -> None:
-        num_features = _check_num_features(type(self).__name__, num_features)
+        owner = type(self).__name__
+        num_features = _check_num_features(owner, num_features)
+        eps = _check_eps(owner, eps)
+        affine = _check_bool(owner, "affine", affine)
         super().__init__(num_features, eps=eps, elementwise_affine=affine, device=device, dtype=dtype)
         self.num_features = num_features
-        self.channels_first = channels_first
+        self.channels_first = _check_bool(owner, "channels_first", channels_first)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(self, x)
@@ -195,7 +255,11 @@ class LayerNorm(nn.LayerNorm):
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm ``weight * x / sqrt(mean(x^2) + eps)`` with the norm-slot signature."""
+    """Root-mean-square norm ``weight * x / sqrt(mean(x^2) + eps)`` with the norm-slot signature.
+
+    ``eps`` must be a finite number > 0, or None for the dtype's machine epsilon (as ``torch.nn.RMSNorm``);
+    ``affine``/``channels_first`` must be bools (ValueError otherwise).
+    """
 
     def __init__(
         self,
@@ -211,10 +275,11 @@ class RMSNorm(nn.Module):
         **_: Any,
     ) -> None:
         super().__init__()
-        self.num_features = _check_num_features(type(self).__name__, num_features)
-        self.eps = eps
-        self.channels_first = channels_first
-        if affine:
+        owner = type(self).__name__
+        self.num_features = _check_num_features(owner, num_features)
+        self.eps = _check_eps(owner, eps, allow_none=True)  # None: F.rms_norm uses the dtype's epsilon
+        self.channels_first = _check_bool(owner, "channels_first", channels_first)
+        if _check_bool(owner, "affine", affine):
             self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))
         else:
             self.register_parameter("weight", None)
@@ -236,7 +301,7 @@ class Identity(nn.Module):
     def __init__(self, num_features: int, *, channels_first: bool = False, **_: Any) -> None:
         super().__init__()
         self.num_features = _check_num_features(type(self).__name__, num_features)
-        self.channels_first = channels_first
+        self.channels_first = _check_bool(type(self).__name__, "channels_first", channels_first)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(self, x)

@@ -9,6 +9,12 @@ A *spec* says which norm a site gets. It can be
 - for a whole model, a per-site mapping: ``{"attn": "derf(alpha=0.8)", "mlp": "derf(alpha=0.2)", "final": "derf"}``
   (``"default"`` fills the sites not named).
 
+Keyword values are read as YAML 1.2 (core schema) reads scalars, whether they come from a string spec or
+from a mapping loaded from a config: ``affine=false`` / ``"False"`` is the bool False (only ``true`` and
+``false``, in any case, are booleans; ``yes``/``no``/``on``/``off``/``1``/``0`` are refused for a boolean
+keyword), and a number written as a string (``"1e-3"``, which PyYAML's YAML 1.1 leaves a string) is a
+number. Every value is checked when the spec is read, with the checks the layer constructors make.
+
 ``get_norm_layer(spec)`` returns a :class:`NormFactory`, called like a norm class: ``factory(768)``.
 Keywords in the spec win over the keywords the model passes (so ``"layernorm(eps=1e-5)"`` overrides a
 model's ``eps=1e-6``), and ``str(factory)`` is the canonical spec, which is what configs store.
@@ -17,6 +23,7 @@ model's ``eps=1e-6``), and ``str(factory)`` is the canonical spec, which is what
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import fnmatch
 import functools
@@ -104,6 +111,11 @@ def list_norms(filter: str = "*") -> list[str]:
 
 
 def _canonical_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        # Not str(name): str(None) is "None", which is the alias of "identity".
+        raise ValueError(
+            f"A norm name must be a non-empty str, got {name!r}. Valid choices: {', '.join(sorted(_table()))}."
+        )
     key = name.strip().lower()
     key = _NAME_ALIASES.get(key, key)
     if key not in _table():
@@ -111,35 +123,75 @@ def _canonical_name(name: str) -> str:
     return key
 
 
+_BOOL_KEYWORDS = ("affine", "channels_first")
+_NUMBER_KEYWORDS = ("alpha_init", "shift_init", "eps")
+
+
+def _read_value(owner: str, cls: type[nn.Module], key: str, value: Any) -> Any:
+    """A keyword value as YAML 1.2 would read it, checked as the layer constructors check it."""
+    from derf_zoo.norms import layers
+    from derf_zoo.norms.kernels import check_kernel
+
+    if key in _BOOL_KEYWORDS:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"{owner}: {key} must be true or false (YAML 1.2 booleans, any case), got {value!r}.")
+        return value
+    if key in _NUMBER_KEYWORDS and isinstance(value, str):
+        if key == "alpha_init" and value.strip().lower() == "auto":
+            return "auto"
+        with contextlib.suppress(ValueError):  # not a number: left as the string, which the check names
+            value = float(value)
+    if key == "alpha_init":
+        return layers._check_alpha_init(owner, value)
+    if key == "shift_init":
+        layers._check_shift_init(owner, value)
+    elif key == "eps":
+        layers._check_eps(owner, value, allow_none=issubclass(cls, layers.RMSNorm))  # as the constructors do
+    elif key == "kernel" and value is not None:
+        check_kernel(value)
+    return value
+
+
 class NormFactory:
     """A norm class plus the keywords from a spec; call it like the class: ``factory(num_features, **kw)``.
 
     Keywords from the spec override those given at the call (a model's default ``eps``, say), except
     ``device`` and ``dtype``, which always come from the call.
+
+    Args:
+        name: a registered norm name or alias (``"derf"``, ``"ln"``, ...).
+        kwargs: constructor keywords, short spellings (``alpha``, ``shift``) included. Values are read as
+            YAML 1.2 reads them (``"false"`` is False, ``"1e-3"`` is 0.001) and checked.
+
+    Raises:
+        ValueError: an unknown name or keyword, a keyword given twice (``alpha`` and ``alpha_init``), or a
+            bad value (a non-bool ``affine``, a non-finite or zero ``alpha_init``, an ``eps`` <= 0, ...).
     """
 
     def __init__(self, name: str, kwargs: Mapping[str, Any] | None = None) -> None:
         self.name = _canonical_name(name)
         entry = _table()[self.name]
-        kwargs = dict(kwargs or {})
-        for key in list(kwargs):
+        self.cls = entry.resolve_cls()
+        owner = f"norm {self.name!r}"
+        given: dict[str, str] = {}  # canonical keyword -> the spelling that set it
+        self.kwargs: dict[str, Any] = {}
+        for key, value in dict(kwargs or {}).items():
             canonical = _KEYWORD_ALIASES.get(key, key)
             if canonical not in entry.keywords:
                 valid = sorted(entry.keywords) + sorted(k for k, v in _KEYWORD_ALIASES.items() if v in entry.keywords)
                 raise unknown_name_error(f"keyword for norm {self.name!r}:", key, valid)
-            kwargs[canonical] = kwargs.pop(key)
-        self.kwargs = kwargs
-        self.cls = entry.resolve_cls()
+            if canonical in given:
+                raise ValueError(
+                    f"{owner}: {canonical} is given more than once ({given[canonical]!r} and {key!r}); give it once."
+                )
+            given[canonical] = key
+            self.kwargs[canonical] = _read_value(owner, self.cls, canonical, value)
         self._fixed = dict(entry.fixed)
 
     def __call__(self, num_features: int, **kwargs: Any) -> nn.Module:
         return self.cls(num_features, **{**kwargs, **self._fixed, **self.kwargs})
-
-    @property
-    def is_pointwise(self) -> bool:
-        from derf_zoo.norms.layers import PointwiseNorm
-
-        return issubclass(self.cls, PointwiseNorm)
 
     def __repr__(self) -> str:
         if not self.kwargs:
@@ -166,8 +218,11 @@ def _parse_string(spec: str) -> tuple[str, dict[str, Any]]:
         for kw in tree.keywords:
             if kw.arg is None:
                 raise ValueError(f"Cannot parse norm spec {spec!r}: '**' is not allowed.")
-            if isinstance(kw.value, ast.Name):  # bare words such as auto, True
-                kwargs[kw.arg] = {"True": True, "False": False}.get(kw.value.id, kw.value.id)
+            if kw.arg in kwargs:  # ast.parse accepts f(a=1, a=2); only the compiler refuses it
+                raise ValueError(f"Cannot parse norm spec {spec!r}: {kw.arg!r} is given more than once.")
+            if isinstance(kw.value, ast.Name):
+                # Bare words (auto, false, TRUE, nan, fused) stay strings; NormFactory reads them per keyword.
+                kwargs[kw.arg] = kw.value.id
             else:
                 try:
                     kwargs[kw.arg] = ast.literal_eval(kw.value)
@@ -190,7 +245,8 @@ def get_norm_layer(spec: NormSpec) -> Callable[..., nn.Module]:
         A :class:`NormFactory` (or the callable that was passed).
 
     Raises:
-        ValueError: unknown norm name or keyword; the message lists the valid choices.
+        ValueError: unknown norm name or keyword, a keyword given twice, or a bad value (see
+            :class:`NormFactory`); the message names the value and lists the valid choices.
 
     Example:
         >>> get_norm_layer("derf(alpha=1.0)")(768)
@@ -209,7 +265,7 @@ def get_norm_layer(spec: NormSpec) -> Callable[..., nn.Module]:
                 "mapping pass it where a model takes norm=... ."
             )
         kwargs = {k: v for k, v in spec.items() if k != "name"}
-        return NormFactory(str(spec["name"]), kwargs)
+        return NormFactory(spec["name"], kwargs)
     if callable(spec):
         return spec
     raise TypeError(f"A norm spec must be a str, a mapping or a callable, got {type(spec).__name__}: {spec!r}.")

@@ -118,3 +118,61 @@ def test_alpha_init_validation_and_auto_placeholder():
 def test_unknown_function_in_pointwise_norm():
     with pytest.raises(ValueError, match=r"Unknown point-wise function 'erff'.*'derf'"):
         PointwiseNorm(4, function="erff")
+
+
+# ---- constructor checks: a direct call is refused what a spec would be refused ----------------------------
+
+
+@pytest.mark.parametrize("cls", [Derf, DyT, PointwiseNorm])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (float("nan"), r"got nan"),
+        (float("inf"), r"got inf"),
+        (-float("inf"), r"got -inf"),
+        (0, r"got 0\b.*constant"),
+        (0.0, r"got 0\.0.*constant"),
+        (True, r"got True"),
+        ("0.5", r"got '0\.5'"),
+        (None, r"got None"),
+    ],
+)
+def test_alpha_init_must_be_a_finite_nonzero_number_or_auto(cls, bad, match):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: alpha_init must be .*'auto'.*{match}"):
+        cls(4, alpha_init=bad)
+
+
+@pytest.mark.parametrize("bad", ["abc", True, float("nan"), float("inf"), None])
+def test_shift_init_must_be_a_finite_number(bad):
+    with pytest.raises(ValueError, match=rf"Derf: shift_init must be a finite number, got {bad!r}"):
+        Derf(4, shift_init=bad)
+
+
+@pytest.mark.parametrize("cls", [Derf, DyT, LayerNorm, RMSNorm])
+@pytest.mark.parametrize("bad", ["false", "False", 0, 1, None])
+def test_affine_must_be_a_bool(cls, bad):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: affine must be true or false, got {bad!r}"):
+        cls(4, affine=bad)
+
+
+@pytest.mark.parametrize("cls", [Derf, DyT, LayerNorm, RMSNorm, Identity])
+@pytest.mark.parametrize("bad", ["false", 1, None])
+def test_channels_first_must_be_a_bool(cls, bad):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: channels_first must be true or false, got {bad!r}"):
+        cls(4, channels_first=bad)
+
+
+@pytest.mark.parametrize("cls", [LayerNorm, RMSNorm])
+@pytest.mark.parametrize("bad", [0, 0.0, -1e-5, float("nan"), float("inf"), "1e-5", True])
+def test_eps_must_be_a_positive_finite_number(cls, bad):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: eps must be a finite number > 0, got {bad!r}"):
+        cls(4, eps=bad)
+
+
+def test_valid_values_still_build():
+    assert Derf(4, alpha_init=-2, shift_init=1).alpha.item() == -2.0  # a negative alpha mirrors erf: allowed
+    assert Derf(4, alpha_init=1e-8).alpha.item() == pytest.approx(1e-8)
+    assert RMSNorm(4, eps=None).eps is None  # torch's own default: the dtype's machine epsilon
+    assert LayerNorm(4, eps=1e-12, affine=False).weight is None
+    # The ignored keywords of the shared slot signature are not checked by the layers that ignore them.
+    assert LayerNorm(4, alpha_init=None, shift_init=None).eps == 1e-6

@@ -90,3 +90,112 @@ def test_per_site_mapping_errors():
         resolve_norm_sites({"atn": "derf", "default": "derf"}, ("attn", "mlp", "final"))
     with pytest.raises(ValueError, match=r"no spec for site\(s\) \['final'\]"):
         resolve_norm_sites({"attn": "derf", "mlp": "derf"}, ("attn", "mlp", "final"))
+
+
+# ---- keyword values: parsed as YAML 1.2 would, checked before any layer is built -------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, affine, channels_first",
+    [
+        ("derf(affine=false)", False, False),
+        ("derf(affine=FALSE, channels_first=True)", False, True),
+        ("derf(channels_first=false)", True, False),
+        ("derf(channels_first=true)", True, True),
+        ("derf(affine='false')", False, False),
+        ({"name": "derf", "affine": "False"}, False, False),
+        ({"name": "derf", "affine": False, "channels_first": "true"}, False, True),
+        ("layernorm(affine=false)", False, False),
+        ("rmsnorm(affine=False, channels_first=TRUE)", False, True),
+    ],
+)
+def test_booleans_are_read_as_yaml_1_2(spec, affine, channels_first):
+    factory = get_norm_layer(spec)
+    layer = factory(8)
+    assert (layer.weight is not None) is affine
+    assert layer.channels_first is channels_first
+    assert all(isinstance(v, bool) for k, v in factory.kwargs.items() if k in ("affine", "channels_first"))
+    assert get_norm_layer(str(factory)) == factory  # the canonical string reads back the same
+
+
+@pytest.mark.parametrize(
+    "spec, bad",
+    [
+        ("derf(affine=yes)", "'yes'"),
+        ("derf(affine=off)", "'off'"),
+        ("derf(affine=1)", "1"),
+        ("derf(channels_first=0)", "0"),
+        ({"name": "derf", "channels_first": "no"}, "'no'"),
+        ({"name": "layernorm", "affine": None}, "None"),
+        ({"name": "identity", "channels_first": "1"}, "'1'"),
+    ],
+)
+def test_other_boolean_values_are_refused(spec, bad):
+    with pytest.raises(ValueError, match=rf"must be true or false.*got {bad}"):
+        get_norm_layer(spec)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "derf(alpha=1, alpha=2)",
+        "derf(alpha=1, alpha_init=2)",
+        "derf(shift=0.1, shift_init=0.1)",
+        "layernorm(eps=1e-5, eps=1e-6)",
+        {"name": "derf", "alpha": 1.0, "alpha_init": 2.0},
+        {"name": "derf", "shift_init": 0.0, "shift": 0.0},
+    ],
+)
+def test_a_keyword_given_twice_is_refused(spec):
+    with pytest.raises(ValueError, match=r"more than once"):
+        get_norm_layer(spec)
+
+
+@pytest.mark.parametrize("name", [None, 3, True, ""])
+def test_a_mapping_name_must_be_a_norm_name(name):
+    with pytest.raises(ValueError, match=rf"name.*{name!r}.*derf"):
+        get_norm_layer({"name": name})
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("derf(alpha=nan)", r"alpha_init.*nan"),
+        ("derf(alpha=inf)", r"alpha_init.*inf"),
+        ({"name": "derf", "alpha": float("-inf")}, r"alpha_init.*-inf"),
+        ({"name": "dyt", "alpha_init": float("nan")}, r"alpha_init.*nan"),
+        ("derf(alpha=0)", r"alpha_init.*got 0.*constant"),
+        ({"name": "dyt", "alpha": 0.0}, r"alpha_init.*got 0\.0.*constant"),
+        ({"name": "derf", "alpha": True}, r"alpha_init.*True"),
+        ("derf(alpha=big)", r"alpha_init.*'auto'.*got 'big'"),
+        ("derf(shift=abc)", r"shift_init.*'abc'"),
+        ({"name": "derf", "shift": "abc"}, r"shift_init.*'abc'"),
+        ({"name": "derf", "shift": True}, r"shift_init.*True"),
+        ("derf(shift=nan)", r"shift_init.*nan"),
+        ("layernorm(eps=0)", r"eps.*got 0\b"),
+        ("rmsnorm(eps=-1e-5)", r"eps.*-1e-05"),
+        ({"name": "layernorm", "eps": float("nan")}, r"eps.*nan"),
+        ({"name": "layernorm", "eps": "abc"}, r"eps.*'abc'"),
+        ("derf(kernel=fast)", r"Unknown kernel 'fast'.*fused"),
+    ],
+)
+def test_bad_numbers_are_refused_with_the_valid_range(spec, match):
+    with pytest.raises(ValueError, match=match):
+        get_norm_layer(spec)
+
+
+@pytest.mark.parametrize("spec", ["derf(alpha=auto)", "derf(alpha='auto')", {"name": "derf", "alpha": "auto"}])
+def test_alpha_auto_still_requests_calibration(spec):
+    factory = get_norm_layer(spec)
+    assert str(factory) == "derf(alpha_init=auto)"
+    assert factory(4).alpha_auto
+
+
+def test_numbers_written_as_strings_are_read_as_numbers():
+    # PyYAML (YAML 1.1) reads `alpha: 1e-3` as the string '1e-3'; YAML 1.2 reads it as a float.
+    layer = get_norm_layer({"name": "derf", "alpha": "1e-3", "shift": "-0.5"})(4)
+    assert layer.alpha.item() == pytest.approx(1e-3) and layer.shift.item() == -0.5
+    assert get_norm_layer({"name": "layernorm", "eps": "1e-5"})(4).eps == 1e-5
+    assert get_norm_layer({"name": "rmsnorm", "eps": None})(4).eps is None  # as torch.nn.RMSNorm
+    with pytest.raises(ValueError, match=r"eps.*got None"):
+        get_norm_layer({"name": "layernorm", "eps": None})
