@@ -7,8 +7,7 @@ backbone, per-domain LightningModules, Lightning CLI recipes and Hub checkpoints
 __version__ = "0.1.0"
 
 from derf_zoo.backbone import Transformer, TransformerBlock
-from derf_zoo.hub import from_pretrained
-from derf_zoo.models import VisionTransformer, create_model, list_models
+from derf_zoo.models import VisionTransformer, create_model, from_pretrained, list_models
 from derf_zoo.models.vit import (
     vit_base_derf,
     vit_base_dyt,

@@ -49,3 +49,13 @@ def test_a_finished_fit_keeps_no_model_alive(tmp_path):
     gc.collect()
     assert model() is None
     assert not (tmp_path / "ckpt").exists()  # and a fast dev run writes no checkpoint
+
+
+def test_demo_arguments_are_checked(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["demo", "--epochs", "0"])
+    assert err.value.code == 2 and "epochs >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"unknown part.*dit.*valid: vit"):
+        main(["demo", "dit"])
+    with pytest.raises(ValueError, match="no recipe for norm"):
+        main(["demo", "vit", "--norms", "derf", "rms"])

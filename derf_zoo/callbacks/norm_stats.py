@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from derf_zoo.norms.layers import PointwiseNorm
+from derf_zoo.norms.sites import pointwise_sites
 
 __all__ = ["NormStats"]
 
@@ -36,14 +37,6 @@ class NormStats(L.Callback):
         self._hooks: list[Any] = []
         self._saturation: dict[str, list[float]] = defaultdict(list)
 
-    @staticmethod
-    def sites(module: torch.nn.Module) -> dict[str, list[PointwiseNorm]]:
-        groups: dict[str, list[PointwiseNorm]] = defaultdict(list)
-        for name, m in module.named_modules():
-            if isinstance(m, PointwiseNorm):
-                groups[getattr(m, "norm_site", name)].append(m)
-        return dict(groups)
-
     def _record(self, site: str, layer: PointwiseNorm, x: torch.Tensor) -> None:
         with torch.no_grad():
             u = layer.alpha * x.detach().float()
@@ -56,7 +49,7 @@ class NormStats(L.Callback):
     ) -> None:
         if trainer.global_step % self.every_n_steps:
             return
-        for site, layers in self.sites(pl_module).items():
+        for site, layers in pointwise_sites(pl_module).items():
             for layer in layers:
                 hook = layer.register_forward_pre_hook(lambda mod, args, s=site: self._record(s, mod, args[0]))
                 self._hooks.append(hook)
@@ -68,7 +61,7 @@ class NormStats(L.Callback):
             h.remove()
         self._hooks.clear()
         metrics = {}
-        for site, layers in self.sites(pl_module).items():
+        for site, layers in pointwise_sites(pl_module).items():
             alphas = torch.cat([m.alpha.detach().float() for m in layers])
             metrics[f"norm/{site}/alpha_mean"] = alphas.mean()
             metrics[f"norm/{site}/alpha_min"] = alphas.min()

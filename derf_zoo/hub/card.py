@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import nn
 
+from derf_zoo.norms.sites import site_alphas
+
 __all__ = ["model_card"]
 
 CITATION = """@misc{derf2025,
@@ -15,6 +17,17 @@ CITATION = """@misc{derf2025,
   archivePrefix = {arXiv},
   year          = {2025}
 }"""
+
+
+def _input_line(cfg: Mapping[str, Any]) -> str:
+    if "input_size" not in cfg:
+        return ""
+    return (f"- **Input:** {tuple(cfg['input_size'])}, mean {tuple(cfg.get('mean', ()))}, "
+            f"std {tuple(cfg.get('std', ()))}, crop {cfg.get('crop_pct')}, {cfg.get('interpolation')} interpolation\n")
+
+
+def _example_call(cfg: Mapping[str, Any]) -> str:
+    return f"\noutput = model(torch.randn(1, *{tuple(cfg['input_size'])}))" if "input_size" in cfg else ""
 
 
 def _count(model: nn.Module) -> int:
@@ -35,38 +48,37 @@ def model_card(
     produced_by: str | None = None,
     license: str = "apache-2.0",
     eval_protocol: str | None = None,
+    task_type: str | None = None,
 ) -> str:
     """The README.md of a Hub folder, written without Jinja2 (huggingface_hub's templates need it).
 
     The front matter parses with ``huggingface_hub.ModelCard``; with metrics and a dataset it holds a
-    ``model-index`` so the Hub shows the result.
+    ``model-index`` so the Hub shows the result. ``task_type`` (a Hugging Face pipeline tag) comes from the task
+    that trained the weights or, for a model saved from Python, from its family (``config["task_type"]``);
+    ``metrics`` are the values as that task reports them (accuracies in percent).
     """
     from huggingface_hub import EvalResult, ModelCardData
 
     architecture = config["architecture"]
+    task_type = task_type or config.get("task_type")
     title = repo_id or name or architecture
     norm = config["model_args"].get("norm")
     eval_results = None
     if metrics and dataset:
         eval_results = [
-            EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
+            EvalResult(task_type=task_type or "other", dataset_type=dataset, dataset_name=dataset,
                        dataset_split=split, metric_type=key, metric_name=key, metric_value=value)
             for key, value in metrics.items()
         ]  # fmt: skip
     data = ModelCardData(
-        library_name="derf_zoo", license=license, pipeline_tag="image-classification", model_name=title,
-        tags=["derf_zoo", "image-classification", "normalization-free", "vision-transformer", architecture],
+        library_name="derf_zoo", license=license, pipeline_tag=task_type, model_name=title,
+        tags=[t for t in ("derf_zoo", task_type, "normalization-free", architecture) if t],
         datasets=[dataset] if dataset else None, metrics=list(metrics) if metrics else None, eval_results=eval_results,
     )  # fmt: skip
-    alphas = {}
-    for module_name, module in model.named_modules():
-        alpha = getattr(module, "alpha", None)
-        if isinstance(alpha, nn.Parameter):
-            site = getattr(module, "norm_site", module_name)
-            alphas.setdefault(site, []).append(float(alpha.detach().mean()))
-    alpha_text = ", ".join(f"{s} {sum(v) / len(v):.3g} (mean of {len(v)})" for s, v in alphas.items()) or "none"
+    alphas = site_alphas(model)
+    alpha_text = ", ".join(f"{site} {value:.3g}" for site, value in alphas.items()) or "none (no point-wise norm)"
     cfg = config.get("pretrained_cfg", {})
-    metric_lines = "\n".join(f"| {k} | {v:.2f} |" for k, v in (metrics or {}).items()) or "| - | not measured |"
+    metric_lines = "\n".join(f"| {k} | {v:.4g} |" for k, v in (metrics or {}).items()) or "| - | not measured |"
     if name:
         load = f'derf_zoo.create_model("{name}", pretrained=True)'
     else:
@@ -74,15 +86,14 @@ def model_card(
     body = f"""
 # {title}
 
-A `{architecture}` image classifier made with derf_zoo, the model zoo for normalization-free Transformers
-(arXiv 2512.10938). Its norm layers are `{norm}`; Derf is `weight * erf(alpha * x + shift) + bias`.
+A `{architecture}` model ({task_type or "task not recorded"}) made with derf_zoo, the model zoo for
+normalization-free Transformers (arXiv 2512.10938). Its norm layers are `{norm}`; Derf is
+`weight * erf(alpha * x + shift) + bias`.
 
 ## Model details
 
 - **Architecture:** `{architecture}`, {_count(model) / 1e6:.3f} M parameters
-- **Input:** {tuple(cfg.get("input_size", ()))}, mean {tuple(cfg.get("mean", ()))}, std {tuple(cfg.get("std", ()))}, \
-crop {cfg.get("crop_pct")}, {cfg.get("interpolation")} interpolation
-- **Norm:** `{norm}`; learned alpha per site: {alpha_text}
+{_input_line(cfg)}- **Norm:** `{norm}`; mean alpha per site: {alpha_text}
 - **Weights:** {weights_kind or "as trained"}
 - **Produced by:** {produced_by or "derf_zoo"}
 - **Recipe:** {f"`{recipe}`" if recipe else "-"}
@@ -99,8 +110,7 @@ Dataset: {dataset or "-"}{f", split {split}" if split else ""}. {eval_protocol o
 
 ```python
 import derf_zoo, torch
-model = {load}
-logits = model(torch.randn(1, *{tuple(cfg.get("input_size", (3, 224, 224)))}))
+model = {load}{_example_call(cfg)}
 ```
 
 ## Citation

@@ -14,6 +14,7 @@ __all__ = [
     "fetch_file",
     "refuse_pickles",
     "sha256_file",
+    "verify_cached_file",
     "weights_file",
 ]
 
@@ -36,6 +37,40 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def verify_cached_file(path: str | Path) -> Path:
+    """Check a file of the Hugging Face cache against the name of the blob it points to.
+
+    The cache stores each file once under ``blobs/<etag>`` and links ``snapshots/<commit>/<name>`` to it; the
+    etag of a large (LFS) file is its sha256, that of a small file the git blob sha1 of its content. A file
+    whose content does not hash to its blob's name was corrupted or replaced in the cache. Files outside a
+    cache (a local folder, or a blob name of neither form) are returned unchecked.
+
+    Raises:
+        WeightsIntegrityError: the content does not match the blob's name.
+    """
+    path = Path(path)
+    blob = path.resolve()
+    if blob.parent.name != "blobs":
+        return path
+    name = blob.name
+    if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+        got, kind = sha256_file(blob), "sha256"
+    elif len(name) == 40 and all(c in "0123456789abcdef" for c in name):
+        digest = hashlib.sha1(f"blob {blob.stat().st_size}\0".encode())
+        with open(blob, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        got, kind = digest.hexdigest(), "git blob sha1"
+    else:
+        return path
+    if got != name:
+        raise WeightsIntegrityError(
+            f"{path}: the Hub cache stores it as blob {name}, but its content has {kind} {got}: the cached file "
+            f"is corrupted or was replaced. Delete {blob} and download it again."
+        )
+    return path
 
 
 def _offline() -> bool:
@@ -64,20 +99,35 @@ def fetch_file(repo_id: str, filename: str, *, revision: str | None = None, cach
                 f"HF_HUB_OFFLINE=1 forbids downloading it. On a connected machine run `derf-zoo download {label}` "
                 "(or huggingface_hub.snapshot_download) with the same HF_HUB_CACHE, then copy the cache here."
             )
-        return Path(cached)
+        return verify_cached_file(cached)
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, library_name="derf_zoo"))
+        path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, library_name="derf_zoo")
     except (LocalEntryNotFoundError, EntryNotFoundError, RepositoryNotFoundError, OSError) as err:
         raise WeightsNotAvailableError(
             f"{label}: could not get {filename} from {repo_id}@{revision or 'main'} (cache {cache}): {err}"
         ) from err
+    return verify_cached_file(path)
 
 
-def weights_file(weights: ReleasedWeights, cache_dir: str | Path | None = None) -> Path:
+def weights_file(weights: ReleasedWeights, cache_dir: str | Path | None = None, *, verify: bool = True) -> Path:
     """The local path of a released ``model.safetensors``, verified against the manifest's sha256.
 
     Embedded weights come from the package; the rest from the Hub at the pinned revision (through the cache).
+
+    Args:
+        weights: the manifest entry.
+        cache_dir: Hub cache (default ``$HF_HUB_CACHE``).
+        verify: an entry that pins no sha256 cannot be verified and is refused unless this is False (then it
+            loads with a warning; the Hub cache's own blob check still applies).
+
+    Raises:
+        WeightsIntegrityError: the file does not match the pinned sha256, or nothing is pinned and ``verify``.
     """
+    if weights.sha256 is None and verify:
+        raise WeightsIntegrityError(
+            f"{weights.name}: the manifest pins no sha256 for these weights, so they cannot be verified; nothing was "
+            "loaded. Pass verify=False (create_model(..., pretrained=True, verify=False)) to load them unverified."
+        )
     embedded = weights.embedded_path()
     if embedded is not None:
         path = embedded / WEIGHTS_NAME
@@ -88,15 +138,15 @@ def weights_file(weights: ReleasedWeights, cache_dir: str | Path | None = None) 
         path = fetch_file(weights.repo_id, WEIGHTS_NAME, revision=weights.revision, cache_dir=cache_dir,
                           name_for_errors=weights.name)  # fmt: skip
     if weights.sha256 is None:
-        warnings.warn(f"{weights.name}: the manifest pins no sha256 for these weights, so {path} is not verified.",
+        warnings.warn(f"{weights.name}: loading {path} unverified (verify=False; the manifest pins no sha256).",
                       stacklevel=3)  # fmt: skip
-    else:
-        got = sha256_file(path)
-        if got != weights.sha256:
-            raise WeightsIntegrityError(
-                f"{weights.name}: {path} has sha256 {got}, the manifest pins {weights.sha256}. "
-                "The file is corrupted or not the released one; delete it and download again."
-            )
+        return path
+    got = sha256_file(path)
+    if got != weights.sha256:
+        raise WeightsIntegrityError(
+            f"{weights.name}: {path} has sha256 {got}, the manifest pins {weights.sha256}. "
+            "The file is corrupted or not the released one; delete it and download it again."
+        )
     return path
 
 

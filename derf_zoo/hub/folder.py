@@ -1,28 +1,51 @@
 """Hub folders (``config.json`` + ``model.safetensors`` + ``README.md``): save, load, push.
 
 The layout is timm's, with derf_zoo's architecture names, so after ``import derf_zoo`` a folder also
-loads with ``timm.create_model("hf-hub:org/name", pretrained=True)``.
+loads with ``timm.create_model("hf-hub:org/name", pretrained=True)``. This module reads and writes folders;
+building a model from one is the registry's job (:func:`derf_zoo.from_pretrained`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from derf_zoo.hub.card import model_card
-from derf_zoo.hub.download import CONFIG_NAME, WEIGHTS_NAME, fetch_file, refuse_pickles, weights_file
+from derf_zoo.hub.download import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    WeightsIntegrityError,
+    fetch_file,
+    refuse_pickles,
+    sha256_file,
+    weights_file,
+)
 from derf_zoo.hub.manifest import ReleasedWeights
-from derf_zoo.hub.state_dict import load_into, read_safetensors
+from derf_zoo.hub.state_dict import (
+    WeightsMismatchError,
+    load_into,
+    read_safetensors,
+    read_safetensors_metadata,
+    save_weights,
+)
 
-__all__ = ["from_pretrained", "load_pretrained", "model_config", "push_to_hub", "save_pretrained"]
+__all__ = [
+    "check_folder",
+    "load_pretrained", "model_config", "push_to_hub", "read_config", "resolve_folder", "save_pretrained",
+    "weights_metadata",
+]
 
 FORMAT_VERSION = 1
+#: The files a Hub folder consists of: what save_pretrained writes and push_to_hub uploads.
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, "README.md")
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -35,13 +58,18 @@ def _saved_norm(model: nn.Module, given: Any) -> Any:
     if not specs:
         return given
 
-    def frozen(spec: str) -> str:
-        factory = get_norm_layer(spec)
+    def frozen(site: str, spec: str) -> str:
+        try:
+            factory = get_norm_layer(spec)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"The norm of site {site!r} is the Python callable {spec!r}, which config.json cannot "
+                             "record; build the model with a string spec (norm='derf(alpha=1.0)', or a per-site "
+                             "mapping of them) to save it.") from err  # fmt: skip
         if isinstance(factory, NormFactory) and factory.kwargs.get("alpha_init") == "auto":
             return repr(NormFactory(factory.name, {k: v for k, v in factory.kwargs.items() if k != "alpha_init"}))
         return spec
 
-    per_site = {site: frozen(spec) for site, spec in specs.items()}
+    per_site = {site: frozen(site, spec) for site, spec in specs.items()}
     return next(iter(per_site.values())) if len(set(per_site.values())) == 1 else per_site
 
 
@@ -54,7 +82,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     if not cfg.get("architecture") or args is None:
         raise ValueError(f"{type(model).__name__} was not built through derf_zoo's registry (no architecture / "
                          "model_args to record); build it with derf_zoo.create_model(...) to save it.")  # fmt: skip
-    data_cfg = {k: v for k, v in cfg.items() if k not in ("architecture", "tag")}
+    data_cfg = {k: v for k, v in cfg.items() if k not in ("architecture", "tag", "task_type")}
     args = dict(args)
     if "norm" in args:
         args["norm"] = _saved_norm(model, args["norm"])
@@ -66,6 +94,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     return {
         "architecture": cfg["architecture"],
         "model_args": args,
+        "task_type": cfg.get("task_type"),
         "num_classes": getattr(model, "num_classes", None),
         "num_features": getattr(model, "num_features", None),
         "global_pool": getattr(model, "global_pool", None),
@@ -76,32 +105,82 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def save_pretrained(model: nn.Module, folder: str | Path, *, card: Mapping[str, Any] | None = None) -> Path:
+def save_pretrained(model: nn.Module, folder: str | Path, *, card: Mapping[str, Any] | None = None,
+                    overwrite: bool = False) -> Path:  # fmt: skip
     """Write ``model`` as a Hub folder: config.json, model.safetensors (shared tensors handled), README.md.
+
+    The folder is written next to its destination and moved into place when complete, so a failure never
+    leaves half a folder; a folder that already holds files is refused unless ``overwrite``, which replaces it
+    whole (no stray files from an earlier export survive to be pushed).
 
     Args:
         model: a model built through derf_zoo's registry.
-        folder: created if needed; files in it are overwritten.
+        folder: the destination (its parent is created if needed).
         card: model-card fields (``metrics``, ``dataset``, ``split``, ``recipe``, ``weights_kind``,
-            ``produced_by``, ``license``, ``repo_id``, ``eval_protocol``).
+            ``produced_by``, ``license``, ``repo_id``, ``eval_protocol``, ``task_type``).
+        overwrite: replace an existing non-empty folder.
 
     Returns:
         The folder.
-    """
-    from safetensors.torch import save_model
 
+    Raises:
+        FileExistsError: ``folder`` holds files and ``overwrite`` is False; nothing is written.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = model_config(model)
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    # Only the one standard key: safetensors writes metadata in hash order, and more keys would make the file
-    # bytes (and its sha256) differ between two saves of the same weights. config.json carries the rest.
-    save_model(model, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-    (folder / "README.md").write_text(model_card(model, config, **dict(card or {})))
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder; choose another destination.")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise FileExistsError(f"{folder} already holds files ({', '.join(sorted(p.name for p in folder.iterdir()))}); "
+                              "nothing was written. Choose an empty folder, or pass overwrite=True "
+                              "(--overwrite) to replace it.")  # fmt: skip
+    config = model_config(model)  # fails early (unsaveable norms) before anything touches the disk
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_weights(model, staging / WEIGHTS_NAME, weights_metadata(config))
+        config["weights_sha256"] = sha256_file(staging / WEIGHTS_NAME)  # checked by every load of this folder
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (staging / "README.md").write_text(model_card(model, config, **dict(card or {})))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return folder
 
 
-def _read_config(path: Path, source: str) -> dict[str, Any]:
+def weights_metadata(config: Mapping[str, Any]) -> dict[str, str]:
+    """What model.safetensors records about the model its weights belong to, checked against config.json."""
+    return {"derf_zoo.architecture": config["architecture"],
+            "derf_zoo.norm": json.dumps(config["model_args"].get("norm"), sort_keys=True)}  # fmt: skip
+
+
+def check_folder(config: Mapping[str, Any], weights_path: Path, source: str) -> None:
+    """Refuse a folder whose weights are not the ones its config.json describes.
+
+    Checks the sha256 that ``save_pretrained`` recorded in config.json, and the architecture and norm recorded
+    in the weights' metadata against config.json (an edited ``"norm": "satursin"`` would otherwise load Derf
+    weights into another function). Folders written before these records existed are checked for what they have.
+    """
+    expected = config.get("weights_sha256")
+    if expected is not None:
+        got = sha256_file(weights_path)
+        if got != expected:
+            raise WeightsIntegrityError(f"{source}: {weights_path.name} has sha256 {got}, but config.json records "
+                                        f"{expected}: the weights were changed or corrupted after they were saved; "
+                                        "nothing was loaded.")  # fmt: skip
+    recorded = read_safetensors_metadata(weights_path)
+    described = weights_metadata(config)
+    differ = [f"{key.partition('.')[2]}: weights {recorded[key]} vs config.json {value}"
+              for key, value in described.items() if key in recorded and recorded[key] != value]  # fmt: skip
+    if differ:
+        raise WeightsMismatchError(f"{source}: config.json does not describe these weights ({'; '.join(differ)}); "
+                                   "nothing was loaded. Restore config.json, or load the weights into the model "
+                                   "they were trained as.")  # fmt: skip
+
+
+def read_config(path: Path, source: str) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -111,7 +190,7 @@ def _read_config(path: Path, source: str) -> dict[str, Any]:
     return config
 
 
-def _resolve_folder(source: str, revision: str | None, cache_dir: str | Path | None) -> tuple[Path, Path]:
+def resolve_folder(source: str, revision: str | None, cache_dir: str | Path | None) -> tuple[Path, Path]:
     """(config path, weights path) of a local folder or a Hub repo (``org/name``)."""
     local = Path(source).expanduser()
     if local.is_dir():
@@ -128,39 +207,20 @@ def _resolve_folder(source: str, revision: str | None, cache_dir: str | Path | N
     return config, weights
 
 
-def from_pretrained(source: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
-                    **model_args: Any) -> nn.Module:  # fmt: skip
-    """Load a derf_zoo Hub folder or repo: ``derf_zoo.from_pretrained("org/name")`` or ``(local_dir)``.
+def load_pretrained(model: nn.Module, weights: ReleasedWeights, cache_dir: str | Path | None = None,
+                    key_map: Callable[[str], str] | None = None, verify: bool = True) -> None:  # fmt: skip
+    """Load released weights into a freshly built ``model`` (``create_model(..., pretrained=True)``).
 
     Args:
-        source: a local folder or a Hub repo id.
-        revision: branch, tag or commit (a commit hash needs no network once cached).
+        model: the target, built with the weights' arguments.
+        weights: the manifest entry.
         cache_dir: Hub cache (default ``$HF_HUB_CACHE``).
-        **model_args: override the saved arguments (``num_classes=`` re-initialises the head, with a warning).
-
-    Returns:
-        The model in eval mode.
+        key_map: renames keys of a foreign layout (``weights.source_format``) to the model's; the model's family
+            supplies it.
+        verify: see :func:`~derf_zoo.hub.download.weights_file` (False loads weights the manifest pins no
+            sha256 for).
     """
-    from derf_zoo.models import create_model
-
-    config_path, weights_path = _resolve_folder(str(source), revision, cache_dir)
-    config = _read_config(config_path, str(source))
-    model = create_model(config["architecture"], **{**config["model_args"], **model_args})
-    model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {}),
-                            "num_classes": getattr(model, "num_classes", None)}  # fmt: skip
-    model.default_cfg = model.pretrained_cfg
-    load_into(model, read_safetensors(weights_path), source=str(source))
-    return model.eval()
-
-
-def load_pretrained(model: nn.Module, weights: ReleasedWeights, cache_dir: str | Path | None = None) -> None:
-    """Load released weights into a freshly built ``model`` (``create_model(..., pretrained=True)``)."""
-    path = weights_file(weights, cache_dir=cache_dir)
-    key_map = None
-    if weights.source_format == "timm":
-        from derf_zoo.models.vit import timm_to_zoo_key
-
-        key_map = timm_to_zoo_key
+    path = weights_file(weights, cache_dir=cache_dir, verify=verify)
     load_into(model, read_safetensors(path), source=weights.name, key_map=key_map)
     model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg}
     model.default_cfg = model.pretrained_cfg
@@ -179,18 +239,22 @@ def push_to_hub(
 ) -> str:
     """Upload a Hub folder with huggingface_hub's API and return the commit hash to pin in the manifest.
 
-    With ``dry_run`` nothing is sent: the exact set of files that would be uploaded is copied to a fresh
-    folder, whose path is returned, so it can be inspected (and tested) offline.
+    Only the files a Hub folder consists of (config.json, model.safetensors, README.md) are uploaded; anything
+    else in the folder is skipped with a warning that names it. With ``dry_run`` nothing is sent: the exact set
+    of files that would be uploaded is copied to a fresh folder, whose path is returned, so it can be inspected
+    (and tested) offline.
     """
     folder = Path(folder)
-    for required in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
+    for required in HUB_FILES:
         if not (folder / required).is_file():
             raise FileNotFoundError(f"{folder} is not a Hub folder: {required} is missing (write it with "
                                     "save_pretrained or `derf-zoo export`).")  # fmt: skip
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [folder / name for name in HUB_FILES]
+    skipped = sorted(p.name for p in folder.iterdir() if p.name not in HUB_FILES)
+    if skipped:
+        warnings.warn(f"push_to_hub: not uploading {', '.join(skipped)} from {folder}: a Hub folder is "
+                      f"{', '.join(HUB_FILES)} only.", stacklevel=2)  # fmt: skip
     if dry_run:
-        import shutil
-
         out = Path(tempfile.mkdtemp(prefix=f"derf_zoo_push_{repo_id.replace('/', '--')}_"))
         for p in files:
             shutil.copy2(p, out / p.name)

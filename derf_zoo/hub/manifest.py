@@ -18,7 +18,6 @@ __all__ = ["NoPretrainedWeightsError", "ReleasedWeights", "load_manifest", "rele
 
 MANIFEST = "checkpoints/manifest.yaml"
 _REQUIRED = ("name", "produced_by", "license", "dataset")
-_FORMATS = ("derf_zoo", "timm")
 
 
 class NoPretrainedWeightsError(ValueError):
@@ -34,7 +33,8 @@ class ReleasedWeights:
         repo_id / revision: the Hub repository and the pinned commit (None: not pinned; see ``notes``).
         sha256: of ``model.safetensors``; checked after every download (None: cannot be checked, see ``notes``).
         embedded: folder inside the package holding the Hub files (loads offline, no download).
-        source_format: ``"derf_zoo"`` (our keys) or ``"timm"`` (timm ViT keys, mapped on load).
+        source_format: ``"derf_zoo"`` (our keys) or a foreign layout the architecture's family declares a key
+            map for (``"timm"`` for ViTs), mapped on load.
         recipe / dataset / split / metrics / produced_by / license: provenance for users and the model card.
         model_args: arguments the weights need (``global_pool``, ...), applied before the caller's.
         pretrained_cfg: data config overrides (mean, std, crop) of these weights.
@@ -88,8 +88,6 @@ def _parse(entries: Any, source: str) -> list[ReleasedWeights]:
         weights = ReleasedWeights(**entry)
         if "." not in weights.name:
             raise ValueError(f"{source}: weight names are 'architecture.tag', got {weights.name!r}.")
-        if weights.source_format not in _FORMATS:
-            raise ValueError(f"{source}: {weights.name}: source_format must be one of {_FORMATS}.")
         if weights.embedded is None and weights.repo_id is None:
             raise ValueError(f"{source}: {weights.name} has neither an embedded folder nor a repo_id.")
         if weights.name in seen:
@@ -116,16 +114,19 @@ def released_weights() -> tuple[ReleasedWeights, ...]:
     return tuple(load_manifest())
 
 
-def resolve_weights(architecture: str, tag: str | None, manifest: tuple[ReleasedWeights, ...] | None = None
-                    ) -> ReleasedWeights:  # fmt: skip
+def resolve_weights(architecture: str, tag: str | None, manifest: tuple[ReleasedWeights, ...] | None = None,
+                    recipe: str | None = None) -> ReleasedWeights:  # fmt: skip
     """The manifest entry ``pretrained=True`` loads for ``architecture[.tag]``.
+
+    Args:
+        architecture / tag: what was asked for.
+        manifest: the entries to search (default: the packaged manifest).
+        recipe: the recipe that trains the architecture, named in the error when nothing is released.
 
     Raises:
         NoPretrainedWeightsError: nothing is released for it; the message names the recipe that trains it
             (or the tags that do exist).
     """
-    from derf_zoo.models._registry import get_model_entry
-
     entries = [w for w in (manifest or released_weights()) if w.architecture == architecture]
     if tag is not None:
         match = [w for w in entries if w.tag == tag]
@@ -137,7 +138,6 @@ def resolve_weights(architecture: str, tag: str | None, manifest: tuple[Released
     if entries:
         tags = ", ".join(sorted(w.name for w in entries))
         raise NoPretrainedWeightsError(f"No released weights named {name!r}; released for {architecture}: {tags}.")
-    recipe = get_model_entry(architecture).recipe
     how = (f"train them with `derf-zoo fit -c {recipe}`" if recipe
            else "train them with a recipe of its family (recipes/) and export them with `derf-zoo export`")  # fmt: skip
     raise NoPretrainedWeightsError(f"No released weights for {name!r}; {how}. pretrained=True never returns random "

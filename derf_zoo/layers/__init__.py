@@ -1,10 +1,27 @@
-"""Building blocks shared by every family: attention, MLP, stochastic depth, layer scale, adaLN, patch embedding."""
+"""Building blocks shared by every family: attention and the mixer slot, MLP, stochastic depth, layer scale,
+adaLN, patch embedding and the init that respects self-initialising modules."""
 
 from derf_zoo.layers.attention import Attention
 from derf_zoo.layers.drop_path import DropPath
+from derf_zoo.layers.init import init_weights, trunc_normal_linear
 from derf_zoo.layers.layer_scale import LayerScale
+from derf_zoo.layers.mixers import MixerFactory, get_mixer, list_mixers, register_mixer
 from derf_zoo.layers.mlp import Mlp
 from derf_zoo.layers.modulation import AdaLNModulation, modulate
 from derf_zoo.layers.patch_embed import PatchEmbed
 
-__all__ = ["AdaLNModulation", "Attention", "DropPath", "LayerScale", "Mlp", "PatchEmbed", "modulate"]
+__all__ = [
+    "AdaLNModulation",
+    "Attention",
+    "DropPath",
+    "LayerScale",
+    "MixerFactory",
+    "Mlp",
+    "PatchEmbed",
+    "get_mixer",
+    "init_weights",
+    "list_mixers",
+    "modulate",
+    "register_mixer",
+    "trunc_normal_linear",
+]

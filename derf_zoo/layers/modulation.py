@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import Tensor, nn
 
 __all__ = ["AdaLNModulation", "modulate"]
@@ -29,10 +32,19 @@ class AdaLNModulation(nn.Module):
         super().__init__()
         self.chunks = chunks
         self.act = nn.SiLU()
+        self.zero_init = zero_init
         self.linear = nn.Linear(cond_dim, chunks * dim)
-        if zero_init:
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, default: Callable[[nn.Module], None] | None = None) -> None:
+        """adaLN-Zero keeps all-zero outputs whatever the family's init; otherwise the family's ``default``
+        applies (called by :func:`derf_zoo.layers.init_weights`)."""
+        if self.zero_init:
             nn.init.zeros_(self.linear.weight)
             nn.init.zeros_(self.linear.bias)
+        elif default is not None:
+            default(self.linear)
 
     def forward(self, c: Tensor) -> tuple[Tensor, ...]:
         return self.linear(self.act(c)).chunk(self.chunks, dim=-1)

@@ -40,15 +40,19 @@ def build_model(
         tag = timm_cfg if isinstance(timm_cfg, str) else _cfg_get(timm_cfg, "tag")
     overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     cache_dir = kwargs.pop("cache_dir", None)
+    verify = kwargs.pop("verify", True)  # False: load manifest weights that pin no sha256
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
 
+    from derf_zoo.models._registry import get_model_entry
+
+    entry = get_model_entry(architecture)
     args = {**model_args, **kwargs}
     weights = None
     hub_source = _timm_hub_source(timm_cfg) if pretrained else None
     if pretrained and hub_source is None:
         from derf_zoo.hub import resolve_weights
 
-        weights = resolve_weights(architecture, tag)
+        weights = resolve_weights(architecture, tag, recipe=entry.recipe)
         # Arguments the weights were trained with (e.g. in_chans) come first; the caller's still win
         # where they are allowed to differ (num_classes re-initialises the head with a warning).
         args = {**model_args, **weights.model_args, **kwargs}
@@ -60,12 +64,14 @@ def build_model(
         "architecture": architecture,
         "tag": weights.tag if weights is not None else None,  # a tag without pretrained=True loads nothing
         "num_classes": getattr(model, "num_classes", None),
+        "task_type": entry.family.task_type,  # what a model card of these weights says the model does
     }
     model.default_cfg = model.pretrained_cfg  # timm's older alias
     if weights is not None:
         from derf_zoo.hub import load_pretrained
 
-        load_pretrained(model, weights, cache_dir=cache_dir)
+        load_pretrained(model, weights, cache_dir=cache_dir, key_map=entry.family.key_map(weights.source_format),
+                        verify=verify)
     elif hub_source is not None:
         _load_timm_source(model, hub_source, cache_dir)
     if device is not None or dtype is not None:

@@ -1,23 +1,74 @@
-"""The model registry: ``@register_model`` entry points, ``create_model``, ``list_models``.
+"""The model registry: families, ``@register_model`` entry points, ``create_model``, ``list_models``.
 
-Entry points are registered in derf_zoo's registry and, when timm is importable, in timm's too, so
-after ``import derf_zoo`` both ``derf_zoo.create_model("vit_base_derf")`` and
-``timm.create_model("vit_base_derf")`` work. Generic architectures that share a name with a timm model
-(``vit_base_patch16_224``) stay in derf_zoo's registry only, so timm's own model is never overwritten.
+A family (:class:`ModelFamily`) declares once what the rest of the zoo needs to know about its models: its
+norm sites, the task that trains and evaluates them (and so the metrics of its checkpoints and model cards),
+and the key maps of the foreign weight layouts it can import. The Hub layer reads these through the
+registry's entries and never imports a family.
+
+Entry points are registered in derf_zoo's registry and, when timm is importable, in timm's too, so after
+``import derf_zoo`` both ``derf_zoo.create_model("vit_base_derf")`` and ``timm.create_model("vit_base_derf")``
+work. Generic architectures that share a name with a timm model (``vit_base_patch16_224``) stay in derf_zoo's
+registry only, so timm's own model is never overwritten.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from derf_zoo.norms.registry import unknown_name_error
 
-__all__ = ["ModelEntry", "create_model", "get_model_entry", "list_models", "register_model", "split_model_name"]
+__all__ = [
+    "NATIVE_FORMAT",
+    "ModelEntry",
+    "ModelFamily",
+    "create_model",
+    "get_family",
+    "get_model_entry",
+    "list_families",
+    "list_models",
+    "register_family",
+    "register_model",
+    "split_model_name",
+]
+
+#: The weight layout of derf_zoo's own state dicts (no key map needed).
+NATIVE_FORMAT = "derf_zoo"
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What a family declares once, for the registry, the Hub layer, the tasks and the callbacks.
+
+    Attributes:
+        name: ``"vit"``, ``"dit"``, ...
+        norm_sites: the norm sites its models have (a per-site ``norm=`` mapping accepts exactly these plus
+            ``default``).
+        task: import path of the task that trains and evaluates its checkpoints
+            (``"derf_zoo.tasks.ImageClassification"``); its ``task_type`` and ``metrics`` are the card's.
+        task_type: Hugging Face pipeline tag of what its models do (``"image-classification"``).
+        key_maps: foreign weight layouts it imports, by name (``{"timm": timm_to_zoo_key}``): each maps a key
+            of that layout to ours. A manifest entry's ``source_format`` names one of them.
+    """
+
+    name: str
+    norm_sites: tuple[str, ...]
+    task: str
+    task_type: str
+    key_maps: Mapping[str, Callable[[str], str]] = field(default_factory=dict)
+
+    def key_map(self, source_format: str) -> Callable[[str], str] | None:
+        """The key map for weights in ``source_format`` (None for derf_zoo's own layout)."""
+        if source_format == NATIVE_FORMAT:
+            return None
+        if source_format not in self.key_maps:
+            raise unknown_name_error(f"weight layout for the {self.name} family:", source_format,
+                                     (NATIVE_FORMAT, *self.key_maps))  # fmt: skip
+        return self.key_maps[source_format]
 
 
 @dataclass(frozen=True)
@@ -26,31 +77,52 @@ class ModelEntry:
 
     Attributes:
         name: architecture name (``vit_base_derf``).
-        fn: the entry point ``fn(pretrained=False, **kwargs) -> nn.Module``.
-        family: ``"vit"``, ...
+        fn: the entry point ``fn(pretrained=False, **kwargs) -> nn.Module`` (it builds from a config's
+            ``model_args`` too).
+        family: the :class:`ModelFamily` it belongs to.
         recipe: the recipe that trains it (named in the error when no weights are released).
     """
 
     name: str
     fn: Callable[..., nn.Module]
-    family: str
+    family: ModelFamily
     recipe: str | None = None
 
 
+_FAMILIES: dict[str, ModelFamily] = {}
 _MODELS: dict[str, ModelEntry] = {}
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Declare a family (once, at the top of its module, before its entry points)."""
+    if family.name in _FAMILIES and _FAMILIES[family.name] != family:
+        raise ValueError(f"A different model family named {family.name!r} is already registered.")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> ModelFamily:
+    if name not in _FAMILIES:
+        raise unknown_name_error("model family", name, _FAMILIES)
+    return _FAMILIES[name]
+
+
+def list_families() -> list[str]:
+    return sorted(_FAMILIES)
 
 
 def register_model(*, family: str, recipe: str | None = None, timm: bool = True) -> Callable:
     """Decorator registering an entry point under its function name.
 
     Args:
-        family: model family (``"vit"``).
+        family: a registered family's name (``"vit"``).
         recipe: path of the recipe that trains this architecture, if any.
         timm: also register it with timm (skip for names timm already uses).
     """
+    declared = get_family(family)
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, family, recipe)
+        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, declared, recipe)
         if timm:
             try:
                 from timm.models import register_model as timm_register
@@ -70,6 +142,9 @@ def split_model_name(name: str) -> tuple[str, str | None]:
 
 
 def get_model_entry(name: str) -> ModelEntry:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A model name must be a non-empty string such as 'vit_base_derf', got {name!r}; "
+                         "list_models() has them all.")  # fmt: skip
     arch, _ = split_model_name(name)
     if arch not in _MODELS:
         raise unknown_name_error("model", arch, _MODELS)
@@ -80,7 +155,7 @@ def list_models(filter: str = "*", *, pretrained: bool = False) -> list[str]:
     """Registered names matching a glob; with ``pretrained=True`` only ``arch.tag`` names with released weights.
 
     Example:
-        >>> list_models("*derf*")
+        >>> list_models("vit_*_derf")
         ['vit_base_derf', 'vit_large_derf', 'vit_nano_derf', 'vit_small_derf', 'vit_tiny_derf']
     """
     if pretrained:

@@ -18,14 +18,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from derf_zoo.backbone import Transformer, tag_site
+from derf_zoo.backbone import BLOCK_SITES, Transformer
 from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
-from derf_zoo.layers import PatchEmbed
+from derf_zoo.layers import PatchEmbed, init_weights, trunc_normal_linear
 from derf_zoo.models._builder import build_model
-from derf_zoo.models._registry import register_model
+from derf_zoo.models._registry import ModelFamily, register_family, register_model
+from derf_zoo.norms.layers import PointwiseNorm, RMSNorm
 from derf_zoo.norms.registry import NormSpec, get_norm_layer, norm_spec_string, resolve_norm_sites
+from derf_zoo.norms.sites import is_norm, is_rms_like, tag_site
 
 __all__ = ["VisionTransformer", "from_timm"]
 
@@ -52,6 +54,23 @@ DIGITS_DATA_CFG = {
 }
 
 GlobalPool = Literal["token", "avg"]
+
+
+def timm_to_zoo_key(key: str) -> str:
+    """Map a timm ViT state-dict key to ours: blocks live in ``backbone`` and attention is the ``mixer``."""
+    if key.startswith("blocks."):
+        return "backbone." + key.replace(".attn.", ".mixer.", 1)
+    if key.startswith("norm."):
+        return "backbone." + key
+    return key
+
+
+#: The ViT family: its norm sites are the backbone's; ImageClassification trains and evaluates it; timm's
+#: ViT state dicts (and the official Derf ViT checkpoints, which use timm's layout) map in with timm_to_zoo_key.
+FAMILY = register_family(ModelFamily(
+    name="vit", norm_sites=BLOCK_SITES, task="derf_zoo.tasks.ImageClassification", task_type="image-classification",
+    key_maps={"timm": timm_to_zoo_key},
+))  # fmt: skip
 
 
 class VisionTransformer(nn.Module, HubMixin):
@@ -107,8 +126,11 @@ class VisionTransformer(nn.Module, HubMixin):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}.")
         if global_pool == "token" and not class_token:
             raise ValueError("global_pool='token' needs class_token=True.")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        _check_int("num_classes", num_classes, minimum=0)
+        _check_int("in_chans", in_chans, minimum=1)
+        for name, value in (("img_size", img_size), ("patch_size", patch_size)):
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                _check_int(name, v, minimum=1)
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.embed_dim = embed_dim
@@ -117,7 +139,7 @@ class VisionTransformer(nn.Module, HubMixin):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
         self.pos_drop = nn.Dropout(pos_drop_rate)
-        sites = resolve_norm_sites(norm, ("attn", "mlp", "final"))
+        sites = resolve_norm_sites(norm, FAMILY.norm_sites)
         self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
         use_fc_norm = global_pool == "avg"
         self.backbone = Transformer(
@@ -132,15 +154,18 @@ class VisionTransformer(nn.Module, HubMixin):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """timm's ViT init: truncated-normal(0.02) linears and positions, near-zero class token, zero biases."""
+        """timm's ViT init: truncated-normal(0.02) linears and positions, near-zero class token, zero biases.
+
+        Submodules with an init of their own (adaLN-Zero modulation, say) keep it.
+        """
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_weights(self, trunc_normal_linear)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass instead of storing them (timm's switch)."""
+        self.backbone.set_grad_checkpointing(enable)
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
@@ -189,94 +214,150 @@ _SIZES = {
     "large": {"embed_dim": 1024, "depth": 24, "num_heads": 16},
 }
 # An architecture of its own for the 8x8 digits, upsampled to 16x16: 16 tokens of width 64 (~0.2M parameters).
-_NANO = {
-    "img_size": 16,
-    "patch_size": 4,
-    "in_chans": 1,
-    "num_classes": 10,
-    "embed_dim": 64,
-    "depth": 4,
-    "num_heads": 4,
-    "global_pool": "avg",
-}
-_NORM_TAGS = {"derf": "derf", "dyt": "dyt", "ln": "layernorm"}
+_NANO = {"img_size": 16, "patch_size": 4, "in_chans": 1, "num_classes": 10, "embed_dim": 64, "depth": 4,
+         "num_heads": 4, "global_pool": "avg"}  # fmt: skip
 
 
-def _build(architecture: str, pretrained: bool, model_args: dict, data_cfg: dict, **kwargs: Any) -> VisionTransformer:
-    return build_model(
-        VisionTransformer, architecture, pretrained=pretrained, model_args=model_args, data_cfg=data_cfg, **kwargs
-    )  # type: ignore[return-value]
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    # bool is an int to Python, and 2.5 or "10" would fail deep inside a layer: refuse them here, by name.
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
 
 
-def _generic(size: str):
-    def fn(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-        return _build(fn.__name__, pretrained, {"patch_size": 16, **_SIZES[size]}, IMAGENET_DATA_CFG, **kwargs)
-
-    fn.__name__ = fn.__qualname__ = f"vit_{size}_patch16_224"
-    fn.__doc__ = (
-        f"ViT-{size.capitalize()}/16 at 224 px with timm's defaults (class-token pooling); any "
-        f"``norm=``. Same names and shapes as timm's ``{fn.__name__}``."
-    )
-    return fn
+def _generic(name: str, size: str, pretrained: bool, kwargs: dict[str, Any]) -> VisionTransformer:
+    """timm's ``vit_{size}_patch16_224``: class-token pooling, any ``norm=``."""
+    return build_model(VisionTransformer, name, pretrained=pretrained, model_args={"patch_size": 16, **_SIZES[size]},
+                       data_cfg=IMAGENET_DATA_CFG, **kwargs)  # fmt: skip
 
 
-def _paper(size: str, norm_tag: str):
-    norm = _NORM_TAGS[norm_tag]
-
-    def fn(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-        args = {"patch_size": 16, "global_pool": "avg", "norm": norm, **_SIZES[size]}
-        return _build(fn.__name__, pretrained, args, IMAGENET_DATA_CFG, **kwargs)
-
-    fn.__name__ = fn.__qualname__ = f"vit_{size}_{norm_tag}"
-    fn.__doc__ = (
-        f"ViT-{size.capitalize()}/16, 224 px, {norm} in every norm site, average pooling + fc_norm: the "
-        f"paper's ImageNet setting (arXiv 2512.10938 §3.1). Keyword arguments override."
-    )
-    return fn
+def _paper(name: str, size: str, norm: str, pretrained: bool, kwargs: dict[str, Any]) -> VisionTransformer:
+    """The paper's ImageNet setting (§3.1): average pooling + fc_norm, ``norm`` in every site."""
+    args = {"patch_size": 16, "global_pool": "avg", "norm": norm, **_SIZES[size]}
+    return build_model(VisionTransformer, name, pretrained=pretrained, model_args=args, data_cfg=IMAGENET_DATA_CFG,
+                       **kwargs)  # fmt: skip
 
 
-def _nano(norm_tag: str):
-    norm = _NORM_TAGS[norm_tag]
-
-    def fn(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-        return _build(fn.__name__, pretrained, {**_NANO, "norm": norm}, DIGITS_DATA_CFG, **kwargs)
-
-    fn.__name__ = fn.__qualname__ = f"vit_nano_{norm_tag}"
-    fn.__doc__ = (
-        f"A 0.2M-parameter ViT for 16x16 grayscale digits (patch 4, width 64, depth 4, 4 heads, average "
-        f"pooling) with {norm}; the demo's model."
-    )
-    return fn
+def _nano(name: str, norm: str, pretrained: bool, kwargs: dict[str, Any]) -> VisionTransformer:
+    """The demo's 0.2M-parameter ViT for 16x16 grayscale digits."""
+    return build_model(VisionTransformer, name, pretrained=pretrained, model_args={**_NANO, "norm": norm},
+                       data_cfg=DIGITS_DATA_CFG, **kwargs)  # fmt: skip
 
 
-def _register_all() -> None:
-    module = globals()
-    for size in _SIZES:
-        fn = _generic(size)
-        module[fn.__name__] = register_model(family="vit", timm=False)(fn)
-        for tag in _NORM_TAGS:
-            fn = _paper(size, tag)
-            recipe = f"recipes/vit/{fn.__name__}_in1k.yaml" if size in ("base", "large") else None
-            module[fn.__name__] = register_model(family="vit", recipe=recipe)(fn)
-    for tag in _NORM_TAGS:
-        fn = _nano(tag)
-        module[fn.__name__] = register_model(family="vit", recipe=f"recipes/vit/vit_nano_{tag}_digits.yaml")(fn)
+@register_model(family="vit", timm=False)
+def vit_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-Ti/16 at 224 px with timm's defaults (class-token pooling); any ``norm=``. Same names and shapes as
+    timm's ``vit_tiny_patch16_224``."""
+    return _generic("vit_tiny_patch16_224", "tiny", pretrained, kwargs)
+
+
+@register_model(family="vit", timm=False)
+def vit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-S/16 at 224 px with timm's defaults (class-token pooling); any ``norm=``."""
+    return _generic("vit_small_patch16_224", "small", pretrained, kwargs)
+
+
+@register_model(family="vit", timm=False)
+def vit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-B/16 at 224 px with timm's defaults (class-token pooling); any ``norm=``."""
+    return _generic("vit_base_patch16_224", "base", pretrained, kwargs)
+
+
+@register_model(family="vit", timm=False)
+def vit_large_patch16_224(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-L/16 at 224 px with timm's defaults (class-token pooling); any ``norm=``."""
+    return _generic("vit_large_patch16_224", "large", pretrained, kwargs)
+
+
+@register_model(family="vit")
+def vit_tiny_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-Ti/16, 224 px, Derf in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_tiny_derf", "tiny", "derf", pretrained, kwargs)
+
+@register_model(family="vit")
+def vit_tiny_dyt(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-Ti/16, 224 px, DyT in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_tiny_dyt", "tiny", "dyt", pretrained, kwargs)
+
+@register_model(family="vit")
+def vit_tiny_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-Ti/16, 224 px, LayerNorm in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_tiny_ln", "tiny", "layernorm", pretrained, kwargs)
+
+@register_model(family="vit")
+def vit_small_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-S/16, 224 px, Derf in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_small_derf", "small", "derf", pretrained, kwargs)
+
+@register_model(family="vit")
+def vit_small_dyt(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-S/16, 224 px, DyT in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_small_dyt", "small", "dyt", pretrained, kwargs)
+
+@register_model(family="vit")
+def vit_small_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-S/16, 224 px, LayerNorm in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_small_ln", "small", "layernorm", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_base_derf_in1k.yaml")
+def vit_base_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-B/16, 224 px, Derf in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_base_derf", "base", "derf", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_base_dyt_in1k.yaml")
+def vit_base_dyt(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-B/16, 224 px, DyT in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_base_dyt", "base", "dyt", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_base_ln_in1k.yaml")
+def vit_base_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-B/16, 224 px, LayerNorm in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_base_ln", "base", "layernorm", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_large_derf_in1k.yaml")
+def vit_large_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-L/16, 224 px, Derf in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_large_derf", "large", "derf", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_large_dyt_in1k.yaml")
+def vit_large_dyt(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-L/16, 224 px, DyT in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_large_dyt", "large", "dyt", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_large_ln_in1k.yaml")
+def vit_large_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT-L/16, 224 px, LayerNorm in every norm site, average pooling + fc_norm: the paper's setting."""
+    return _paper("vit_large_ln", "large", "layernorm", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_nano_derf_digits.yaml")
+def vit_nano_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """A 0.2M-parameter ViT for 16x16 grayscale digits (patch 4, width 64, depth 4, average pooling) with Derf;
+    the demo's model."""
+    return _nano("vit_nano_derf", "derf", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_nano_dyt_digits.yaml")
+def vit_nano_dyt(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """A 0.2M-parameter ViT for 16x16 grayscale digits (patch 4, width 64, depth 4, average pooling) with DyT;
+    the demo's model."""
+    return _nano("vit_nano_dyt", "dyt", pretrained, kwargs)
+
+@register_model(family="vit", recipe="recipes/vit/vit_nano_ln_digits.yaml")
+def vit_nano_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """A 0.2M-parameter ViT for 16x16 grayscale digits (patch 4, width 64, depth 4, average pooling) with LayerNorm;
+    the demo's model."""
+    return _nano("vit_nano_ln", "layernorm", pretrained, kwargs)
 
 
 # timm reads a module's default_cfgs when an entry point registers; ours come from the manifest (derf_zoo.hub).
 default_cfgs: dict[str, dict] = {}
-_register_all()
 
 
 # ---- timm import ----------------------------------------------------------------------------------------
 
 
 def _timm_norm_spec(module: nn.Module) -> str:
-    from derf_zoo.norms.layers import PointwiseNorm, RMSNorm
-
     if isinstance(module, PointwiseNorm):
         return module.function
-    if isinstance(module, RMSNorm) or "rms" in type(module).__name__.lower():
+    if isinstance(module, RMSNorm) or is_rms_like(module):
         return "rmsnorm"
     if isinstance(module, nn.LayerNorm):
         return "layernorm"
@@ -337,15 +418,6 @@ def _args_from_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     }
 
 
-def timm_to_zoo_key(key: str) -> str:
-    """Map a timm ViT state-dict key to ours: blocks live in ``backbone`` and attention is the ``mixer``."""
-    if key.startswith("blocks."):
-        return "backbone." + key.replace(".attn.", ".mixer.", 1)
-    if key.startswith("norm."):
-        return "backbone." + key
-    return key
-
-
 def from_timm(
     source: nn.Module | Mapping[str, Tensor],
     *,
@@ -384,10 +456,10 @@ def from_timm(
     mapped = {timm_to_zoo_key(k): v for k, v in sd.items()}
     same_norm = norm is None or all(
         str(get_norm_layer(s)) == str(get_norm_layer(source_norm))
-        for s in resolve_norm_sites(args["norm"], ("attn", "mlp", "final")).values()
+        for s in resolve_norm_sites(args["norm"], FAMILY.norm_sites).values()
     )
     target = model.state_dict()
-    norm_prefixes = tuple(n + "." for n, m in model.named_modules() if _is_norm(m))
+    norm_prefixes = tuple(n + "." for n, m in model.named_modules() if is_norm(m))
     if not same_norm:
         keep_affine = ("weight", "bias") if copy_affine else ()
         mapped = {
@@ -400,7 +472,3 @@ def from_timm(
     return model
 
 
-def _is_norm(module: nn.Module) -> bool:
-    from derf_zoo.norms.layers import Identity, PointwiseNorm, RMSNorm
-
-    return isinstance(module, (nn.LayerNorm, PointwiseNorm, RMSNorm, Identity))

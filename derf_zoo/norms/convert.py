@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from derf_zoo.norms.registry import NormSpec, get_norm_layer
+from derf_zoo.norms.sites import is_rms_like
 
-__all__ = ["ConversionReport", "Replacement", "convert_norms", "find_norms"]
+__all__ = ["ConversionReport", "Replacement", "convert_norms"]
 
 Pattern = str | Iterable[str] | Callable[[str, nn.Module], bool] | None
 
@@ -77,16 +78,6 @@ def _channels_first_classes() -> tuple[type, ...]:
     return tuple(getattr(timm_norm, n) for n in names if hasattr(timm_norm, n))
 
 
-def _is_rms_like(module: nn.Module) -> bool:
-    # RMSNorm has no common base class across libraries (torch, timm, and one class per transformers model:
-    # LlamaRMSNorm, MistralRMSNorm, ...). Like the official Derf DNA code, match the class name, and also
-    # require a 1-D weight so nothing unrelated is swapped.
-    if isinstance(module, nn.RMSNorm):
-        return True
-    weight = getattr(module, "weight", None)
-    return "rmsnorm" in type(module).__name__.lower() and (weight is None or weight.dim() == 1)
-
-
 def _describe(module: nn.Module) -> _NormInfo | str | None:
     """How to rebuild ``module`` as a slot norm; a reason string if it looks like a norm we can't convert."""
     from derf_zoo.norms.layers import Identity, PointwiseNorm, RMSNorm
@@ -98,7 +89,7 @@ def _describe(module: nn.Module) -> _NormInfo | str | None:
         if len(module.normalized_shape) != 1:
             return f"normalized_shape {tuple(module.normalized_shape)} is not 1-D"
         return _NormInfo(module.normalized_shape[0], module.eps, module.weight is not None, channels_first)
-    if isinstance(module, RMSNorm) or _is_rms_like(module):
+    if isinstance(module, RMSNorm) or is_rms_like(module):
         weight = getattr(module, "weight", None)
         shape = getattr(module, "normalized_shape", None)
         if weight is not None:
@@ -119,11 +110,6 @@ def _matches(name: str, module: nn.Module, pattern: Pattern) -> bool:
         return bool(pattern(name, module))
     patterns = [pattern] if isinstance(pattern, str) else list(pattern or ())
     return any(fnmatch.fnmatch(name, p) for p in patterns)
-
-
-def find_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The modules :func:`convert_norms` would consider, in ``named_modules`` order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(_describe(m), _NormInfo)]
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -307,3 +307,8 @@ def resolve_norm_sites(
             f"This model's sites: {', '.join(sites)}."
         )
     return {s: get_norm_layer(spec.get(s, spec.get("default"))) for s in sites}
+
+
+def parse_spec_string(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name(key=value, ...)"`` -> ``("name", {key: value})``: the spec syntax shared by the norm and mixer slots."""
+    return _parse_string(spec)

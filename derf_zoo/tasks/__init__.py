@@ -1,7 +1,8 @@
-"""LightningModules per domain, and the optimizer helpers they share."""
+"""LightningModules per domain on one task contract (:class:`Task`), and the optimizer helpers they share."""
 
+from derf_zoo.tasks.base import MetricSpec, Task, build_network
 from derf_zoo.tasks.classification import ImageClassification
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
-__all__ = ["ImageClassification", "Schedule", "param_groups"]
+__all__ = ["ImageClassification", "MetricSpec", "Schedule", "Task", "build_network", "param_groups"]

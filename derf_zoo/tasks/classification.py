@@ -1,55 +1,39 @@
-"""Image classification as a LightningModule: the network is injected, everything else comes from the recipe."""
+"""Image classification on the task contract: cross entropy, mixup/cutmix, top-1/top-5."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from derf_zoo.norms.calibrate import calibrate_alpha
-from derf_zoo.norms.layers import PointwiseNorm
-from derf_zoo.tasks.optim import param_groups
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["ImageClassification"]
 
-_CALIBRATED_KEY = "derf_zoo_alpha_calibrated"
-_METRICS_KEY = "derf_zoo_val_metrics"
 
-
-def build_network(model: str | nn.Module, model_args: dict[str, Any] | None) -> nn.Module:
-    """An ``nn.Module`` as given, or a registry name built with ``model_args``."""
-    if isinstance(model, nn.Module):
-        if model_args:
-            raise ValueError("model_args only applies to a registry name; the injected module is already built.")
-        return model
-    from derf_zoo.models import create_model
-
-    return create_model(model, **(model_args or {}))
-
-
-class ImageClassification(L.LightningModule):
+class ImageClassification(Task):
     """Train and evaluate an image classifier (ViT by default) the way the paper's ImageNet recipe does.
 
     Args:
-        model: a registry name (``"vit_base_derf"``) or an ``nn.Module`` (``class_path``/``init_args`` in YAML).
-        model_args: arguments for a registry name (``num_classes``, ``drop_path_rate``, ``norm``, ...).
-        optimizer: optimizer factory from the recipe (``torch.optim.AdamW`` + init_args); it receives parameter
-            groups in which every 1-D parameter (alpha, shift, norm affine, biases) has no weight decay.
-        schedule: per-step learning-rate schedule (warmup + cosine to ``min_lr``); None keeps the lr constant.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
         label_smoothing: label smoothing of the cross entropy (folded into the soft targets under mixup).
         mixup: mixup alpha (0: off).
         cutmix: cutmix alpha (0: off).
         mix_prob: probability of mixing a batch; ``switch_prob``: of cutmix instead of mixup when both are on.
-        calibration_target: ``alpha * std(input)`` that layers built with ``alpha_init="auto"`` are calibrated
-            to on the first training batch (once; identical on every rank).
     """
+
+    task_type = "image-classification"
+    metrics = (
+        MetricSpec("acc1", higher_is_better=True, percent=True, description="top-1 accuracy"),
+        MetricSpec("acc5", higher_is_better=True, percent=True, description="top-5 accuracy"),
+        MetricSpec("loss", higher_is_better=False, description="cross entropy"),
+    )
 
     def __init__(
         self,
@@ -63,12 +47,10 @@ class ImageClassification(L.LightningModule):
         mix_prob: float = 1.0,
         switch_prob: float = 0.5,
         calibration_target: float = 1.0,
+        nonfinite: NonFinite = "error",
     ) -> None:
-        super().__init__()
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
-        self.model = build_network(model, model_args)
-        self.optimizer_factory = optimizer
-        self.schedule = schedule
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:
             raise ValueError("ImageClassification needs a model with num_classes > 0 (a classification head).")
@@ -78,16 +60,10 @@ class ImageClassification(L.LightningModule):
             from timm.data import Mixup
 
             self.mixup_fn = Mixup(
-                mixup_alpha=mixup,
-                cutmix_alpha=cutmix,
-                prob=mix_prob,
-                switch_prob=switch_prob,
-                label_smoothing=label_smoothing,
-                num_classes=num_classes,
-            )
+                mixup_alpha=mixup, cutmix_alpha=cutmix, prob=mix_prob, switch_prob=switch_prob,
+                label_smoothing=label_smoothing, num_classes=num_classes,
+            )  # fmt: skip
         self.label_smoothing = label_smoothing
-        self.calibration_target = calibration_target
-        self.alpha_calibrated = False
         top_k = min(5, num_classes)
         # "micro": the fraction of images classified right, i.e. the usual top-1 (torchmetrics defaults to a
         # per-class average, which differs from top-1 on unbalanced splits).
@@ -100,8 +76,6 @@ class ImageClassification(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    # ---- set-up ----------------------------------------------------------------------------------------
-
     def setup(self, stage: str) -> None:
         data_classes = getattr(self.trainer.datamodule, "num_classes", None) if self.trainer.datamodule else None
         if data_classes is not None and data_classes != self.num_classes:
@@ -110,42 +84,9 @@ class ImageClassification(L.LightningModule):
                 f"{data_classes} classes. Set model_args.num_classes: {data_classes}."
             )
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(param_groups(self.model, weight_decay=None))
-        if self.schedule is None:
-            return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        scheduler = self.schedule.build(optimizer, total_steps=total, steps_per_epoch=total / epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    # ---- the contract ----------------------------------------------------------------------------------
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.alpha_calibrated:
-            return
-        auto = [m for m in self.model.modules() if isinstance(m, PointwiseNorm) and m.alpha_auto]
-        if auto:
-            report = calibrate_alpha(self.model, batch[0], target=self.calibration_target, only_auto=True)
-            # Each rank saw its own batch: take rank 0's alphas so every replica starts identical.
-            alphas = self.trainer.strategy.broadcast([m.alpha.detach().clone() for m in auto], src=0)
-            with torch.no_grad():
-                for m, a in zip(auto, alphas):
-                    m.alpha.copy_(a.to(m.alpha.device))
-            rank_zero_info(str(report))
-        self.alpha_calibrated = True
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[_CALIBRATED_KEY] = self.alpha_calibrated
-        # The latest validation metrics, for `derf-zoo export` (they belong to the weights being saved).
-        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
-        checkpoint[_METRICS_KEY] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A resumed run keeps its calibrated alphas (they are in the state dict); never recalibrate.
-        self.alpha_calibrated = bool(checkpoint.get(_CALIBRATED_KEY, True))
-
-    # ---- steps -----------------------------------------------------------------------------------------
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_loss(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         if self.mixup_fn is not None:
             x, soft = self.mixup_fn(x, y)
@@ -158,7 +99,29 @@ class ImageClassification(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], split: str, acc1: MulticlassAccuracy, acc5: MulticlassAccuracy):
+    def evaluation_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        x, y = batch
+        return F.cross_entropy(self(x), y, reduction="sum"), len(y)
+
+    @classmethod
+    def evaluate(cls, model: nn.Module, loader: Iterable) -> dict[str, float]:
+        """Top-1 accuracy (in percent) and mean cross entropy of ``model`` over ``loader``, in eval mode."""
+        model.eval()
+        correct, total, loss = 0, 0, 0.0
+        with torch.no_grad():
+            for x, y in loader:
+                logits = model(x)
+                correct += int((logits.argmax(-1) == y).sum())
+                loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                total += len(y)
+        if total == 0:
+            raise ValueError("evaluate: the loader is empty.")
+        return {"acc1": 100.0 * correct / total, "loss": loss / total}
+
+    # ---- evaluation steps ------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], split: str, acc1: MulticlassAccuracy,
+                  acc5: MulticlassAccuracy) -> None:  # fmt: skip
         x, y = batch
         logits = self(x)
         self.log(f"{split}/loss", F.cross_entropy(logits, y), sync_dist=True)

@@ -9,8 +9,8 @@ from huggingface_hub import ModelCard
 import derf_zoo
 from derf_zoo.cli import main
 from derf_zoo.data import DigitsDataModule
-from derf_zoo.hub.export import export_checkpoint
 from derf_zoo.recipes import recipe_path
+from derf_zoo.tasks.export import export_checkpoint
 from derf_zoo.training import lightning_cli
 
 TINY = ["--model.init_args.model_args.embed_dim=32", "--model.init_args.model_args.depth=2",

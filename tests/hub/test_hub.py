@@ -17,12 +17,12 @@ from derf_zoo.hub import (
     WeightsIntegrityError,
     WeightsMismatchError,
     WeightsNotAvailableError,
-    from_pretrained,
     load_manifest,
     push_to_hub,
     sha256_file,
 )
 from derf_zoo.hub import manifest as manifest_module
+from derf_zoo.models import from_pretrained
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"  # what tests/hub/conftest.py seeds
 X = torch.randn(2, 1, 16, 16)
@@ -91,6 +91,11 @@ def test_corrupted_file_and_missing_key_leave_the_model_untouched(tiny_folder, t
         (corrupted / f.name).write_bytes(f.read_bytes())
     data = (corrupted / "model.safetensors").read_bytes()
     (corrupted / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsIntegrityError, match="changed or corrupted after they were saved"):
+        from_pretrained(corrupted)  # the sha256 save_pretrained recorded in config.json
+    config = json.loads((corrupted / "config.json").read_text())
+    del config["weights_sha256"]  # a folder from before the record: the reader still refuses a truncated file
+    (corrupted / "config.json").write_text(json.dumps(config))
     with pytest.raises(WeightsMismatchError, match="corrupted or truncated"):
         from_pretrained(corrupted)
 
@@ -176,7 +181,7 @@ def test_model_not_built_through_the_registry_cannot_be_saved(tmp_path):
 
 def test_alpha_auto_is_saved_as_a_plain_spec(tmp_path):
     model = derf_zoo.vit_nano_derf(norm="derf(alpha=auto, shift=0.1)", embed_dim=32, depth=1, num_heads=2)
-    config = json.loads((model.save_pretrained(tmp_path) / "config.json").read_text())
+    config = json.loads((model.save_pretrained(tmp_path / "out") / "config.json").read_text())
     assert config["model_args"]["norm"] == "derf(shift_init=0.1)"
 
 

@@ -157,3 +157,43 @@ def test_per_site_norms_and_no_weight_decay():
     assert type(model.backbone.blocks[0].norm2).__name__ == "DyT"
     assert type(model.fc_norm).__name__ == "LayerNorm"
     assert model.no_weight_decay() == {"pos_embed", "cls_token"}
+
+
+def test_family_declares_its_norm_sites_and_a_per_site_mapping_accepts_exactly_them():
+    from derf_zoo.models import get_family
+
+    family = get_family("vit")
+    assert family.norm_sites == ("attn", "mlp", "final") and family.task_type == "image-classification"
+    model = derf_zoo.vit_nano_derf(norm={"attn": "derf(alpha=0.8)", "default": "dyt"})
+    assert model.norm_specs == {"attn": "derf(alpha_init=0.8)", "mlp": "dyt", "final": "dyt"}
+    assert not hasattr(model.backbone, "norm_specs")  # resolved once, by the family
+    with pytest.raises(ValueError, match=r"Unknown norm site 'atn'.*Valid choices: attn, default, final, mlp"):
+        derf_zoo.vit_nano_derf(norm={"atn": "derf", "default": "derf"})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 2.5}, "num_classes must be an integer >= 0, got 2.5"),
+        ({"num_classes": True}, "num_classes must be an integer >= 0, got True"),
+        ({"num_classes": "10"}, "num_classes must be an integer >= 0, got '10'"),
+        ({"in_chans": 0}, "in_chans must be an integer >= 1, got 0"),
+        ({"img_size": 0}, "img_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_model_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        derf_zoo.vit_nano_derf(**kwargs)
+
+
+def test_create_model_without_a_name():
+    with pytest.raises(ValueError, match="non-empty string"):
+        derf_zoo.create_model(None)
+
+
+def test_entry_points_are_written_out():
+    import inspect
+
+    source = inspect.getsource(derf_zoo.models.vit)
+    for name in derf_zoo.list_models("vit_*"):
+        assert f"def {name}(" in source, name

@@ -82,7 +82,7 @@ def test_eval_mode_train_loss_matches_a_manual_pass(tmp_path):
     data = DigitsDataModule(batch_size=64)
     trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=1, callbacks=[EvalModeTrainLoss()])
     trainer.fit(task, datamodule=data)
-    manual = evaluation_mode_loss(task.model, data.train_eval_dataloader())
+    manual = evaluation_mode_loss(task, data.train_eval_dataloader())
     assert task.eval_mode_train_loss == pytest.approx(manual, rel=1e-6)
     assert task.training  # mode restored
 

@@ -1,29 +1,28 @@
-"""``derf-zoo demo``: train ViTs with Derf, DyT and LayerNorm on real handwritten digits and compare them.
+"""The demo's ViT part: ViT-nano with Derf and LayerNorm (DyT on request) on real handwritten digits.
 
-The three runs use the recipes ``recipes/vit/vit_nano_{derf,dyt,ln}_digits.yaml`` unchanged (same data,
-split, schedule and seed; per-norm settings are in the recipes with the sweep that chose them). The
-table says plainly which norm wins here and whether the gap is larger than the evaluation noise of a
-360-image validation set; this scale does not test the paper's ImageNet claim.
+The runs use the recipes ``recipes/vit/vit_nano_{derf,dyt,ln}_digits.yaml`` unchanged (same data, split,
+schedule and seed; per-norm settings are in the recipes with the sweep that chose them). The table says
+plainly which norm wins here and whether the gap is larger than the evaluation noise of a 360-image
+validation set; this scale does not test the paper's ImageNet claim.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-import torch
 
 from derf_zoo.commands._figures import pyplot, save
+from derf_zoo.commands.demo.part import PartResult
+from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
+from derf_zoo.training import lightning_cli
 
 NORMS = {"derf": "Derf", "dyt": "DyT", "ln": "LayerNorm"}
+DEFAULT_NORMS = ("derf", "ln")
 
 
 @dataclass
@@ -58,16 +57,7 @@ class _History(L.Callback):
         self._record(trainer, "train/loss_epoch")
 
 
-def _site_alphas(model: torch.nn.Module) -> dict[str, float]:
-    from derf_zoo.callbacks import NormStats
-
-    return {site: float(torch.cat([m.alpha.detach() for m in layers]).mean()) for site, layers in
-            NormStats.sites(model).items()}  # fmt: skip
-
-
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
-    from derf_zoo.training import lightning_cli
-
     recipe = recipe_path(f"vit/vit_nano_{tag}_digits.yaml")
     run_dir = out / f"vit_nano_{tag}_digits"
     args = [
@@ -89,7 +79,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         val_count=len(cli.datamodule.val_set),
         train_count=len(cli.datamodule.train_eval_set),
         eval_train_loss=float(cli.model.eval_mode_train_loss),
-        alphas=_site_alphas(cli.model.model),
+        alphas=site_alphas(cli.model.model),
         seconds=seconds,
         checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path),
         curves=history.curves,
@@ -152,35 +142,40 @@ def plot_curves(results: list[RunResult], path: Path) -> Path:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("ViT-nano on handwritten digits: Derf vs DyT vs LayerNorm (recipes/vit/vit_nano_*_digits.yaml)")
+    fig.suptitle(f"ViT-nano on handwritten digits: {' vs '.join(r.norm for r in results)} "
+                 "(recipes/vit/vit_nano_*_digits.yaml)")  # fmt: skip
     return save(fig, path)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train ViTs with Derf, DyT and LayerNorm on real digits and compare them")
-    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where logs, checkpoints and the plot go")
-    p.add_argument("--epochs", type=int, default=None, help="override the recipes' epoch budget (for a quick look)")
-    p.add_argument("--norms", nargs="+", choices=list(NORMS), default=list(NORMS), help="which recipes to run")
-    p.add_argument("--no-progress", action="store_true", help="plain logs instead of progress bars")
-    p.set_defaults(run=run)
+def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = None, progress: bool = True
+             ) -> PartResult:  # fmt: skip
+    """Train the ViT-nano recipes for ``norms`` (default Derf and LayerNorm), print their table and plot.
 
-
-def run(args: argparse.Namespace) -> int:
-    # Lightning's start-up chatter (accelerator lines, tips) would bury the three runs; warnings still show.
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning internals vs torch 2.14, not ours
-    print(f"Training {len(args.norms)} ViT-nano models on scikit-learn's handwritten digits, one after the other "
-          "(about 40 seconds each on 2 CPU cores).")  # fmt: skip
-    results: list[Any] = []
-    for tag in args.norms:
+    Raises:
+        ValueError: an unknown norm (the message lists this part's norms), or no LayerNorm/Derf to compare.
+    """
+    norms = list(norms or DEFAULT_NORMS)
+    unknown = [n for n in norms if n not in NORMS]
+    if unknown:
+        raise ValueError(f"The ViT demo part has no recipe for norm(s) {unknown}; valid: {', '.join(NORMS)}.")
+    if not {"derf", "ln"} <= set(norms):
+        raise ValueError(f"The demo compares Derf with LayerNorm: include both in --norms (got {norms}).")
+    print(f"ViT part: training {len(norms)} ViT-nano models on scikit-learn's handwritten digits, one after the "
+          "other (about 40 seconds each on 2 CPU cores).")  # fmt: skip
+    results: list[RunResult] = []
+    for tag in norms:
         print(f"\n== {NORMS[tag]}: recipes/vit/vit_nano_{tag}_digits.yaml")
-        results.append(train_one(tag, args.out, args.epochs, progress=not args.no_progress))
+        results.append(train_one(tag, out, epochs, progress=progress))
     print()
     print_results(results)
-    plot = plot_curves(results, args.out / "curves.png")
+    plot = plot_curves(results, out / "curves.png")
     print(f"\nTraining curves: {plot}")
     print("Checkpoints (Lightning; `derf-zoo export` turns one into a Hub folder):")
     for r in results:
         print(f"  {r.norm:<10} {r.checkpoint}")
-    return 0
+    by_norm = {r.norm: r for r in results}
+    derf, ln = by_norm["Derf"], by_norm["LayerNorm"]
+    noise = 2 * math.sqrt(sum(r.val_acc * (1 - r.val_acc) / r.val_count for r in (derf, ln)))
+    return PartResult(family="ViT", data=f"digits ({derf.val_count} val images)", metric="val top-1 (%)",
+                      higher_is_better=True, derf=100 * derf.val_acc, layernorm=100 * ln.val_acc, noise=100 * noise,
+                      pictures=[plot])  # fmt: skip

@@ -1,0 +1,236 @@
+"""The task contract: one LightningModule base that owns what training any family needs.
+
+A task subclass adds only its loss, its metrics and its batch handling. The base owns:
+
+- building the network: a registry name + ``model_args``, or an injected ``nn.Module``;
+- parameter groups (no weight decay on 1-D parameters: alpha, shift, norm affine, biases) and the
+  per-step learning-rate schedule;
+- ``alpha_init="auto"`` calibration on the first training batch, identical on every DDP rank, through
+  :meth:`Task.model_inputs` (how a batch becomes the network's inputs);
+- a non-finite loss or gradient stops the run with an error naming the step and the batch (or, with
+  ``nonfinite="skip"``, skips the batch and counts it), before it can reach a checkpoint;
+- the checkpoint keys it records: whether calibration ran, the validation metrics of the saved weights
+  and the task's declaration (:data:`TASK_KEY`), which ``derf-zoo export`` and the model card read;
+- what it is: :attr:`Task.task_type` and :attr:`Task.metrics`, declared once on the class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+
+from derf_zoo.norms.calibrate import calibrate_alpha
+from derf_zoo.norms.layers import PointwiseNorm
+from derf_zoo.tasks.optim import param_groups
+from derf_zoo.tasks.schedules import Schedule
+
+__all__ = ["CALIBRATED_KEY", "METRICS_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network"]
+
+CALIBRATED_KEY = "derf_zoo_alpha_calibrated"
+METRICS_KEY = "derf_zoo_val_metrics"
+TASK_KEY = "derf_zoo_task"
+NonFinite = Literal["error", "skip"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a task logs as ``val/<name>`` and ``test/<name>`` and a model card reports.
+
+    Attributes:
+        name: the logged name (``"acc1"``, ``"fid"``, ``"loss"``).
+        higher_is_better: direction (what a checkpoint monitor and a verdict compare).
+        percent: logged as a fraction, reported x100 (accuracies).
+        description: one line for the card (``"top-1 accuracy"``).
+    """
+
+    name: str
+    higher_is_better: bool
+    percent: bool = False
+    description: str = ""
+
+    def report(self, value: float) -> float:
+        """The logged value as a card shows it (x100 for a percentage)."""
+        return 100.0 * value if self.percent else value
+
+
+def build_network(model: str | nn.Module, model_args: dict[str, Any] | None) -> nn.Module:
+    """An ``nn.Module`` as given, or a registry name built with ``model_args``."""
+    if isinstance(model, nn.Module):
+        if model_args:
+            raise ValueError("model_args only applies to a registry name; the injected module is already built.")
+        return model
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model must be a registry name or an nn.Module, got {model!r}.")
+    from derf_zoo.models import create_model
+
+    return create_model(model, **(model_args or {}))
+
+
+class Task(L.LightningModule):
+    """Base of every derf_zoo task. Subclasses set :attr:`task_type` and :attr:`metrics` and implement
+    :meth:`training_loss`, :meth:`evaluation_loss`, ``validation_step`` / ``test_step`` and :meth:`evaluate`.
+
+    Args:
+        model: a registry name (``"vit_base_derf"``) or an ``nn.Module`` (``class_path``/``init_args`` in YAML).
+        model_args: arguments for a registry name (``num_classes``, ``drop_path_rate``, ``norm``, ...).
+        optimizer: optimizer factory from the recipe (``torch.optim.AdamW`` + init_args); it receives parameter
+            groups in which every 1-D parameter (alpha, shift, norm affine, biases) has no weight decay.
+        schedule: per-step learning-rate schedule (warmup + cosine to ``min_lr``); None keeps the lr constant.
+        calibration_target: ``alpha * std(input)`` that layers built with ``alpha_init="auto"`` are calibrated
+            to on the first training batch (once; identical on every rank).
+        nonfinite: what a non-finite training loss does: ``"error"`` (default) stops the run with an error that
+            names the step and the batch, so no checkpoint ever holds the damage; ``"skip"`` skips the batch
+            (no optimizer step) and counts it in ``train/nonfinite_skipped``. A non-finite gradient is always
+            an error (outside fp16 mixed precision, whose loss scaler skips such steps itself).
+    """
+
+    #: Hugging Face pipeline tag of what the task trains (the model card's ``pipeline_tag``).
+    task_type: ClassVar[str] = ""
+    #: the metrics the task logs on validation and test; the first is the headline.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+
+    def __init__(
+        self,
+        model: str | nn.Module,
+        model_args: dict[str, Any] | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        schedule: Schedule | None = None,
+        calibration_target: float = 1.0,
+        nonfinite: NonFinite = "error",
+    ) -> None:
+        super().__init__()
+        if nonfinite not in ("error", "skip"):
+            raise ValueError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}.")
+        if not (isinstance(calibration_target, (int, float)) and math.isfinite(calibration_target)
+                and calibration_target > 0):  # fmt: skip
+            raise ValueError(f"calibration_target must be a finite number > 0, got {calibration_target!r}.")
+        self.model = build_network(model, model_args)
+        self.optimizer_factory = optimizer
+        self.schedule = schedule
+        self.calibration_target = float(calibration_target)
+        self.nonfinite = nonfinite
+        self.nonfinite_skipped = 0
+        self.alpha_calibrated = False
+
+    # ---- what a subclass provides ----------------------------------------------------------------------
+
+    def model_inputs(self, batch: Any) -> tuple[tuple, dict[str, Any]]:
+        """``(args, kwargs)`` the network is called with for ``batch`` (used by alpha calibration).
+
+        The default takes the first element of a tuple/list batch (``(images, labels)``) or the batch itself.
+        """
+        return ((batch[0] if isinstance(batch, (tuple, list)) else batch),), {}
+
+    def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
+        """The scalar loss of one training batch (log what you like here)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement training_loss(batch, batch_idx).")
+
+    def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
+        """``(sum of the per-sample loss, number of samples)`` of ``batch`` in evaluation mode, without
+        training-only terms (label smoothing, mixup): the paper's evaluation-mode training loss (§6.1)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement evaluation_loss(batch).")
+
+    @classmethod
+    def evaluate(cls, model: nn.Module, loader: Iterable) -> dict[str, float]:
+        """The declared metrics of ``model`` over ``loader``, as a card reports them (``derf-zoo export --eval``)."""
+        raise NotImplementedError(f"{cls.__name__} does not define evaluate(model, loader).")
+
+    # ---- the declaration ------------------------------------------------------------------------------
+
+    @classmethod
+    def declaration(cls) -> dict[str, Any]:
+        """What the checkpoint records about the task: class, task type and metrics (plain data)."""
+        if not cls.task_type or not cls.metrics:
+            raise TypeError(f"{cls.__name__} must declare task_type and metrics.")
+        return {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "task_type": cls.task_type,
+            "metrics": [asdict(m) for m in cls.metrics],
+        }
+
+    # ---- optimisation ---------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(param_groups(self.model, weight_decay=None))
+        if self.schedule is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        scheduler = self.schedule.build(optimizer, total_steps=total, steps_per_epoch=total / epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        loss = self.training_loss(batch, batch_idx)
+        if torch.isfinite(loss.detach()).all():
+            return loss
+        where = f"at global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.nonfinite == "skip":
+            self.nonfinite_skipped += 1
+            rank_zero_warn(f"Skipping a batch with a non-finite training loss ({float(loss.detach())}) {where}; "
+                           f"{self.nonfinite_skipped} skipped so far.")  # fmt: skip
+            self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
+            return None  # Lightning skips the backward and the optimizer step
+        raise FloatingPointError(
+            f"Non-finite training loss ({float(loss.detach())}) {where}. The run stops here, so the last checkpoint "
+            "keeps the last good weights. Look for NaN/inf in the data or a too high learning rate; set the "
+            "task's nonfinite: skip to skip such batches instead."
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # fp16 mixed precision's loss scaler expects inf gradients and skips those steps itself.
+        if getattr(self.trainer, "precision", "") in ("16-mixed", "16"):
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        norms = torch._foreach_norm(grads)
+        if bool(torch.isfinite(torch.stack(norms)).all()):
+            return
+        names = {id(p): n for n, p in self.named_parameters()}
+        bad = [names.get(id(p), "?") for group in optimizer.param_groups for p in group["params"]
+               if p.grad is not None and not torch.isfinite(p.grad).all()]  # fmt: skip
+        raise FloatingPointError(
+            f"Non-finite gradient at global step {self.global_step} (epoch {self.current_epoch}) in "
+            f"{len(bad)} parameter(s): {', '.join(bad[:8])}{', ...' if len(bad) > 8 else ''}. The run stops before "
+            "the optimizer step, so the last checkpoint keeps the last good weights."
+        )
+
+    # ---- alpha calibration ----------------------------------------------------------------------------
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.alpha_calibrated:
+            return
+        auto = [m for m in self.model.modules() if isinstance(m, PointwiseNorm) and m.alpha_auto]
+        if auto:
+            args, kwargs = self.model_inputs(batch)
+            report = calibrate_alpha(self.model, None, target=self.calibration_target, only_auto=True,
+                                     forward=lambda net: net(*args, **kwargs))  # fmt: skip
+            # Each rank saw its own batch: take rank 0's alphas so every replica starts identical.
+            alphas = self.trainer.strategy.broadcast([m.alpha.detach().clone() for m in auto], src=0)
+            with torch.no_grad():
+                for m, a in zip(auto, alphas):
+                    m.alpha.copy_(a.to(m.alpha.device))
+            rank_zero_info(str(report))
+        self.alpha_calibrated = True
+
+    # ---- checkpoints ----------------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CALIBRATED_KEY] = self.alpha_calibrated
+        checkpoint[TASK_KEY] = self.declaration()
+        # The latest validation metrics, for `derf-zoo export` (they belong to the weights being saved).
+        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint[METRICS_KEY] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run keeps its calibrated alphas (they are in the state dict); never recalibrate.
+        self.alpha_calibrated = bool(checkpoint.get(CALIBRATED_KEY, True))
+
