@@ -74,6 +74,33 @@ def test_cpu_kernel_function_accuracy(function, reference):
 
 
 @needs_cpu_kernel
+@pytest.mark.parametrize(
+    "function,derivative,rel_tol",
+    [
+        # exp(-u^2) inherits u^2's rounding: relative error up to ~u^2 * 6e-8 (5e-6 at |u| = 9).
+        ("derf", lambda u: 2 / torch.pi**0.5 * torch.exp(-u * u), 1e-5),
+        # 1 - tanh(u)^2 from the clamped tanh approximation was off by 5.5e-7 at any |u| > 7.9 (rel. error 1e10).
+        ("dyt", lambda u: 1 / torch.cosh(u) ** 2, 1e-6),
+    ],
+)
+def test_cpu_kernel_derivative_accuracy(function, derivative, rel_tol):
+    # f'(u) is what x.grad holds for alpha = 1 and an upstream gradient of ones: relative accuracy in the tails
+    # matters because the alpha gradient multiplies it by x, however large.
+    u = torch.linspace(-12, 12, 400_001)
+    layer = PointwiseNorm(u.numel(), function=function, alpha_init=1.0, affine=False, kernel="fused")
+    x = u[None].clone().requires_grad_(True)
+    layer(x).sum().backward()
+    got, want = x.grad[0].double(), derivative(u.double())
+    assert (got - want).abs().max().item() < 3e-7
+    normal = want > torch.finfo(torch.float32).tiny  # below, the kernel returns exactly 0 (no denormals)
+    rel = ((got - want).abs() / want)[normal & (got != 0)]
+    assert rel.max().item() < rel_tol, f"max relative error {rel.max().item():.2e}"
+    # Exactly 0 where float32 eager is 0 or denormal (erf: exp(-u^2) < 2^-126; tanh: tanh(u) rounds to +-1).
+    eager_zero = u.abs() > (9.0109 if function == "dyt" else 9.33)
+    assert (got[eager_zero] == 0).all() and (got[u.abs() < 9] != 0).all()
+
+
+@needs_cpu_kernel
 def test_fused_keeps_exactly_one_activation_sized_tensor():
     def saved(kernel):
         layer = Derf(64, kernel=kernel)
