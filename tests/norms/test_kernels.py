@@ -1,9 +1,9 @@
 """Every execution path gives the eager formula's numbers; the fused one keeps only x for the backward."""
 
 import os
+import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -183,35 +183,17 @@ def test_bad_kernel_names_and_unavailable_triton():
 
 
 def test_triton_kernels_under_the_interpreter():
+    """The Triton tests of test_kernel_grads.py (first and second order, extreme inputs, bf16/fp16) on the CPU.
+
+    A subprocess: TRITON_INTERPRET must be set before triton is imported. On CUDA the same tests run directly
+    (``DERF_ZOO_TEST_DEVICE=cuda``, see scripts/gpu_checks.sh).
+    """
     pytest.importorskip("triton", reason="triton is not installed (it ships with CUDA builds of torch)")
-    script = textwrap.dedent(
-        """
-        import torch
-        from derf_zoo.norms.kernels import pointwise_norm
-        torch.manual_seed(0)
-        worst = 0.0
-        for function in ("derf", "dyt"):
-            for channels_first in (False, True):
-                for affine in (True, False):
-                    shape = (2, 6, 5, 7) if channels_first else (3, 5, 40)
-                    c = shape[1] if channels_first else shape[-1]
-                    x, g = torch.randn(shape) * 2, torch.randn(shape)
-                    params = [torch.tensor([0.7]), torch.tensor([0.1]) if function == "derf" else None,
-                              torch.rand(c) + 0.5 if affine else None, torch.randn(c) if affine else None]
-                    outs = {}
-                    for kernel in ("eager", "triton"):
-                        xs = x.clone().requires_grad_()
-                        ps = [p.clone().requires_grad_() if p is not None else None for p in params]
-                        y = pointwise_norm(xs, *ps, function=function, channels_first=channels_first, kernel=kernel)
-                        y.backward(g)
-                        outs[kernel] = [y.detach(), xs.grad] + [p.grad for p in ps if p is not None]
-                    for a, b in zip(outs["eager"], outs["triton"]):
-                        worst = max(worst, (a - b).abs().max().item())
-        print("WORST", worst)
-        """
-    )
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    worst = float(out.stdout.split("WORST")[1])
-    assert worst < 2e-5, out.stdout
+    tests = os.path.join(os.path.dirname(__file__), "test_kernel_grads.py")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "DERF_ZOO_TEST_DEVICE": "cpu"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton", tests]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", out.stdout)
+    # Skips are the functions without a Triton kernel; at least the per-function tests must have run.
+    assert passed and int(passed.group(1)) >= 40, out.stdout[-2000:]
