@@ -85,7 +85,9 @@ def _satursin(u: Tensor) -> Tensor:
 
 
 def _satursin_grad(u: Tensor) -> Tensor:
-    return torch.cos(u) * (u.abs() <= math.pi / 2).to(u.dtype)
+    # cos of the clipped u, as eager's autograd through the clip computes it: cos(+-inf) would be NaN, and NaN
+    # times the zero mask stays NaN where eager's gradient is 0.
+    return torch.cos(u.clamp(-math.pi / 2, math.pi / 2)) * (u.abs() <= math.pi / 2).to(u.dtype)
 
 
 def _logsign(u: Tensor) -> Tensor:

@@ -12,6 +12,11 @@
 In eager mode the fused paths run through a plain ``autograd.Function``; under ``torch.compile`` they are
 the registered op ``torch.ops.derf_zoo.pointwise_norm`` (fake tensor + autograd formulas), so compilation
 traces through without graph breaks. Both call the same implementations.
+
+Gradients of gradients (``create_graph=True``: gradient penalties, meta-learning, ``gradgradcheck``): the C and
+Triton backwards write through raw pointers, outside any graph, so a backward that is itself being recorded
+takes the same closed-form gradients in differentiable torch ops instead (``reference.fused_backward``).
+Plain first-order backwards run with grad mode off and keep the fast kernels.
 """
 
 from __future__ import annotations
@@ -128,6 +133,16 @@ def _forward_impl(x, alpha, shift, weight, bias, function, channels_first, use_t
     return reference.fused_forward(x, alpha, shift, weight, bias, function, channels_first)
 
 
+def _records_graph(*tensors: Tensor | None) -> bool:
+    """Whether this backward is itself being recorded (``create_graph=True``: gradient penalties, ``gradgradcheck``).
+
+    Autograd runs a backward with grad mode on only then. The C and Triton kernels write their results through
+    raw pointers, which no graph can see; their gradients would be constants and every second-order gradient
+    through them silently 0 (or missing).
+    """
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _backward_impl(grad, x, alpha, shift, weight, function, channels_first, use_triton):
     if use_triton:
         from derf_zoo.norms.kernels import triton_kernels
@@ -163,7 +178,12 @@ class _FusedPointwiseNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, alpha, shift, weight = ctx.saved_tensors
-        grads = _backward_impl(grad, x, alpha, shift, weight, ctx.function, ctx.channels_first, ctx.use_triton)
+        if _records_graph(grad, x, alpha, shift, weight):
+            # The same closed-form gradients in differentiable torch ops, which autograd differentiates again.
+            # First-order backwards run with grad mode off, never come here, and keep the fast kernels.
+            grads = reference.fused_backward(grad, x, alpha, shift, weight, ctx.function, ctx.channels_first)
+        else:
+            grads = _backward_impl(grad, x, alpha, shift, weight, ctx.function, ctx.channels_first, ctx.use_triton)
         return _input_grads(ctx, grads)
 
 
@@ -221,9 +241,13 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _backward(ctx, grad: Tensor):
     x, alpha, shift, weight = ctx.saved_tensors
-    grads = torch.ops.derf_zoo.pointwise_norm_backward(
-        grad, x, alpha, shift, weight, ctx.function, ctx.channels_first, ctx.use_triton
-    )
+    if _records_graph(grad, x, alpha, shift, weight):
+        # As in _FusedPointwiseNorm.backward: the backward op has no autograd formula of its own.
+        grads = reference.fused_backward(grad, x, alpha, shift, weight, ctx.function, ctx.channels_first)
+    else:
+        grads = torch.ops.derf_zoo.pointwise_norm_backward(
+            grad, x, alpha, shift, weight, ctx.function, ctx.channels_first, ctx.use_triton
+        )
     return _input_grads(ctx, grads)
 
 
