@@ -9,11 +9,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["load_lightning_checkpoint", "network_weights", "recorded_metrics"]
+__all__ = ["load_lightning_checkpoint", "network_weights", "optimizer_classes", "recorded_metrics"]
+
+
+def optimizer_classes() -> list[type]:
+    # A task built in Python records its optimizer argument, often a torch.optim class, in its hyperparameters.
+    # Allowing those classes by name executes nothing; everything else still has to be plain data.
+    return [c for c in vars(torch.optim).values() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer)]
 
 
 def load_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a Lightning checkpoint with ``weights_only=True`` (derf_zoo's tasks store only plain data)."""
+    """Read a Lightning checkpoint with ``weights_only=True`` (derf_zoo's tasks store only plain data, and at most
+    a ``torch.optim`` class as the optimizer argument)."""
+    # Added for good, not in a `safe_globals` block: leaving that block removes the classes again, also for
+    # Lightning's own weights_only resume that relies on them (tasks/base.py adds them at import).
+    torch.serialization.add_safe_globals(optimizer_classes())
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:

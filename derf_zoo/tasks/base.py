@@ -27,12 +27,17 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from derf_zoo.hub.lightning_checkpoint import optimizer_classes
 from derf_zoo.norms.calibrate import calibrate_alpha
 from derf_zoo.norms.layers import PointwiseNorm
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["CALIBRATED_KEY", "METRICS_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network"]
+
+# A task built in Python records its optimizer argument (by default the torch.optim.AdamW class) in its
+# hyperparameters; Lightning resumes with weights_only=True, which must be allowed to name torch's own classes.
+torch.serialization.add_safe_globals(optimizer_classes())
 
 CALIBRATED_KEY = "derf_zoo_alpha_calibrated"
 METRICS_KEY = "derf_zoo_val_metrics"

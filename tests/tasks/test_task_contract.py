@@ -120,8 +120,6 @@ def _poisoned_digits(poison_batch: int):
 
 
 def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    # A recipe's optimizer is a config dict; a Python default is the class, which weights_only must allow.
-    torch.serialization.add_safe_globals([torch.optim.AdamW])
     task = ImageClassification("vit_nano_derf", {"embed_dim": 16, "depth": 1, "num_heads": 2})
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=1, callbacks=[ckpt],
