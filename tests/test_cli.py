@@ -172,7 +172,7 @@ def test_a_fresh_fit_into_a_used_folder_is_an_error_and_overwrite_moves_the_old_
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 1
     # --overwrite cannot also resume from the folder it clears.
     assert main(_fit_args(tmp_path, "--trainer.max_steps=2", "--overwrite=true", "--ckpt_path=last")) == 1
-    assert "drop --overwrite to resume" in capsys.readouterr().err
+    assert "drop --overwrite (or pass --no_overwrite) to resume" in capsys.readouterr().err
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
