@@ -1,7 +1,8 @@
 """The ``derf-zoo`` command (also ``python -m derf_zoo``).
 
 ``derf-zoo fit|validate|test|predict -c recipe.yaml`` run Lightning's CLI; the other subcommands
-(``derf-zoo norms``, ...) are derf_zoo's own tools.
+(``derf-zoo norms``, ...) are derf_zoo's own tools. A fit stopped by SIGTERM exits with status 143; a checkpoint
+folder it cannot use (held by another fit, holding another run) or a corrupted checkpoint exits with 1.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ def main(args: Sequence[str] | None = None) -> int:
     from_command_line = args is None
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0] in LIGHTNING_COMMANDS:
-        lightning_cli(None if from_command_line else args)  # Lightning reads sys.argv itself
+        from derf_zoo.callbacks.checkpoint import RunFolderError
+        from derf_zoo.tasks.checksum import CorruptCheckpointError
+
+        try:
+            lightning_cli(None if from_command_line else args)  # Lightning reads sys.argv itself
+        except (RunFolderError, CorruptCheckpointError) as err:  # the user's to fix: the message, not a traceback
+            print(f"derf-zoo {args[0]}: error: {err}", file=sys.stderr)
+            return 1
         return 0
     parser = _own_parser()
     parsed = parser.parse_args(args)

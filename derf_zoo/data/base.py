@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["SplitDataModule"]
+__all__ = ["SplitDataModule", "check_loader_args"]
+
+
+def check_loader_args(batch_size: Any, num_workers: Any = 0, owner: str = "DataModule") -> None:
+    """Raise a ValueError that names the value unless ``batch_size`` is an int >= 1 and ``num_workers`` an int >= 0.
+
+    A recipe's ``batch_size: -3`` (or 0, or 2.5) would otherwise surface as a traceback from deep inside a
+    DataLoader once the fit is under way.
+    """
+    for name, value, low, what in (("batch_size", batch_size, 1, "the samples of one loader step, per device"),
+                                   ("num_workers", num_workers, 0, "loader processes, 0 for none")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{owner}: {name} must be an integer >= {low} ({what}), got {value!r}.")
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -20,6 +35,12 @@ class SplitDataModule(L.LightningDataModule):
     train_set: Dataset | None = None
     val_set: Dataset | None = None
     train_eval_set: Dataset | None = None
+
+    def save_hyperparameters(self, *args, frame=None, **kwargs) -> None:
+        """Lightning's, then the one check every subclass shares: ``batch_size`` and ``num_workers`` are valid."""
+        frame = frame or inspect.currentframe().f_back  # the subclass's __init__, whose arguments get saved
+        super().save_hyperparameters(*args, frame=frame, **kwargs)
+        check_loader_args(self.hparams.get("batch_size", 1), self.hparams.get("num_workers", 0), type(self).__name__)
 
     def _loader(self, dataset: Dataset | None, shuffle: bool, drop_last: bool = False) -> DataLoader:
         if dataset is None:

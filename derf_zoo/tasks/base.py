@@ -10,7 +10,8 @@ A task subclass adds only its loss, its metrics and its batch handling. The base
 - a non-finite loss or gradient stops the run with an error naming the step and the batch (or, with
   ``nonfinite="skip"``, skips the batch and counts it), before it can reach a checkpoint;
 - the checkpoint keys it records: whether calibration ran, the validation metrics of the saved weights
-  and the task's declaration (:data:`TASK_KEY`), which ``derf-zoo export`` and the model card read;
+  and the task's declaration (:data:`TASK_KEY`), which ``derf-zoo export`` and the model card read; and a
+  checksum of the saved weights and optimizer state, verified on load (:mod:`derf_zoo.tasks.checksum`);
 - what it is: :attr:`Task.task_type` and :attr:`Task.metrics`, declared once on the class.
 """
 
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from derf_zoo.hub.lightning_checkpoint import optimizer_classes
 from derf_zoo.norms.calibrate import calibrate_alpha
 from derf_zoo.norms.layers import PointwiseNorm
+from derf_zoo.tasks.checksum import record_checksum, verify_checksum
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
@@ -234,8 +236,15 @@ class Task(L.LightningModule):
         # The latest validation metrics, for `derf-zoo export` (they belong to the weights being saved).
         metrics = self.trainer.callback_metrics if self._trainer is not None else {}
         checkpoint[METRICS_KEY] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+        # Last: Lightning calls this hook after the callbacks' (an EMA has already swapped its weights in).
+        record_checksum(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # First thing on a resume: Lightning calls this before it restores the weights and the optimizer.
+        source = str(self._trainer.ckpt_path) if self._trainer is not None and self._trainer.ckpt_path else None
+        if not verify_checksum(checkpoint, source):
+            rank_zero_warn(f"Checkpoint {source or '(dict)'} has no derf_zoo checksum (written before checksums "
+                           "were recorded): loading it without verifying its bytes.")  # fmt: skip
         # A resumed run keeps its calibrated alphas (they are in the state dict); never recalibrate.
         self.alpha_calibrated = bool(checkpoint.get(CALIBRATED_KEY, True))
 

@@ -62,6 +62,36 @@ def test_killed_fit_resumes_with_the_same_step_and_optimizer_state(tmp_path):
     assert resumed.trainer.global_step == 12
 
 
+def test_a_checkpoint_with_corrupted_optimizer_state_does_not_resume(tmp_path):
+    from derf_zoo.tasks.checksum import CHECKSUM_KEY, CorruptCheckpointError
+
+    tiny = ["-c", RECIPE, *QUIET, "--model.init_args.model_args.embed_dim=16", "--model.init_args.model_args.depth=1",
+            "--model.init_args.model_args.num_heads=1", f"--trainer.default_root_dir={tmp_path}",
+            f"--checkpoint.dirpath={tmp_path}", "--trainer.limit_val_batches=1"]  # fmt: skip
+    cli = lightning_cli([*tiny, "--trainer.max_steps=2"], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    path = tmp_path / "last.ckpt"
+    ckpt = torch.load(path, weights_only=True)
+
+    # Flip the bytes of a few values inside AdamW's first moment: the file still loads, the numbers are wrong.
+    exp_avg = ckpt["optimizer_states"][0]["state"][0]["exp_avg"]
+    raw = exp_avg.reshape(-1).view(torch.uint8)
+    raw[:8] = 255 - raw[:8]
+    torch.save(ckpt, path)
+    resumed = lightning_cli([*tiny, "--trainer.max_steps=4"], run=False)
+    with pytest.raises(CorruptCheckpointError, match=rf"Checkpoint {path} is corrupted: .* in optimizer_states "):
+        resumed.trainer.fit(resumed.model, datamodule=resumed.datamodule, ckpt_path="last")
+    assert set(ckpt[CHECKSUM_KEY]["sections"]) == {"state_dict", "optimizer_states", "lr_schedulers"}
+
+    # A checkpoint from before checksums resumes, with a warning.
+    del ckpt[CHECKSUM_KEY]
+    torch.save(ckpt, path)
+    resumed = lightning_cli([*tiny, "--trainer.max_steps=3"], run=False)
+    with pytest.warns(UserWarning, match="has no derf_zoo checksum"):
+        resumed.trainer.fit(resumed.model, datamodule=resumed.datamodule, ckpt_path="last")
+    assert resumed.trainer.global_step == 3
+
+
 @pytest.mark.slow
 def test_two_process_ddp_ends_with_identical_weights(tmp_path):
     script = tmp_path / "ddp_fit.py"

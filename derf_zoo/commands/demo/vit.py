@@ -64,6 +64,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         "-c", str(recipe), f"--trainer.default_root_dir={run_dir}", f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
         f"--trainer.enable_progress_bar={str(progress).lower()}", "--trainer.enable_model_summary=false",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={run_dir}",
+        "--overwrite=true",  # a demo rerun replaces the last one (its checkpoints move aside, see LatestCheckpoint)
     ]  # fmt: skip
     if epochs is not None:
         args.append(f"--trainer.max_epochs={epochs}")
