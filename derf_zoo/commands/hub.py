@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from derf_zoo.tasks.checksum import CorruptCheckpointError
     from derf_zoo.tasks.export import export_checkpoint
 
     if not args.ckpt.is_file():
@@ -49,7 +50,7 @@ def run_export(args: argparse.Namespace) -> int:
             args.ckpt, args.out, weights=args.weights, evaluate=args.eval, name=args.name, license=args.license,
             dataset=args.dataset, split=args.split, recipe=args.recipe, overwrite=args.overwrite,
         )  # fmt: skip
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, FileExistsError, CorruptCheckpointError) as err:
         raise SystemExit(f"derf-zoo export: {err}") from None
     shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()) or "no metric recorded"
     print(f"wrote {folder} ({shown}); next: derf-zoo push {folder} --repo-id ORG/NAME")

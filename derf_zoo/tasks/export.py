@@ -15,6 +15,7 @@ from derf_zoo.hub.folder import save_pretrained
 from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights, recorded_metrics
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.tasks.base import TASK_KEY, Task, build_network
+from derf_zoo.tasks.checksum import verify_checksum
 
 __all__ = ["export_checkpoint", "task_class"]
 
@@ -78,6 +79,7 @@ def export_checkpoint(
     if weights not in (None, "ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}.")
     ckpt = load_lightning_checkpoint(ckpt_path)
+    verify_checksum(ckpt, str(ckpt_path))  # a corrupted checkpoint is never exported (older ones carry no checksum)
     task = task_class(ckpt)
     hparams = ckpt.get("hyper_parameters") or {}
     if not isinstance(hparams.get("model"), str):

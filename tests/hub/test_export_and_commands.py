@@ -1,6 +1,7 @@
 """Lightning checkpoint -> Hub folder -> model, and the export/push/download commands."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import derf_zoo
 from derf_zoo.cli import main
 from derf_zoo.data import DigitsDataModule
 from derf_zoo.recipes import recipe_path
+from derf_zoo.tasks.checksum import CorruptCheckpointError, record_checksum
 from derf_zoo.tasks.export import export_checkpoint
 from derf_zoo.training import lightning_cli
 
@@ -69,6 +71,7 @@ def test_raw_export_of_a_final_checkpoint_warns(ema_checkpoint, tmp_path):
     # A checkpoint written after fit ends: Lightning has copied the average into the model, so both agree.
     ckpt = torch.load(ema_checkpoint, weights_only=True)
     ckpt["current_model_state"] = dict(ckpt["state_dict"])
+    record_checksum(ckpt)  # as Lightning would have written it
     final = tmp_path / "final.ckpt"
     torch.save(ckpt, final)
     with pytest.warns(UserWarning, match="'raw' weights are the EMA weights"):
@@ -80,6 +83,7 @@ def test_export_errors(ema_checkpoint, tmp_path):
         export_checkpoint(ema_checkpoint, tmp_path, weights="best")
     ckpt = torch.load(ema_checkpoint, weights_only=True)
     del ckpt["current_model_state"]
+    record_checksum(ckpt)
     no_ema = tmp_path / "no_ema.ckpt"
     torch.save(ckpt, no_ema)
     with pytest.raises(ValueError, match="no averaged weights"):
@@ -88,6 +92,29 @@ def test_export_errors(ema_checkpoint, tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="weights_only=True"):
         export_checkpoint(garbage, tmp_path / "y")
+    tampered = torch.load(ema_checkpoint, weights_only=True)
+    next(iter(tampered["state_dict"].values())).add_(1.0)
+    torch.save(tampered, tmp_path / "tampered.ckpt")
+    with pytest.raises(CorruptCheckpointError, match=r"tampered\.ckpt"):
+        export_checkpoint(tmp_path / "tampered.ckpt", tmp_path / "z")
+    assert not (tmp_path / "z").exists()
+
+
+def test_export_command_errors_are_one_line(ema_checkpoint, tmp_path):
+    for bad, what in ((tmp_path / "missing.ckpt", "is missing"), (tmp_path, "is a folder")):
+        with pytest.raises(SystemExit, match=re.escape(f"--ckpt {bad} {what}")):
+            main(["export", "--ckpt", str(bad), "--out", str(tmp_path / "o")])
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(SystemExit, match=r"Cannot read .*notes\.txt as a Lightning checkpoint"):
+        main(["export", "--ckpt", str(text), "--out", str(tmp_path / "o")])
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="already holds files"):
+        main(["export", "--ckpt", str(ema_checkpoint), "--out", str(out)])
+    assert main(["export", "--ckpt", str(ema_checkpoint), "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "keep.txt").exists()
 
 
 def test_export_push_download_commands(ema_checkpoint, tmp_path, capsys):
