@@ -653,7 +653,9 @@ def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str
     }
     model = DiT(**args)
     model.model_args = args
-    load_into(model, _diffusers_to_zoo(sd, depth), source="from_diffusers: the DiTTransformer2DModel state dict")
+    # diffusers does not save its fixed positions (a non-persistent buffer); ours are the same sin-cos table.
+    load_into(model, _diffusers_to_zoo(sd, depth), source="from_diffusers: the DiTTransformer2DModel state dict",
+              may_be_missing=("pos_embed",))
     if isinstance(source, nn.Module):
         model.train(source.training)
     return model
