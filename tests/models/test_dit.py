@@ -242,3 +242,15 @@ def test_bad_input_is_refused_clearly():
     sd["blocks.1.mlp.fc1.weight"] = torch.zeros(7, 32)
     with pytest.raises(ValueError, match="shape mismatches"):
         from_official(sd, num_heads=4)
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    from derf_zoo.models import from_pretrained
+
+    model = _randomise(create_model("dit_nano_derf", depth=1)).eval()
+    folder = model.save_pretrained(tmp_path / "dit")
+    loaded = from_pretrained(folder).eval()
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([3, 800]), torch.tensor([1, 10])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t, y), model(x, t, y), rtol=0, atol=0)
+    assert loaded.pretrained_cfg["task_type"] == "unconditional-image-generation"
