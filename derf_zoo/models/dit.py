@@ -387,47 +387,47 @@ def dit_xl_8(pretrained: bool = False, **kwargs: Any) -> DiT:
     return _generic("dit_xl_8", "xl", 8, kwargs, pretrained)
 
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_b_4_derf_in1k256.yaml")
 def dit_b_4_derf(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-B/4 with Derf (alpha_0 0.5), block adaLN-Zero kept, final layer not zeroed: the paper's row."""
     return _paper("dit_b_4_derf", "b", 4, "derf", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_b_4_dyt_in1k256.yaml")
 def dit_b_4_dyt(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-B/4 with DyT (alpha_0 0.5), block adaLN-Zero kept, final layer not zeroed: the paper's row."""
     return _paper("dit_b_4_dyt", "b", 4, "dyt", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_b_4_ln_in1k256.yaml")
 def dit_b_4_ln(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-B/4 with LayerNorm and the official adaLN-Zero init: the paper's baseline row."""
     return _paper("dit_b_4_ln", "b", 4, "layernorm", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_l_4_derf_in1k256.yaml")
 def dit_l_4_derf(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-L/4 with Derf (alpha_0 0.5), no zero-init anywhere: the paper's row."""
     return _paper("dit_l_4_derf", "l", 4, "derf", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_l_4_dyt_in1k256.yaml")
 def dit_l_4_dyt(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-L/4 with DyT (alpha_0 0.5), no zero-init anywhere: the paper's row."""
     return _paper("dit_l_4_dyt", "l", 4, "dyt", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_l_4_ln_in1k256.yaml")
 def dit_l_4_ln(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-L/4 with LayerNorm and the official adaLN-Zero init: the paper's baseline row."""
     return _paper("dit_l_4_ln", "l", 4, "layernorm", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_xl_2_derf_in1k256.yaml")
 def dit_xl_2_derf(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-XL/2 with Derf (alpha_0 1.0, as the official code sets for XL), no zero-init: the paper's row."""
     return _paper("dit_xl_2_derf", "xl", 2, "derf", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_xl_2_dyt_in1k256.yaml")
 def dit_xl_2_dyt(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-XL/2 with DyT (alpha_0 1.0, as the official code sets for XL), no zero-init: the paper's row."""
     return _paper("dit_xl_2_dyt", "xl", 2, "dyt", kwargs, pretrained)
 
-@register_model(family="dit")
+@register_model(family="dit", recipe="recipes/dit/dit_xl_2_ln_in1k256.yaml")
 def dit_xl_2_ln(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-XL/2 with LayerNorm and the official adaLN-Zero init: the paper's baseline row."""
     return _paper("dit_xl_2_ln", "xl", 2, "layernorm", kwargs, pretrained)
