@@ -60,3 +60,22 @@ def test_validation_draws_repeat_across_epochs():
         a = task._losses(batch, torch.Generator().manual_seed(5))["loss"]
         b = task._losses(batch, torch.Generator().manual_seed(5))["loss"]
     torch.testing.assert_close(a, b)
+
+
+def test_recipe_checkpoint_exports_with_eval_and_loads(tmp_path):
+    from derf_zoo.models import from_pretrained
+    from derf_zoo.recipes import recipe_path
+    from derf_zoo.tasks.export import export_checkpoint
+    from derf_zoo.training import lightning_cli
+
+    cli = lightning_cli(
+        ["fit", "-c", str(recipe_path("dit/dit_nano_derf_digits.yaml")), "--trainer.max_epochs=1",
+         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.accelerator=cpu",
+         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
+         f"--trainer.default_root_dir={tmp_path}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
+    )  # fmt: skip
+    assert cli.trainer.state.finished and cli.model.eval_mode_train_loss > 0
+    folder, metrics = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "hub", evaluate=True)
+    assert set(metrics) == {"loss", "mse"} and 0 < metrics["mse"] < metrics["loss"]
+    model = from_pretrained(folder)
+    assert model.norm_specs["attn"] == "derf" and "unconditional-image-generation" in (folder / "README.md").read_text()
