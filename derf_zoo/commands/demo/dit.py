@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.commands.demo.part import PartResult
@@ -104,9 +105,10 @@ def plot_samples(results: list[RunResult], path: Path) -> Path:
     for ax, r in zip(axes if len(results) > 1 else [axes], results):
         images = sample_grid(r.model)
         per_class, classes = 10, r.model.num_classes
-        side = images.shape[-1]
-        grid = images[:, 0].reshape(classes, per_class, side, side).permute(1, 2, 0, 3).reshape(per_class * side,
-                                                                                                classes * side)
+        cells = F.pad(images[:, 0], (1, 1, 1, 1))  # a blank (white) border around every sample
+        side = cells.shape[-1]
+        grid = cells.reshape(classes, per_class, side, side).permute(1, 2, 0, 3).reshape(per_class * side,
+                                                                                         classes * side)
         ax.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{r.norm}: one column per class 0-9")
         ax.axis("off")
