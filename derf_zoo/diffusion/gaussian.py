@@ -85,6 +85,10 @@ class GaussianDiffusion:
             )
         else:
             self.posterior_log_variance_clipped = torch.log(betas)
+        self.log_betas = torch.log(betas)
+        # fixed_large: beta, with the posterior variance at t = 0 for a better decoder likelihood (as ADM)
+        self.fixed_large_log_variance = torch.log(torch.cat([self.posterior_variance[1:2], betas[1:]])) \
+            if self.num_timesteps > 1 else self.log_betas
         self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * alphas.sqrt() / (1.0 - self.alphas_cumprod)
 
@@ -100,11 +104,15 @@ class GaussianDiffusion:
 
     # ---- helpers -------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _at(values: Tensor, t: Tensor, like: Tensor) -> Tensor:
+    def _at(self, values: Tensor, t: Tensor, like: Tensor) -> Tensor:
         """``values[t]`` as ``like``'s dtype/device, shaped (N, 1, 1, ...) to broadcast over ``like``."""
-        out = values.to(t.device)[t].to(like.dtype)
-        return out.reshape(-1, *([1] * (like.dim() - 1)))
+        if values.device != t.device:  # one copy of each (persistent) table per device, not one per call
+            cache = self.__dict__.setdefault("_device_tables", {})
+            key = (id(values), t.device)
+            if key not in cache:
+                cache[key] = (values, values.to(t.device))  # holding values keeps its id unique
+            values = cache[key][1]
+        return values[t].to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
 
     def _model_t(self, t: Tensor) -> Tensor:
         """The original timestep indices the model is conditioned on."""
@@ -122,7 +130,7 @@ class GaussianDiffusion:
     def q_mean_variance(self, x_start: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean, variance and log variance of q(x_t | x_0)."""
         mean = self._at(self.sqrt_alphas_cumprod, t, x_start) * x_start
-        var = self._at(1.0 - self.alphas_cumprod, t, x_start).expand_as(x_start)
+        var = torch.exp(self._at(self.log_one_minus_alphas_cumprod, t, x_start)).expand_as(x_start)
         return mean, var, self._at(self.log_one_minus_alphas_cumprod, t, x_start).expand_as(x_start)
 
     def q_sample(self, x_start: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
@@ -162,7 +170,7 @@ class GaussianDiffusion:
                                  f"{tuple(x.shape[2:])} (learn_sigma=True), got {tuple(output.shape)}.")  # fmt: skip
             output, var_values = output.split(c, dim=1)
             min_log = self._at(self.posterior_log_variance_clipped, t, x)
-            max_log = self._at(torch.log(self.betas), t, x)
+            max_log = self._at(self.log_betas, t, x)
             frac = (var_values + 1) / 2  # the model's v in [-1, 1] spans [posterior variance, beta]
             log_var = frac * max_log + (1 - frac) * min_log
         else:
@@ -170,10 +178,7 @@ class GaussianDiffusion:
                 raise ValueError(f"A fixed variance needs a model output shaped like x {tuple(x.shape)}, got "
                                  f"{tuple(output.shape)} (learn_sigma=False).")  # fmt: skip
             if self.var_type == "fixed_large":
-                # beta, with the posterior variance at t = 0 for a better decoder likelihood (as ADM)
-                table = torch.cat([self.posterior_variance[1:2], self.betas[1:]]) if self.num_timesteps > 1 \
-                    else self.betas
-                log_var = self._at(torch.log(table), t, x).expand_as(x)
+                log_var = self._at(self.fixed_large_log_variance, t, x).expand_as(x)
             else:
                 log_var = self._at(self.posterior_log_variance_clipped, t, x).expand_as(x)
         x_start = output if self.mean_type == "x0" else self.predict_xstart_from_eps(x, t, output)

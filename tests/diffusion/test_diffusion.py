@@ -166,3 +166,18 @@ def test_bad_arguments_are_refused():
         create_diffusion("", noise_schedule="cosine")
     with pytest.raises(ValueError, match="betas must be"):
         GaussianDiffusion([0.0, 0.1])
+
+
+def test_fixed_variances_and_the_device_table_cache():
+    for sigma_small, table in ((False, "fixed_large_log_variance"), (True, "posterior_log_variance_clipped")):
+        d = create_diffusion("", learn_sigma=False, sigma_small=sigma_small)
+        x, t = torch.zeros(2, 1, 2, 2), torch.tensor([0, 10])
+        lv = d.p_mean_variance_from_output(torch.zeros_like(x), x, t)["log_variance"]
+        torch.testing.assert_close(lv[:, 0, 0, 0], getattr(d, table)[t].float())
+    assert d.fixed_large_log_variance[5].item() == pytest.approx(math.log(d.betas[5].item()))
+    # tables cross to another device once, not on every call (checked here with the meta device)
+    d = create_diffusion("")
+    x = torch.zeros(2, 1, 2, 2, device="meta")
+    for _ in range(3):
+        d._at(d.sqrt_alphas_cumprod, torch.tensor([1, 2], device="meta"), x)
+    assert len(d._device_tables) == 1
