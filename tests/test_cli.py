@@ -55,8 +55,8 @@ def test_demo_arguments_are_checked(capsys):
     with pytest.raises(SystemExit) as err:
         main(["demo", "--epochs", "0"])
     assert err.value.code == 2 and "epochs >= 1, got 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"unknown part.*dit.*valid: vit"):
-        main(["demo", "dit"])
+    with pytest.raises(SystemExit, match=r"unknown part.*nope.*valid: vit, dit"):
+        main(["demo", "nope"])
     with pytest.raises(ValueError, match="no recipe for norm"):
         main(["demo", "vit", "--norms", "derf", "rms"])
 

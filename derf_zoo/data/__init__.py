@@ -1,6 +1,8 @@
 """LightningDataModules per domain, and the small datasets embedded in the package."""
 
 from derf_zoo.data.digits import DigitsDataModule, load_digits
+from derf_zoo.data.generation import DigitsGenerationDataModule
 from derf_zoo.data.images import ImageDataModule
+from derf_zoo.data.latents import LatentDataModule
 
-__all__ = ["DigitsDataModule", "ImageDataModule", "load_digits"]
+__all__ = ["DigitsDataModule", "DigitsGenerationDataModule", "ImageDataModule", "LatentDataModule", "load_digits"]

@@ -1,6 +1,6 @@
 """Model families on the shared backbone, and the registry (``create_model``, ``list_models``, families)."""
 
-from derf_zoo.models import vit
+from derf_zoo.models import dit, vit
 from derf_zoo.models._pretrained import from_pretrained
 from derf_zoo.models._registry import (
     ModelFamily,
@@ -12,12 +12,17 @@ from derf_zoo.models._registry import (
     register_family,
     register_model,
 )
+from derf_zoo.models.dit import DiT, from_diffusers, from_official, to_official
 from derf_zoo.models.vit import VisionTransformer, from_timm
 
 __all__ = [
+    "DiT",
     "ModelFamily",
     "VisionTransformer",
     "create_model",
+    "dit",
+    "from_diffusers",
+    "from_official",
     "from_pretrained",
     "from_timm",
     "get_family",
@@ -26,5 +31,6 @@ __all__ = [
     "list_models",
     "register_family",
     "register_model",
+    "to_official",
     "vit",
 ]

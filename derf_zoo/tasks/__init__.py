@@ -2,7 +2,8 @@
 
 from derf_zoo.tasks.base import MetricSpec, Task, build_network
 from derf_zoo.tasks.classification import ImageClassification
+from derf_zoo.tasks.diffusion import Diffusion
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
-__all__ = ["ImageClassification", "MetricSpec", "Schedule", "Task", "build_network", "param_groups"]
+__all__ = ["Diffusion", "ImageClassification", "MetricSpec", "Schedule", "Task", "build_network", "param_groups"]

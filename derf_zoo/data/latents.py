@@ -1,0 +1,113 @@
+"""Precomputed VAE latents for latent diffusion (DiT on ImageNet 256 px), read from safetensors shards.
+
+Training never runs the VAE: a folder holds shards ``*.safetensors``, each with
+
+- ``latents``: float (N, 4, 32, 32), ``vae.encode(x).latent_dist.sample() * 0.18215`` of the center-cropped
+  256 px images (sd-vae-ft-ema; what the official DiT ``train.py`` feeds the model);
+- ``labels``: int64 (N,);
+- optionally ``latents_flipped``: the same images flipped horizontally before encoding. With ``flip=True`` each
+  sample takes one of the two at random, which is DiT's random horizontal flip moved before the encoder (a
+  flip of the latent itself is not the latent of the flipped image).
+
+``val_root`` (same layout) is optional: DiT has no validation split (it is scored by FID), so without one the
+recipes run no validation.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from derf_zoo.data.base import SplitDataModule
+
+__all__ = ["LatentDataModule", "LatentShards"]
+
+
+class LatentShards(Dataset):
+    """Every shard of a folder in memory (ImageNet at 32x32x4 fp32 is ~6.3 GB; store fp16 to halve it).
+
+    Args:
+        root: the folder of ``*.safetensors`` shards.
+        flip: sample ``latents_flipped`` with probability 1/2 where a shard has it.
+
+    Raises:
+        FileNotFoundError: no shard in ``root``.
+        ValueError: a shard lacks ``latents``/``labels`` or their sizes differ.
+    """
+
+    def __init__(self, root: str | Path, flip: bool = False) -> None:
+        from safetensors.torch import load_file
+
+        root = Path(root)
+        shards = sorted(root.glob("*.safetensors"))
+        if not shards:
+            raise FileNotFoundError(f"No latent shards (*.safetensors) in {root}; see derf_zoo.data.latents for "
+                                    "the layout.")  # fmt: skip
+        latents, labels, flipped = [], [], []
+        for shard in shards:
+            tensors = load_file(str(shard))
+            missing = [k for k in ("latents", "labels") if k not in tensors]
+            if missing:
+                raise ValueError(f"Latent shard {shard} lacks {missing}; it holds {sorted(tensors)}.")
+            if len(tensors["latents"]) != len(tensors["labels"]):
+                raise ValueError(f"Latent shard {shard}: {len(tensors['latents'])} latents but "
+                                 f"{len(tensors['labels'])} labels.")  # fmt: skip
+            latents.append(tensors["latents"])
+            labels.append(tensors["labels"].long())
+            flipped.append(tensors.get("latents_flipped"))
+        self.latents = torch.cat(latents)
+        self.labels = torch.cat(labels)
+        self.flipped = torch.cat(flipped) if flip and all(f is not None for f in flipped) else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        source = self.latents
+        if self.flipped is not None and torch.rand(()) < 0.5:
+            source = self.flipped
+        return source[i].float(), self.labels[i]
+
+
+class LatentDataModule(SplitDataModule):
+    """Precomputed latents as a LightningDataModule: batches of (latents, labels).
+
+    Args:
+        root: folder of training shards.
+        val_root: folder of validation shards, or None for no validation.
+        flip: DiT's random horizontal flip (needs ``latents_flipped`` in the shards).
+        num_classes: classes of the labels (ImageNet: 1000).
+        batch_size: per-device batch size.
+        num_workers: loader workers.
+    """
+
+    def __init__(self, root: str, val_root: str | None = None, flip: bool = True, num_classes: int = 1000,
+                 batch_size: int = 32, num_workers: int = 4) -> None:  # fmt: skip
+        super().__init__()
+        self.num_classes = num_classes
+        self.save_hyperparameters()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.train_set = LatentShards(self.hparams.root, flip=self.hparams.flip)
+        self.train_eval_set = copy.copy(self.train_set)  # the same tensors, without the flip
+        self.train_eval_set.flipped = None
+        if self.hparams.val_root:
+            self.val_set = LatentShards(self.hparams.val_root, flip=False)
+        bad = self.train_set.labels[(self.train_set.labels < 0) | (self.train_set.labels >= self.num_classes)]
+        if len(bad):
+            raise ValueError(f"Latent labels must be in [0, {self.num_classes - 1}], found {int(bad[0])}.")
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self.val_dataloader()

@@ -1,0 +1,22 @@
+"""The demo's DiT part end to end, shortened: one epoch per norm and a 5-step sampler."""
+
+import torch
+
+from derf_zoo.commands.demo import PARTS
+from derf_zoo.commands.demo import dit as dit_part
+
+
+def test_dit_demo_part_runs_and_reports(tmp_path, monkeypatch):
+    monkeypatch.setattr(dit_part, "SAMPLE_RESPACING", "5")
+    monkeypatch.setattr(dit_part, "DRAWS_PER_IMAGE", 1)
+    torch.manual_seed(0)
+    result = PARTS["dit"].run_part(tmp_path, epochs=1, progress=False)
+    assert result.family == "DiT" and not result.higher_is_better
+    assert result.derf > 0 and result.layernorm > 0 and result.noise > 0
+    assert result.pictures[0].is_file() and result.pictures[0].stat().st_size > 1000
+
+
+def test_paired_noise_is_two_standard_errors_of_the_difference():
+    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.5, 2.0, 2.5, 4.0])
+    d = a - b
+    assert abs(dit_part.paired_noise(a, b) - 2 * float(d.std()) / 2) < 1e-9
