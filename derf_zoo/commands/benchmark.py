@@ -461,6 +461,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes K/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "benchmark",
@@ -482,6 +492,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="extra Lightning CLI override for every run (e.g. --set trainer.accelerator=gpu)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="list the runs, done and to do; train nothing")
     p.add_argument("--report-only", action="store_true", help="render the table and plot from the finished runs")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="run only runs K, K+N, K+2N, ... of the grid (N processes sharing one GPU); render afterwards "
+                        "with --report-only")  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -545,6 +558,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     norms = resolve_norms(args.norms)
     runs = plan(norms, args.seeds)
+    if args.shard is not None:
+        k, n = args.shard
+        runs = runs[k::n]
     overrides = _overrides(args)
     grid = settings(recipe, overrides)
     todo = []
@@ -582,5 +598,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print()
+    if args.shard is not None:
+        print(f"Shard {args.shard[0]}/{args.shard[1]} done; when every shard is, render with --report-only.")
+        return 0
     render(out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m derf_zoo.commands.benchmark fmnist ...``: the same command without the ``derf-zoo`` script."""
+    parser = argparse.ArgumentParser(prog="python -m derf_zoo.commands.benchmark")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args(["benchmark", *(sys.argv[1:] if argv is None else argv)])
+    return parsed.run(parsed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
