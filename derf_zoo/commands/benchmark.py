@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from derf_zoo.data.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from derf_zoo.recipes import RECIPES_DIR, recipe_path
 
 __all__ = ["NORMS", "SUITES", "Run", "add_parser", "load_results", "plan", "render", "run", "summarise", "verdicts"]
@@ -50,6 +51,15 @@ LABELS = {
     "layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "dyt": "DyT", "derf": "Derf", "derf_auto": "Derf (alpha=auto)",
 }  # fmt: skip
 BASELINE = "layernorm"
+# What the saved models expect as input (config.json's pretrained_cfg): the data module's 28x28 grey, normalised.
+FMNIST_DATA_CFG = {
+    "input_size": (1, 28, 28),
+    "mean": FASHION_MNIST_MEAN,
+    "std": FASHION_MNIST_STD,
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+    "interpolation": "bilinear",
+}
 
 
 @dataclass(frozen=True)
@@ -243,12 +253,13 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
         "curves": curves.curves,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    cli.model.model.save_pretrained(
+    net = cli.model.model
+    net.pretrained_cfg = {**getattr(net, "pretrained_cfg", {}), **FMNIST_DATA_CFG}
+    net.save_pretrained(
         folder / "model",
-        metrics={"test/acc1": result["test_acc1"], "val/acc1": result["val_acc1"],
-                 "train_eval/loss": result["eval_train_loss"]},
+        metrics={"acc1": 100 * result["test_acc1"], "eval_mode_train_loss": result["eval_train_loss"]},
         dataset="fashion_mnist", split="test (official 10,000 images)", recipe=record["settings"]["recipe"],
-        produced_by=f"derf-zoo benchmark fmnist, {r.spec}, seed {r.seed}",
+        produced_by=f"derf-zoo benchmark fmnist ({r.spec}, seed {r.seed}); final-epoch weights",
     )  # fmt: skip
     tmp = r.result_file(out).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

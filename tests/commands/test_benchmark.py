@@ -125,3 +125,5 @@ def test_weights_of_a_run_load_back(fmnist_folder, tmp_path, collect_garbage):
     main(["fmnist", "--out", str(out), "--data-root", str(fmnist_folder), "--seeds", "1", "--norms", "derf", *TINY])
     model = from_pretrained(str(out / "runs/derf/seed0/model"))
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    config = json.loads((out / "runs/derf/seed0/model/config.json").read_text())
+    assert config["pretrained_cfg"]["input_size"] == [1, 28, 28] and config["pretrained_cfg"]["mean"] == [0.2860]
