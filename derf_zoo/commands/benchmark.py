@@ -472,6 +472,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _norm_name(text: str) -> str:
+    try:
+        resolve_norms([text])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         k, n = (int(v) for v in text.split("/"))
@@ -490,7 +498,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("suite", choices=list(SUITES), help="the benchmark (fmnist: Fashion-MNIST)")
-    p.add_argument("--norms", nargs="+", default=["default"],
+    p.add_argument("--norms", nargs="+", default=["default"], type=_norm_name,
                    help=f"norms to run: default ({', '.join(NORMS)}), all (also the paper's other searched "
                         "functions), or any of those names / registered point-wise norms")  # fmt: skip
     p.add_argument("--seeds", type=_positive, default=5, help="seeds per norm, 0..N-1, paired across norms (5)")
