@@ -408,12 +408,14 @@ def plot(results: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path, 
                         [y + 0.15] * sum(s in base for s in runs), s=10, color="grey", alpha=0.7)  # fmt: skip
     ax_diff.axvline(0, color="black", lw=1)
     ax_diff.set_yticks(list(ys), [row["label"] for row in compared])
-    ax_diff.set(xlabel="test top-1 minus LayerNorm's, same seed (points; 95% interval, grey: seeds)",
-                title="paired difference with LayerNorm")  # fmt: skip
+    ax_diff.invert_yaxis()  # the table's order, top to bottom
+    ax_diff.set(xlabel="test top-1 minus LayerNorm's, same seed (points)",
+                title="paired difference with LayerNorm\n(bars: 95% interval; grey dots: seeds)")  # fmt: skip
     for ax in (ax_loss, ax_acc, ax_diff):
         ax.grid(alpha=0.3)
     for ax in (ax_loss, ax_acc):
         ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
     return save(fig, path)
 
