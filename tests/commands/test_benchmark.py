@@ -1,14 +1,21 @@
 """``derf-zoo benchmark fmnist``: the grid, paired seeds, resuming, the verdicts and the rendered results."""
 
+import hashlib
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from derf_zoo.commands import benchmark
 from derf_zoo.commands.benchmark import main, plan, resolve_norms, summarise, verdicts
+from derf_zoo.hub.manifest import load_manifest
 from derf_zoo.training import lightning_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = [
     "--epochs", "1", "--threads", "1", "--set", "data.init_args.val_size=20", "--set", "data.init_args.batch_size=8",
@@ -114,6 +121,17 @@ def test_a_tiny_grid_runs_resumes_and_renders(fmnist_folder, tmp_path, capsys, c
     assert "4 runs, 4 already recorded" in listed and listed.count("  done  ") == 4 and "todo" not in listed
     (out / "results.md").unlink()
     assert main(["fmnist", "--out", str(out), "--report-only"]) == 0 and (out / "results.md").is_file()
+
+    # The release script picks the better Derf row and LayerNorm, the median seed of each, from these records.
+    dest = tmp_path / "release"
+    subprocess.run([sys.executable, str(ROOT / "scripts/release_fmnist.py"), "--out", str(out), "--dest", str(dest)],
+                   check=True, capture_output=True, cwd=ROOT)  # fmt: skip
+    entries = {w.name: w for w in load_manifest(dest / "manifest_entries.yaml")}
+    assert set(entries) == {"vit_mini_derf.fmnist", "vit_mini_ln.fmnist"}
+    for name, w in entries.items():
+        weights = (dest / name / "model.safetensors").read_bytes()
+        assert hashlib.sha256(weights).hexdigest() == w.sha256 and w.metrics["acc1"] <= 100
+        assert json.loads((dest / name / "config.json").read_text())["architecture"] == name.split(".")[0]
 
     # Another epoch budget is another grid: it must not be mixed into these records.
     with pytest.raises(ValueError, match="recorded with other settings"):
