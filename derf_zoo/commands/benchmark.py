@@ -345,6 +345,11 @@ def _fmt(mean: float, se: float, scale: float = 100.0, digits: int = 2, sign: bo
     return body if math.isnan(se) else f"{body} ± {scale * se:.{digits}f}"
 
 
+def _binomial_se(rows: list[dict[str, Any]], n: int) -> float:
+    p = rows[0]["acc"][0]
+    return math.sqrt(p * (1 - p) / n)
+
+
 def markdown(rows: list[dict[str, Any]], results: list[dict[str, Any]], title: str) -> str:
     """The results page: settings, machine, the table, one sentence per norm."""
     first = results[0]
@@ -377,7 +382,8 @@ def markdown(rows: list[dict[str, Any]], results: list[dict[str, Any]], title: s
         "on test). Eval-mode train loss: the paper's §6.1 protocol, cross entropy in eval mode over the "
         "training split without augmentation. The 95% interval is a t interval over the paired per-seed differences: "
         "it covers seed-to-seed variation (initialisation and batch order) on this fixed test set, not the test "
-        "set's own sampling noise (about 0.35 points for one model at 86% on 10,000 images)."
+        f"set's own sampling noise (a binomial standard error of {100 * _binomial_se(rows, first['n_test']):.2f} "
+        f"points for one model at this accuracy on {first['n_test']:,} images)."
     )
     return "\n".join(lines) + "\n"
 
