@@ -61,6 +61,10 @@ def main() -> None:
             f"seed {chosen['seed']} of {len(runs)} (the median run), {chosen['epochs']} epochs on "
             f"{chosen['n_train']:,} training images, final-epoch weights; the row's test top-1 is {spread}"
         )
+        diff = rows[key].get("diff")
+        if diff:
+            produced_by += (f", {100 * diff['mean']:+.2f} ± {100 * diff['se']:.2f} points against LayerNorm on the "
+                            f"same {diff['n']} seeds (benchmarks/results/fmnist_cpu.md)")  # fmt: skip
         folder = model.save_pretrained(
             args.dest / name, name=name, metrics={"acc1": round(100 * chosen["test_acc1"], 2)},
             dataset="fashion_mnist", split="test (official 10,000 images)",
