@@ -45,3 +45,42 @@ def write_image_folder(root, classes=("cat", "dog", "fox"), per_class=4, size=40
 @pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(tmp_path / "images")
+
+
+def write_idx(path, array, gz=True):
+    """An unsigned-byte IDX file (big-endian header: magic 0x0000080N, then one uint32 per dimension)."""
+    import gzip
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    header = np.array([0x800 + array.ndim, *array.shape], dtype=">u4").tobytes()
+    data = header + array.tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def write_fashion_mnist(root, train_per_class=6, test_per_class=2, gz=True):
+    """A tiny Fashion-MNIST folder in the original layout: 28x28 uint8 images whose brightness encodes the class."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for prefix, per_class in (("train", train_per_class), ("t10k", test_per_class)):
+        labels = np.tile(np.arange(10, dtype=np.uint8), per_class)
+        images = rng.integers(0, 40, (len(labels), 28, 28)) + 20 * labels[:, None, None]
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images, gz)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", labels, gz)
+    return root
+
+
+@pytest.fixture
+def fmnist_folder(tmp_path):
+    return write_fashion_mnist(tmp_path / "fmnist")
+
+
+@pytest.fixture
+def idx_writer():
+    """``write_idx`` for tests that build broken Fashion-MNIST files."""
+    return write_idx

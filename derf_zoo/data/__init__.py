@@ -1,8 +1,17 @@
 """LightningDataModules per domain, and the small datasets embedded in the package."""
 
 from derf_zoo.data.digits import DigitsDataModule, load_digits
+from derf_zoo.data.fashion_mnist import FashionMNISTDataModule, load_fashion_mnist
 from derf_zoo.data.generation import DigitsGenerationDataModule
 from derf_zoo.data.images import ImageDataModule
 from derf_zoo.data.latents import LatentDataModule
 
-__all__ = ["DigitsDataModule", "DigitsGenerationDataModule", "ImageDataModule", "LatentDataModule", "load_digits"]
+__all__ = [
+    "DigitsDataModule",
+    "DigitsGenerationDataModule",
+    "FashionMNISTDataModule",
+    "ImageDataModule",
+    "LatentDataModule",
+    "load_digits",
+    "load_fashion_mnist",
+]

@@ -46,10 +46,11 @@ def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Te
 
 
 class _Images(Dataset):
-    """In-memory normalised images with an optional random shift (small translations keep digits legible)."""
+    """In-memory normalised images with an optional random shift (small translations keep digits legible) and
+    an optional random horizontal flip (for data that is left-right symmetric, such as clothes; never digits)."""
 
-    def __init__(self, images: Tensor, labels: Tensor, max_shift: int = 0) -> None:
-        self.images, self.labels, self.max_shift = images, labels, max_shift
+    def __init__(self, images: Tensor, labels: Tensor, max_shift: int = 0, hflip: bool = False) -> None:
+        self.images, self.labels, self.max_shift, self.hflip = images, labels, max_shift, hflip
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,6 +63,8 @@ class _Images(Dataset):
             x = F.pad(x, (s, s, s, s), value=float(x.min()))[
                 :, s + dy : s + dy + x.shape[1], s + dx : s + dx + x.shape[2]
             ]
+        if self.hflip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
         return x, self.labels[i]
 
 
