@@ -5,12 +5,11 @@ over seeds. Which weights: for that row and for LayerNorm, the run whose test to
 seeds (a representative run, not the luckiest one); the card gives that run's number and the mean ± SE.
 No retraining: the benchmark keeps every run's final weights.
 
-    python scripts/release_fmnist.py [--out outputs/benchmark_fmnist] [--dest benchmarks/results/fmnist_release]
+    python scripts/release_fmnist.py [--out outputs/benchmark_fmnist] [--dest derf_zoo/checkpoints]
 
-Writes ``<dest>/vit_mini_{derf,ln}.fmnist/`` (config.json, model.safetensors, README.md) and
-``<dest>/manifest_entries.yaml`` (the entries for derf_zoo/checkpoints/manifest.yaml, sha256 pinned). The
-folders name the architectures ``vit_mini_derf`` / ``vit_mini_ln``, entry points still to be registered in
-derf_zoo/models/vit.py; until then ``from_pretrained(folder)`` loads them only through their model_args.
+Writes ``<dest>/vit_mini_{derf,ln}.fmnist/`` (config.json, model.safetensors, README.md) as the registered
+architectures ``vit_mini_derf`` / ``vit_mini_ln``, and ``<dest>/fmnist_manifest_entries.yaml`` (the entries to
+paste into derf_zoo/checkpoints/manifest.yaml, sha256 pinned).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from derf_zoo.commands.benchmark import BASELINE, FMNIST_DATA_CFG, LABELS, load_results, summarise
+from derf_zoo.commands.benchmark import BASELINE, LABELS, load_results, summarise
 
 DERF_ROWS = ("derf", "derf_auto")
 PROTOCOL = (
@@ -36,10 +35,11 @@ def median_run(runs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark_fmnist"))
-    parser.add_argument("--dest", type=Path, default=Path("benchmarks/results/fmnist_release"))
+    parser.add_argument("--dest", type=Path, default=Path("derf_zoo/checkpoints"))
     args = parser.parse_args()
 
-    from derf_zoo.hub.folder import from_pretrained
+    import derf_zoo
+    from derf_zoo.hub import load_into
 
     results = load_results(args.out)
     rows = {row["norm"]: row for row in summarise(results)}
@@ -53,8 +53,10 @@ def main() -> None:
         chosen = median_run(runs)
         mean, se = rows[key]["acc"]
         name = f"vit_mini_{tag}.fmnist"
-        model = from_pretrained(str(args.out / "runs" / key / f"seed{chosen['seed']}" / "model"))
-        model.pretrained_cfg = {**model.pretrained_cfg, **FMNIST_DATA_CFG, "architecture": f"vit_mini_{tag}"}
+        run = derf_zoo.from_pretrained(args.out / "runs" / key / f"seed{chosen['seed']}" / "model")
+        # The released architecture, built with the run's arguments (the same values for the benchmark's recipe).
+        model = derf_zoo.create_model(f"vit_mini_{tag}", **run.model_args).eval()
+        load_into(model, run.state_dict(), source=f"{key} seed {chosen['seed']}")
         spread = f"{100 * mean:.2f} ± {100 * se:.2f} (SE) over {len(runs)} seeds"
         produced_by = (
             f"trained by derf_zoo: `derf-zoo benchmark fmnist`, {LABELS.get(key, key)} (`{chosen['spec']}`), "
@@ -69,7 +71,7 @@ def main() -> None:
             args.dest / name, name=name, metrics={"acc1": round(100 * chosen["test_acc1"], 2)},
             dataset="fashion_mnist", split="test (official 10,000 images)",
             recipe="recipes/vit/vit_mini_fmnist.yaml", produced_by=produced_by, eval_protocol=PROTOCOL,
-            license="apache-2.0",
+            license="apache-2.0", overwrite=True,
         )  # fmt: skip
         sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
         entries.append(
@@ -86,12 +88,10 @@ def main() -> None:
         )
         print(f"{name}: {key} seed {chosen['seed']}, test top-1 {100 * chosen['test_acc1']:.2f}% (row: {spread}) "
               f"-> {folder}")  # fmt: skip
-    header = (
-        "# Entries for derf_zoo/checkpoints/manifest.yaml (copy the folders to derf_zoo/checkpoints/ and register\n"
-        "# the vit_mini_{derf,ln} entry points first). Data: Fashion-MNIST (Zalando, MIT licence).\n"
-    )
-    (args.dest / "manifest_entries.yaml").write_text(header + "weights:\n" + "".join(entries))
-    print(f"Manifest entries: {args.dest / 'manifest_entries.yaml'}")
+    header = "# Entries for derf_zoo/checkpoints/manifest.yaml. Data: Fashion-MNIST (Zalando, MIT licence).\n"
+    out = args.dest / "fmnist_manifest_entries.yaml"
+    out.write_text(header + "weights:\n" + "".join(entries))
+    print(f"Manifest entries: {out}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from derf_zoo.data.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from derf_zoo.models.vit import FASHION_MNIST_DATA_CFG
+from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import RECIPES_DIR, recipe_path
 
 __all__ = ["NORMS", "SUITES", "Run", "add_parser", "load_results", "plan", "render", "run", "summarise", "verdicts"]
@@ -52,14 +53,6 @@ LABELS = {
 }  # fmt: skip
 BASELINE = "layernorm"
 # What the saved models expect as input (config.json's pretrained_cfg): the data module's 28x28 grey, normalised.
-FMNIST_DATA_CFG = {
-    "input_size": (1, 28, 28),
-    "mean": FASHION_MNIST_MEAN,
-    "std": FASHION_MNIST_STD,
-    "crop_pct": 1.0,
-    "crop_mode": "center",
-    "interpolation": "bilinear",
-}
 
 
 @dataclass(frozen=True)
@@ -208,16 +201,6 @@ def _curves_callback():
     return Curves()
 
 
-def _alphas(model) -> dict[str, float]:
-    """Mean final alpha per norm site (empty for LayerNorm / RMSNorm)."""
-    import torch
-
-    from derf_zoo.callbacks import NormStats
-
-    return {site: float(torch.cat([m.alpha.detach().flatten() for m in layers]).mean())
-            for site, layers in NormStats.sites(model).items()}  # fmt: skip
-
-
 def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dict[str, Any]) -> dict[str, Any]:
     """Train, test and record one run; the result file is written last (atomically), so it means 'finished'."""
     from derf_zoo.training import lightning_cli
@@ -251,7 +234,7 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
         "val_acc1": val.get("val/acc1"),
         "val_loss": val.get("val/loss"),
         "eval_train_loss": float(cli.model.eval_mode_train_loss),
-        "alphas": _alphas(cli.model.model),
+        "alphas": site_alphas(cli.model.model),
         "n_train": len(dm.train_eval_set),
         "n_val": len(dm.val_set),
         "n_test": len(dm.test_set) if getattr(dm, "test_set", None) is not None else len(dm.val_set),
@@ -264,9 +247,9 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     net = cli.model.model
-    net.pretrained_cfg = {**getattr(net, "pretrained_cfg", {}), **FMNIST_DATA_CFG}
+    net.pretrained_cfg = {**getattr(net, "pretrained_cfg", {}), **FASHION_MNIST_DATA_CFG}
     net.save_pretrained(
-        folder / "model",
+        folder / "model", overwrite=True,  # a run stopped after this line is redone whole
         metrics={"acc1": 100 * result["test_acc1"], "eval_mode_train_loss": result["eval_train_loss"]},
         dataset="fashion_mnist", split="test (official 10,000 images)", recipe=record["settings"]["recipe"],
         produced_by=f"derf-zoo benchmark fmnist ({r.spec}, seed {r.seed}); final-epoch weights",

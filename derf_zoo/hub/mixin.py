@@ -12,11 +12,14 @@ __all__ = ["HubMixin"]
 class HubMixin:
     """Adds the Hub methods users know from timm/transformers; the logic lives in :mod:`derf_zoo.hub.folder`."""
 
-    def save_pretrained(self, folder: str | Path, **card: Any) -> Path:
-        """Write config.json, model.safetensors and a model card (``card`` fields: metrics, dataset, ...)."""
+    def save_pretrained(self, folder: str | Path, *, overwrite: bool = False, **card: Any) -> Path:
+        """Write config.json, model.safetensors and a model card (``card`` fields: metrics, dataset, ...).
+
+        A folder that already holds files is refused unless ``overwrite`` (which replaces it whole).
+        """
         from derf_zoo.hub.folder import save_pretrained
 
-        return save_pretrained(self, folder, card=card)  # type: ignore[arg-type]
+        return save_pretrained(self, folder, card=card, overwrite=overwrite)  # type: ignore[arg-type]
 
     def push_to_hub(self, repo_id: str, *, dry_run: bool = False, private: bool = False, token: str | None = None,
                     **card: Any) -> str:  # fmt: skip

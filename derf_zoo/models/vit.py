@@ -19,7 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from derf_zoo.backbone import BLOCK_SITES, Transformer
-from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
+from derf_zoo.data.constants import (
+    DIGITS_MEAN,
+    DIGITS_STD,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import PatchEmbed, init_weights, trunc_normal_linear
@@ -46,6 +53,16 @@ DIGITS_DATA_CFG = {
     "input_size": (1, 16, 16),
     "mean": DIGITS_MEAN,
     "std": DIGITS_STD,
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+    "interpolation": "bilinear",
+    "first_conv": "patch_embed.proj",
+    "classifier": "head",
+}
+FASHION_MNIST_DATA_CFG = {
+    "input_size": (1, 28, 28),
+    "mean": FASHION_MNIST_MEAN,
+    "std": FASHION_MNIST_STD,
     "crop_pct": 1.0,
     "crop_mode": "center",
     "interpolation": "bilinear",
@@ -217,6 +234,10 @@ _SIZES = {
 _NANO = {"img_size": 16, "patch_size": 4, "in_chans": 1, "num_classes": 10, "embed_dim": 64, "depth": 4,
          "num_heads": 4, "global_pool": "avg"}  # fmt: skip
 
+# Fashion-MNIST's 28x28 grey images in 16 patches of 7x7, width 64 (~0.2M parameters): the benchmark's model.
+_MINI = {"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 64, "depth": 4,
+         "num_heads": 4, "global_pool": "avg"}  # fmt: skip
+
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     # bool is an int to Python, and 2.5 or "10" would fail deep inside a layer: refuse them here, by name.
@@ -241,6 +262,12 @@ def _nano(name: str, norm: str, pretrained: bool, kwargs: dict[str, Any]) -> Vis
     """The demo's 0.2M-parameter ViT for 16x16 grayscale digits."""
     return build_model(VisionTransformer, name, pretrained=pretrained, model_args={**_NANO, "norm": norm},
                        data_cfg=DIGITS_DATA_CFG, **kwargs)  # fmt: skip
+
+
+def _mini(name: str, norm: str, pretrained: bool, kwargs: dict[str, Any]) -> VisionTransformer:
+    """The Fashion-MNIST benchmark's ViT (``recipes/vit/vit_mini_fmnist.yaml``, ``derf-zoo benchmark fmnist``)."""
+    return build_model(VisionTransformer, name, pretrained=pretrained, model_args={**_MINI, "norm": norm},
+                       data_cfg=FASHION_MNIST_DATA_CFG, **kwargs)  # fmt: skip
 
 
 @register_model(family="vit", timm=False)
@@ -345,6 +372,27 @@ def vit_nano_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """A 0.2M-parameter ViT for 16x16 grayscale digits (patch 4, width 64, depth 4, average pooling) with LayerNorm;
     the demo's model."""
     return _nano("vit_nano_ln", "layernorm", pretrained, kwargs)
+
+
+@register_model(family="vit", recipe="recipes/vit/vit_mini_fmnist.yaml")
+def vit_mini_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """A 0.2M-parameter ViT for 28x28 grey Fashion-MNIST (patch 7, width 64, depth 4, average pooling) with
+    Derf; the benchmark's model."""
+    return _mini("vit_mini_derf", "derf", pretrained, kwargs)
+
+
+@register_model(family="vit", recipe="recipes/vit/vit_mini_fmnist.yaml")
+def vit_mini_dyt(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """A 0.2M-parameter ViT for 28x28 grey Fashion-MNIST (patch 7, width 64, depth 4, average pooling) with
+    DyT; the benchmark's model."""
+    return _mini("vit_mini_dyt", "dyt", pretrained, kwargs)
+
+
+@register_model(family="vit", recipe="recipes/vit/vit_mini_fmnist.yaml")
+def vit_mini_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """A 0.2M-parameter ViT for 28x28 grey Fashion-MNIST (patch 7, width 64, depth 4, average pooling) with
+    LayerNorm; the benchmark's model."""
+    return _mini("vit_mini_ln", "layernorm", pretrained, kwargs)
 
 
 # timm reads a module's default_cfgs when an entry point registers; ours come from the manifest (derf_zoo.hub).

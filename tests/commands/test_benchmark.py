@@ -126,7 +126,7 @@ def test_a_tiny_grid_runs_resumes_and_renders(fmnist_folder, tmp_path, capsys, c
     dest = tmp_path / "release"
     subprocess.run([sys.executable, str(ROOT / "scripts/release_fmnist.py"), "--out", str(out), "--dest", str(dest)],
                    check=True, capture_output=True, cwd=ROOT)  # fmt: skip
-    entries = {w.name: w for w in load_manifest(dest / "manifest_entries.yaml")}
+    entries = {w.name: w for w in load_manifest(dest / "fmnist_manifest_entries.yaml")}
     assert set(entries) == {"vit_mini_derf.fmnist", "vit_mini_ln.fmnist"}
     for name, w in entries.items():
         weights = (dest / name / "model.safetensors").read_bytes()
@@ -139,7 +139,7 @@ def test_a_tiny_grid_runs_resumes_and_renders(fmnist_folder, tmp_path, capsys, c
 
 
 def test_weights_of_a_run_load_back(fmnist_folder, tmp_path, collect_garbage):
-    from derf_zoo.hub.folder import from_pretrained
+    from derf_zoo import from_pretrained
 
     out = tmp_path / "bench"
     main(["fmnist", "--out", str(out), "--data-root", str(fmnist_folder), "--seeds", "1", "--norms", "derf", *TINY])

@@ -70,3 +70,31 @@ def test_digits_release_covers_every_norm():
 def test_unreleased_model_names_its_recipe():
     with pytest.raises(ValueError, match=r"derf-zoo fit -c recipes/vit/vit_base_derf_in1k\.yaml"):
         derf_zoo.vit_base_derf(pretrained=True)
+
+
+FMNIST = [w for w in released_weights() if w.tag == "fmnist"]
+
+
+@pytest.mark.parametrize("weights", FMNIST, ids=lambda w: w.name)
+def test_fmnist_weights_load_and_match_their_card(weights):
+    folder = weights.embedded_path()
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.eval_results[0].metric_value == pytest.approx(weights.metrics["acc1"], abs=0.005)
+    model = derf_zoo.create_model(weights.name, pretrained=True)
+    assert json.loads((folder / "config.json").read_text())["weights_sha256"] == weights.sha256
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    from derf_zoo.data.fashion_mnist import DEBIAN_FASHION_MNIST_DIR as DEBIAN_ROOT
+
+    if not (DEBIAN_ROOT / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"the real test set is not installed at {DEBIAN_ROOT} (apt-get install dataset-fashion-mnist)")
+    from derf_zoo.data import FashionMNISTDataModule
+
+    data = FashionMNISTDataModule(batch_size=1000)
+    data.setup("test")
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in data.test_dataloader())
+    assert 100.0 * correct / 10_000 == pytest.approx(weights.metrics["acc1"], abs=0.005)
+
+
+def test_fmnist_release_is_derf_and_layernorm():
+    assert sorted(w.architecture for w in FMNIST) == ["vit_mini_derf", "vit_mini_ln"]
