@@ -97,6 +97,7 @@ def test_entry_points_registry_and_timm():
     assert list_models("vit_*_derf") == [
         "vit_base_derf",
         "vit_large_derf",
+        "vit_mini_derf",
         "vit_nano_derf",
         "vit_small_derf",
         "vit_tiny_derf",
