@@ -1,0 +1,174 @@
+"""``derf-zoo sample``: a grid of class-conditional samples from a DiT, and an ``.npz`` for FID suites.
+
+The DiT comes from a Lightning checkpoint of the ``Diffusion`` task (``.../last.ckpt``, read with
+``weights_only``), a Hub folder (``save_pretrained`` / ``derf-zoo export``), or a registered ``arch.tag`` with
+released weights. Sampling is the paper's: DDPM (default 250 steps) or DDIM, classifier-free guidance
+``--cfg-scale`` (1 = none). Pixel-space models only (no VAE here): 1 or 3 channels.
+
+Writes ``--out`` (a PNG grid: one row per class) and the ``.npz`` beside it (same stem): ``arr_0`` the samples as
+uint8 (N, H, W, 3) (grey images repeated to 3 channels), ``arr_1`` their labels: the layout of ADM's
+``image_sample.py``, which the ADM/DiT evaluation suite reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLERS = ("ddpm", "ddim")
+DEFAULT_STEPS = {"ddpm": 250, "ddim": 50}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="draw a sample grid (PNG) and an .npz of samples from a DiT")
+    p.add_argument("model", help="a Diffusion-task checkpoint (.ckpt), a Hub folder, or a registered arch.tag "
+                                 "with released weights")  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, help="PNG to write; the .npz goes beside it (same stem)")
+    p.add_argument("--classes", type=int, nargs="+", default=None, help="class labels (default: every class)")
+    p.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
+    p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale, >= 1 (1: none)")
+    p.add_argument("--sampler", default="ddpm", help="ddpm (default) or ddim")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 250 DDPM, 50 DDIM)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256, help="samples drawn at once")
+    p.add_argument("--weights", choices=["ema", "raw"], default=None, help="of a checkpoint: EMA or raw weights "
+                   "(default: EMA when the run averaged them)")  # fmt: skip
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(run=run)
+
+
+def load_dit(source: str, weights: str | None = None) -> nn.Module:
+    """The network in eval mode from a Diffusion checkpoint file, a Hub folder, or a released ``arch.tag``.
+
+    Raises:
+        ValueError: a checkpoint of another task, or a name with no released weights.
+    """
+    from derf_zoo.models import create_model, list_models
+
+    path = Path(source)
+    if path.is_file():
+        from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
+        from derf_zoo.hub.state_dict import load_into
+        from derf_zoo.tasks.base import build_network
+        from derf_zoo.tasks.checksum import verify_checksum
+        from derf_zoo.tasks.diffusion import Diffusion
+        from derf_zoo.tasks.export import task_class
+
+        ckpt = load_lightning_checkpoint(path)
+        verify_checksum(ckpt, str(path))
+        task = task_class(ckpt)
+        if not issubclass(task, Diffusion):
+            raise ValueError(f"{path} is a checkpoint of {task.__name__}, not of the Diffusion task.")
+        hparams = ckpt.get("hyper_parameters") or {}
+        if not isinstance(hparams.get("model"), str):
+            raise ValueError("This checkpoint's task was given a module, not a registry name: it cannot be rebuilt.")
+        net, _ = network_weights(ckpt, weights)
+        model = build_network(hparams["model"], hparams.get("model_args"))
+        load_into(model, net, source=str(path))
+        return model.eval()
+    if path.is_dir():
+        from derf_zoo.models import from_pretrained
+
+        return from_pretrained(path)
+    released = list_models(pretrained=True)
+    if source in released:
+        return create_model(source, pretrained=True).eval()
+    raise ValueError(f"{source!r} is neither a checkpoint file, a Hub folder, nor a released weight "
+                     f"(released: {', '.join(released)}).")  # fmt: skip
+
+
+def check_options(model: nn.Module, classes: list[int] | None, per_class: int, cfg_scale: float, sampler: str,
+                  steps: int | None) -> tuple[list[int], int]:  # fmt: skip
+    """Validated (classes, steps) for ``model``; ValueError with the valid choices otherwise."""
+    from derf_zoo.norms.registry import unknown_name_error
+
+    if sampler not in SAMPLERS:
+        raise unknown_name_error("sampler", sampler, SAMPLERS)
+    if not cfg_scale >= 1.0:
+        raise ValueError(f"--cfg-scale must be >= 1 (1 = no guidance), got {cfg_scale}.")
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None or not hasattr(model, "in_channels"):
+        raise ValueError(f"{type(model).__name__} is not a class-conditional DiT.")
+    if model.in_channels not in (1, 3):
+        raise ValueError(f"The model has {model.in_channels} input channels: a latent DiT needs a VAE decoder, "
+                         "which derf-zoo sample does not have; pixel-space models (1 or 3 channels) only.")  # fmt: skip
+    if cfg_scale > 1 and not model.y_embedder.has_null_class:
+        raise ValueError("--cfg-scale > 1 needs a null class: this DiT was built with class_dropout_prob=0.")
+    classes = list(range(num_classes)) if classes is None else list(classes)
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"Class label(s) {bad} out of range: this model has classes 0..{num_classes - 1}.")
+    if per_class < 1:
+        raise ValueError(f"--per-class must be >= 1, got {per_class}.")
+    steps = DEFAULT_STEPS[sampler] if steps is None else steps
+    if not 1 <= steps <= 1000:
+        raise ValueError(f"--steps must be in 1..1000 (the training process has 1000), got {steps}.")
+    return classes, steps
+
+
+@torch.no_grad()
+def draw(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, sampler: str = "ddpm", steps: int = 250,
+         seed: int = 0, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:  # fmt: skip
+    """Samples for ``labels`` as uint8 (N, C, H, W); batch ``i`` draws from the generator seeded ``seed + i``."""
+    from derf_zoo.data.generation import to_pixels
+    from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
+
+    respacing = f"ddim{steps}" if sampler == "ddim" else str(steps)
+    diffusion = create_diffusion(respacing, learn_sigma=getattr(model, "learn_sigma", True))
+    model = model.to(device).eval()
+    guided = ClassifierFreeGuidance(model, cfg_scale)
+    out = []
+    for i, y in enumerate(labels.split(batch_size)):
+        y = y.to(device)
+        shape = (len(y), model.in_channels, model.input_size, model.input_size)
+        generator = torch.Generator(device).manual_seed(seed + i)
+        x = diffusion.sample_loop(guided, shape, method=sampler, model_kwargs={"y": y}, generator=generator)
+        out.append((to_pixels(x.float().cpu()) * 255).round().to(torch.uint8))
+    return torch.cat(out)
+
+
+def grid_image(images: torch.Tensor, rows: int, min_cell: int = 32) -> np.ndarray:
+    """uint8 (N, C, H, W) class-major -> one (H', W', 3) picture: ``rows`` rows, a 1-px white border per cell,
+    small images enlarged (nearest) to at least ``min_cell`` pixels."""
+    n, c, h, w = images.shape
+    scale = max(1, -(-min_cell // max(h, w)))
+    x = images.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+    x = torch.nn.functional.pad(x, (1, 1, 1, 1), value=255)
+    x = x.expand(-1, 3, -1, -1) if c == 1 else x
+    cols = n // rows
+    side_h, side_w = x.shape[-2:]
+    return x.reshape(rows, cols, 3, side_h, side_w).permute(0, 3, 1, 4, 2).reshape(rows * side_h, cols * side_w,
+                                                                                  3).numpy()  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    out = args.out if args.out.suffix.lower() == ".png" else args.out.with_name(args.out.name + ".png")
+    npz = out.with_suffix(".npz")
+    existing = [str(p) for p in (out, npz) if p.exists()]
+    if existing and not args.overwrite:
+        raise SystemExit(f"derf-zoo sample: {', '.join(existing)} already exists; pass --overwrite to replace it.")
+    try:
+        model = load_dit(args.model, args.weights)
+        classes, steps = check_options(model, args.classes, args.per_class, args.cfg_scale, args.sampler, args.steps)
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
+        labels = torch.tensor(classes).repeat_interleave(args.per_class)
+        images = draw(model, labels, cfg_scale=args.cfg_scale, sampler=args.sampler, steps=steps, seed=args.seed,
+                      batch_size=args.batch_size, device=args.device)  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"derf-zoo sample: {err}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid_image(images, rows=len(classes))).save(out)
+    nhwc = images.permute(0, 2, 3, 1)
+    nhwc = nhwc.expand(-1, -1, -1, 3) if nhwc.shape[-1] == 1 else nhwc
+    np.savez(npz, nhwc.contiguous().numpy(), labels.numpy())
+    print(f"wrote {out} and {npz} ({len(labels)} samples: classes {classes}, {args.per_class} each; "
+          f"{args.sampler} {steps} steps, cfg {args.cfg_scale:g}, seed {args.seed})")  # fmt: skip
+    return 0

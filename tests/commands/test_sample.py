@@ -1,0 +1,101 @@
+"""``derf-zoo sample`` end to end on a tiny random DiT (a Hub folder and a Diffusion checkpoint), and bad inputs."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from derf_zoo import create_model
+from derf_zoo.cli import main
+from derf_zoo.commands.sample import draw, load_dit
+
+TINY = {"hidden_size": 16, "depth": 1, "num_heads": 2, "num_classes": 3, "input_size": 4}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("dit_nano_derf", **TINY)
+    return model.save_pretrained(tmp_path_factory.mktemp("hub") / "tiny_dit")
+
+
+def test_sample_from_hub_folder_writes_grid_and_npz(folder, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    args = [str(folder), "--out", str(out), "--classes", "0", "2", "--per-class", "3", "--steps", "4", "--seed", "1"]
+    assert main(["sample", *args]) == 0
+    assert "6 samples" in capsys.readouterr().out
+    data = np.load(out.with_suffix(".npz"))
+    assert data["arr_0"].shape == (6, 4, 4, 3) and data["arr_0"].dtype == np.uint8
+    assert data["arr_1"].tolist() == [0, 0, 0, 2, 2, 2]
+    picture = np.asarray(Image.open(out))
+    assert picture.shape == (2 * 34, 3 * 34, 3)  # 2 classes (rows) x 3 samples; 4 px enlarged x8, 1-px border
+    # the same seed draws the same samples; an existing file is refused without --overwrite
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["sample", *args])
+    first = data["arr_0"].copy()
+    assert main(["sample", *args, "--overwrite"]) == 0
+    assert np.array_equal(np.load(out.with_suffix(".npz"))["arr_0"], first)
+
+
+def test_ddim_and_guidance_default_every_class(folder, tmp_path):
+    out = tmp_path / "g.png"
+    assert main(["sample", str(folder), "--out", str(out), "--sampler", "ddim", "--steps", "5", "--per-class", "1",
+                 "--cfg-scale", "2.5"]) == 0  # fmt: skip
+    assert np.load(out.with_suffix(".npz"))["arr_1"].tolist() == [0, 1, 2]
+
+
+def test_draw_is_deterministic_and_batched(folder):
+    model = load_dit(str(folder))
+    y = torch.tensor([0, 1, 2, 0])
+    a = draw(model, y, steps=3, seed=5, batch_size=4)
+    assert a.shape == (4, 1, 4, 4) and a.dtype == torch.uint8
+    assert torch.equal(a, draw(model, y, steps=3, seed=5, batch_size=4))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_sample_from_diffusion_checkpoint(tmp_path):
+    import lightning as L
+
+    from derf_zoo.tasks.diffusion import Diffusion
+
+    torch.manual_seed(0)
+    task = Diffusion("dit_nano_derf", model_args=TINY)
+    data = torch.utils.data.TensorDataset(torch.rand(4, 1, 4, 4) * 2 - 1, torch.tensor([0, 1, 2, 0]))
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(task, torch.utils.data.DataLoader(data, batch_size=4))
+    ckpt = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    model = load_dit(str(ckpt))
+    for k, v in task.model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+    out = tmp_path / "s.png"
+    assert main(["sample", str(ckpt), "--out", str(out), "--per-class", "1", "--steps", "2"]) == 0
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--cfg-scale", "0.5"], "cfg-scale must be >= 1"),
+        (["--sampler", "euler"], "Unknown sampler 'euler'.*ddim, ddpm"),
+        (["--classes", "0", "3"], r"Class label\(s\) \[3\] out of range.*0..2"),
+        (["--classes", "-1"], "out of range"),
+        (["--steps", "0"], "steps must be in 1..1000"),
+        (["--per-class", "0"], "per-class must be >= 1"),
+    ],
+)
+def test_bad_options(folder, tmp_path, extra, message):
+    out = tmp_path / "x.png"
+    with pytest.raises(SystemExit, match=message):
+        main(["sample", str(folder), "--out", str(out), "--steps", "2", *extra])
+    assert not out.exists()
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(SystemExit, match="neither a checkpoint file, a Hub folder, nor a released weight"):
+        main(["sample", "no_such_model", "--out", str(tmp_path / "x.png")])
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="Cannot read"):
+        main(["sample", str(junk), "--out", str(tmp_path / "x.png")])
