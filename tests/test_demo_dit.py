@@ -6,7 +6,7 @@ from derf_zoo.commands.demo import PARTS
 from derf_zoo.commands.demo import dit as dit_part
 
 
-def test_dit_demo_part_runs_and_reports(tmp_path, monkeypatch):
+def test_dit_demo_part_runs_and_reports(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dit_part, "SAMPLE_RESPACING", "5")
     monkeypatch.setattr(dit_part, "DRAWS_PER_IMAGE", 1)
     torch.manual_seed(0)
@@ -14,6 +14,8 @@ def test_dit_demo_part_runs_and_reports(tmp_path, monkeypatch):
     assert result.family == "DiT" and not result.higher_is_better
     assert result.derf > 0 and result.layernorm > 0 and result.noise > 0
     assert result.pictures[0].is_file() and result.pictures[0].stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert "judged by the released digits ViT" in printed and "real training digits (reference)" in printed
 
 
 def test_paired_noise_is_two_standard_errors_of_the_difference():

@@ -3,15 +3,20 @@
 The runs use ``recipes/dit/dit_nano_{derf,ln}_digits.yaml`` unchanged. The headline number is the diffusion loss
 (epsilon MSE + VLB, the training objective) of each trained model on the held-out digits, with the SAME noise
 and timesteps for both models (several draws per image), so the comparison is paired. Its noise is two standard
-errors of the mean paired difference: it covers the images and the draws, not the training seed. This is not FID;
-the sample grids (250 DDPM steps, the paper's sampler) are there to look at.
+errors of the mean paired difference: it covers the images and the draws, not the training seed.
+
+The samples of the grids (250 DDPM steps, the paper's sampler, 10 per class) are also judged by the released digits
+ViT (``vit_nano_ln.digits``, trained on the same training split): the Fréchet distance between its pre-logit
+features of the samples and of the held-out real digits (an FID with that ViT in place of Inception; comparable
+only within this demo), and the share of samples it classifies as the class asked for. For scale, the same two
+numbers for 10 real training digits per class.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,8 +24,10 @@ import torch.nn.functional as F
 
 from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.commands.demo.part import PartResult
+from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD
 from derf_zoo.data.generation import to_pixels
 from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
+from derf_zoo.diffusion.fid import FrechetDistance
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.tasks.diffusion import Diffusion, _draws
@@ -33,6 +40,10 @@ SAMPLE_RESPACING = "250"
 CFG_SCALE = 1.0
 #: Draws (timestep, noise) per held-out image for the headline loss.
 DRAWS_PER_IMAGE = 8
+#: The judge of the samples: the released digits ViT (16x16 inputs, the digits DataModule's preprocessing).
+JUDGE = "vit_nano_ln.digits"
+JUDGE_SIZE = 16
+SAMPLES_PER_CLASS = 10
 
 
 @dataclass
@@ -44,6 +55,8 @@ class RunResult:
     alphas: dict[str, float]
     seconds: float
     checkpoint: Path
+    samples: torch.Tensor | None = None  # (classes * SAMPLES_PER_CLASS, 1, 8, 8) in [0, 1], class-major
+    judged: dict[str, float] = field(default_factory=dict)  # {"fd": ..., "class_acc": ... (%)}
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
@@ -99,12 +112,74 @@ def sample_grid(model: torch.nn.Module, per_class: int = 10, seed: int = 0) -> t
     return to_pixels(x)
 
 
+class JudgeFeatures(torch.nn.Module):
+    """The judge ViT's pre-logit features of 8x8 images in [0, 1] (bilinear to 16x16, digits mean/std)."""
+
+    def __init__(self, judge: torch.nn.Module) -> None:
+        super().__init__()
+        self.judge = judge
+
+    @staticmethod
+    def inputs(images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images.float(), size=JUDGE_SIZE, mode="bilinear", align_corners=False)
+        return (x - DIGITS_MEAN[0]) / DIGITS_STD[0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.judge.forward_head(self.judge.forward_features(self.inputs(images)), pre_logits=True)
+
+    @torch.no_grad()
+    def class_accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """Share (%) of ``images`` the judge classifies as ``labels``."""
+        self.judge.eval()
+        return 100.0 * float((self.judge(self.inputs(images)).argmax(-1) == labels).float().mean())
+
+
+def load_judge() -> JudgeFeatures:
+    from derf_zoo.models import create_model
+
+    return JudgeFeatures(create_model(JUDGE, pretrained=True).eval())
+
+
+def judge(features: JudgeFeatures, images: torch.Tensor, labels: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """Fréchet distance (judge features) of ``images`` to the ``real`` held-out images, and class accuracy (%)."""
+    return {"fd": FrechetDistance(features)(images, real), "class_acc": features.class_accuracy(images, labels)}
+
+
+def real_reference(per_class: int = SAMPLES_PER_CLASS,
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(``per_class`` real training digits per class, their labels, the held-out digits), images in [0, 1]."""
+    from derf_zoo.data.generation import DigitsGenerationDataModule
+
+    data = DigitsGenerationDataModule(img_size=8)
+    data.setup("fit")
+    train_x, train_y = data.train_set.images, data.train_set.labels
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.cat([torch.nonzero(train_y == c).flatten()[torch.randperm(int((train_y == c).sum()),
+                                                                            generator=generator)[:per_class]]
+                       for c in range(int(train_y.max()) + 1)])  # fmt: skip
+    return to_pixels(train_x[picks]), train_y[picks], to_pixels(data.val_set.images)
+
+
+def print_judged(results: list[RunResult], reference: dict[str, float], held_out: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Samples judged by the released digits ViT ({JUDGE}): {SAMPLES_PER_CLASS} per class")
+    table.add_column("samples", style="bold")
+    table.add_column(f"Fréchet distance to the {held_out} held-out digits (ViT features)", justify="right")
+    table.add_column("classified as the class asked for", justify="right")
+    for r in results:
+        table.add_row(f"DiT-nano {r.norm}", f"{r.judged['fd']:.2f}", f"{r.judged['class_acc']:.0f}%")
+    table.add_row("real training digits (reference)", f"{reference['fd']:.2f}", f"{reference['class_acc']:.0f}%")
+    Console(width=max(Console().width, 110)).print(table)
+
+
 def plot_samples(results: list[RunResult], path: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 5))
     for ax, r in zip(axes if len(results) > 1 else [axes], results):
-        images = sample_grid(r.model)
-        per_class, classes = 10, r.model.num_classes
+        images = r.samples if r.samples is not None else sample_grid(r.model, SAMPLES_PER_CLASS)
+        per_class, classes = SAMPLES_PER_CLASS, r.model.num_classes
         cells = F.pad(images[:, 0], (1, 1, 1, 1))  # a blank (white) border around every sample
         side = cells.shape[-1]
         grid = cells.reshape(classes, per_class, side, side).permute(1, 2, 0, 3).reshape(per_class * side,
@@ -162,6 +237,14 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
         results.append(train_one(tag, out, epochs, progress=progress))
     print()
     print_results(results)
+    features = load_judge()
+    real_x, real_y, held_out = real_reference()
+    for r in results:
+        r.samples = sample_grid(r.model, SAMPLES_PER_CLASS)
+        labels = torch.arange(r.model.num_classes).repeat_interleave(SAMPLES_PER_CLASS)
+        r.judged = judge(features, r.samples, labels, held_out)
+    print()
+    print_judged(results, judge(features, real_x, real_y, held_out), len(held_out))
     picture = plot_samples(results, out / "samples.png")
     print(f"\nSamples: {picture}")
     by_norm = {r.norm: r for r in results}
