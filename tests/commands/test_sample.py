@@ -99,3 +99,8 @@ def test_bad_sources(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="Cannot read"):
         main(["sample", str(junk), "--out", str(tmp_path / "x.png")])
+
+
+def test_released_weight_that_is_not_a_dit(tmp_path):
+    with pytest.raises(SystemExit, match="is not a class-conditional DiT"):
+        main(["sample", "vit_nano_ln.digits", "--out", str(tmp_path / "x.png")])
