@@ -1,4 +1,4 @@
-"""Gaussian diffusion for DiT: schedules, respacing, the hybrid loss, DDPM/DDIM sampling and guidance.
+"""Gaussian diffusion for DiT: schedules, respacing, the hybrid loss, DDPM/DDIM sampling, guidance, Fréchet distance.
 
 After ADM / improved-diffusion as vendored in facebookresearch/DiT ``diffusion/`` (credited in each module);
 :func:`create_diffusion` takes the official factory's arguments.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from derf_zoo.diffusion.fid import FrechetDistance, feature_statistics, frechet_distance
 from derf_zoo.diffusion.gaussian import GaussianDiffusion
 from derf_zoo.diffusion.guidance import ClassifierFreeGuidance
 from derf_zoo.diffusion.likelihood import discretized_gaussian_log_likelihood, mean_flat, normal_kl
@@ -16,9 +17,12 @@ from derf_zoo.diffusion.schedules import NOISE_SCHEDULES, get_named_beta_schedul
 __all__ = [
     "NOISE_SCHEDULES",
     "ClassifierFreeGuidance",
+    "FrechetDistance",
     "GaussianDiffusion",
     "create_diffusion",
     "discretized_gaussian_log_likelihood",
+    "feature_statistics",
+    "frechet_distance",
     "get_named_beta_schedule",
     "mean_flat",
     "normal_kl",
