@@ -76,6 +76,8 @@ def load_dit(source: str, weights: str | None = None) -> nn.Module:
 
         return from_pretrained(path)
     released = list_models(pretrained=True)
+    if source not in released and ("/" in source or path.suffix == ".ckpt") and not path.exists():
+        raise ValueError(f"{source}: no such checkpoint file or Hub folder.")
     if source in released:
         return create_model(source, pretrained=True).eval()
     raise ValueError(f"{source!r} is neither a checkpoint file, a Hub folder, nor a released weight "

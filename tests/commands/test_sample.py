@@ -95,6 +95,8 @@ def test_bad_options(folder, tmp_path, extra, message):
 def test_bad_sources(tmp_path):
     with pytest.raises(SystemExit, match="neither a checkpoint file, a Hub folder, nor a released weight"):
         main(["sample", "no_such_model", "--out", str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit, match="no such checkpoint file or Hub folder"):
+        main(["sample", str(tmp_path / "missing" / "last.ckpt"), "--out", str(tmp_path / "x.png")])
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="Cannot read"):
