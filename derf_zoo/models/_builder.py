@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "check_int"]
 
 
 def build_model(
@@ -77,6 +77,15 @@ def build_model(
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """Refuse a model argument that is not an integer >= ``minimum``, by name.
+
+    bool is an int to Python, and 2.5 or "10" would fail deep inside a layer: every family checks its sizes here.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
 
 
 def _cfg_get(cfg: Any, key: str) -> Any:

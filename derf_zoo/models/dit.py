@@ -33,7 +33,7 @@ from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import AdaLNModulation, PatchEmbed, init_weights, modulate
 from derf_zoo.layers.dit_embed import LabelEmbedder, TimestepEmbedder, sincos_pos_embed_2d
-from derf_zoo.models._builder import build_model
+from derf_zoo.models._builder import build_model, check_int
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
 from derf_zoo.norms.sites import tag_site
@@ -190,7 +190,7 @@ class DiT(nn.Module, HubMixin):
                                      ("in_channels", in_channels, 1), ("hidden_size", hidden_size, 1),
                                      ("depth", depth, 1), ("num_heads", num_heads, 1),
                                      ("num_classes", num_classes, 1)):  # fmt: skip
-            _check_int(name, value, minimum)
+            check_int(name, value, minimum)
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}; choose an "
                              f"input_size that is a multiple of {patch_size}.")  # fmt: skip
@@ -294,10 +294,6 @@ _LATENT = {"input_size": 32, "in_channels": 4, "num_classes": 1000, "learn_sigma
 _NANO = {"input_size": 8, "patch_size": 2, "in_channels": 1, "num_classes": 10, "hidden_size": 64, "depth": 4,
          "num_heads": 4, "learn_sigma": True, "class_dropout_prob": 0.1}  # fmt: skip
 
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
 
 
 def _generic(name: str, size: str, patch: int, kwargs: dict[str, Any], pretrained: bool) -> DiT:

@@ -30,7 +30,7 @@ from derf_zoo.data.constants import (
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import PatchEmbed, init_weights, trunc_normal_linear
-from derf_zoo.models._builder import build_model
+from derf_zoo.models._builder import build_model, check_int
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.layers import PointwiseNorm, RMSNorm
 from derf_zoo.norms.registry import NormSpec, get_norm_layer, norm_spec_string, resolve_norm_sites
@@ -143,11 +143,11 @@ class VisionTransformer(nn.Module, HubMixin):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}.")
         if global_pool == "token" and not class_token:
             raise ValueError("global_pool='token' needs class_token=True.")
-        _check_int("num_classes", num_classes, minimum=0)
-        _check_int("in_chans", in_chans, minimum=1)
+        check_int("num_classes", num_classes, minimum=0)
+        check_int("in_chans", in_chans, minimum=1)
         for name, value in (("img_size", img_size), ("patch_size", patch_size)):
             for v in value if isinstance(value, (tuple, list)) else (value,):
-                _check_int(name, v, minimum=1)
+                check_int(name, v, minimum=1)
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.embed_dim = embed_dim
@@ -238,11 +238,6 @@ _NANO = {"img_size": 16, "patch_size": 4, "in_chans": 1, "num_classes": 10, "emb
 _MINI = {"img_size": 28, "patch_size": 7, "in_chans": 1, "num_classes": 10, "embed_dim": 64, "depth": 4,
          "num_heads": 4, "global_pool": "avg"}  # fmt: skip
 
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    # bool is an int to Python, and 2.5 or "10" would fail deep inside a layer: refuse them here, by name.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
 
 
 def _generic(name: str, size: str, pretrained: bool, kwargs: dict[str, Any]) -> VisionTransformer:

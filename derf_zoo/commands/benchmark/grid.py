@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.models.vit import FASHION_MNIST_DATA_CFG
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import RECIPES_DIR
@@ -148,31 +149,6 @@ def read_result(path: Path) -> dict[str, Any] | None:
 # ---- one run -------------------------------------------------------------------------------------------------
 
 
-def _curves_callback():
-    import lightning as L
-
-    class Curves(L.Callback):
-        """Per-epoch training loss and validation metrics, for the plot."""
-
-        def __init__(self) -> None:
-            self.curves: dict[str, list[float]] = {"train/loss_epoch": [], "val/acc1": [], "val/loss": []}
-
-        def _take(self, trainer: L.Trainer, key: str) -> None:
-            value = trainer.callback_metrics.get(key)
-            if value is not None:
-                self.curves[key].append(float(value))
-
-        def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            if not trainer.sanity_checking:
-                self._take(trainer, "val/acc1")
-                self._take(trainer, "val/loss")
-
-        def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            self._take(trainer, "train/loss_epoch")
-
-    return Curves()
-
-
 def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dict[str, Any]) -> dict[str, Any]:
     """Train, test and record one run; the result file is written last (atomically), so it means 'finished'."""
     from derf_zoo.training import lightning_cli
@@ -188,7 +164,7 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
         *overrides,
     ]  # fmt: skip
     cli = lightning_cli(args, run=False)
-    curves = _curves_callback()
+    curves = MetricHistory(("train/loss_epoch", "val/acc1", "val/loss"))
     cli.trainer.callbacks.append(curves)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

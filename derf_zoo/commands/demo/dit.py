@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from derf_zoo.commands._figures import pyplot, save
-from derf_zoo.commands.demo.part import PartResult
+from derf_zoo.commands.demo.part import PartResult, choose_norms
 from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD
 from derf_zoo.data.generation import to_pixels
 from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
@@ -34,7 +34,6 @@ from derf_zoo.tasks.diffusion import Diffusion, _draws
 from derf_zoo.training import lightning_cli
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm"}
-DEFAULT_NORMS = ("derf", "ln")
 #: Sampler of the pictures: the paper's 250 DDPM steps, guidance scale 1 (its FID setting: no guidance).
 SAMPLE_RESPACING = "250"
 CFG_SCALE = 1.0
@@ -223,12 +222,7 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
     Raises:
         ValueError: a norm this part has no recipe for, or not both Derf and LayerNorm.
     """
-    norms = list(norms or DEFAULT_NORMS)
-    unknown = [n for n in norms if n not in NORMS]
-    if unknown:
-        raise ValueError(f"The DiT demo part has no recipe for norm(s) {unknown}; valid: {', '.join(NORMS)}.")
-    if not {"derf", "ln"} <= set(norms):
-        raise ValueError(f"The demo compares Derf with LayerNorm: include both in --norms (got {norms}).")
+    norms = choose_norms("DiT", norms, NORMS)
     print(f"DiT part: training {len(norms)} DiT-nano diffusion models on scikit-learn's handwritten digits, one "
           "after the other (a few minutes each on a CPU core).")  # fmt: skip
     results: list[RunResult] = []

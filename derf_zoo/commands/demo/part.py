@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PartResult", "print_summary", "verdict"]
+__all__ = ["DEFAULT_NORMS", "PartResult", "choose_norms", "print_summary", "verdict"]
+
+#: What every part compares unless asked for more: Derf against LayerNorm.
+DEFAULT_NORMS = ("derf", "ln")
 
 
 @dataclass
@@ -30,6 +33,22 @@ class PartResult:
     layernorm: float
     noise: float
     pictures: list[Path] = field(default_factory=list)
+
+
+def choose_norms(family: str, norms: list[str] | None, available: dict[str, str]) -> list[str]:
+    """The norms a part runs: ``norms`` or the default, each one the part has a recipe for, Derf and LayerNorm
+    among them (the summary compares those two).
+
+    Raises:
+        ValueError: a norm without a recipe (the message lists the part's norms), or Derf or LayerNorm missing.
+    """
+    norms = list(norms or DEFAULT_NORMS)
+    unknown = [n for n in norms if n not in available]
+    if unknown:
+        raise ValueError(f"The {family} demo part has no recipe for norm(s) {unknown}; valid: {', '.join(available)}.")
+    if not {"derf", "ln"} <= set(norms):
+        raise ValueError(f"The demo compares Derf with LayerNorm: include both in --norms (got {norms}).")
+    return norms
 
 
 def verdict(r: PartResult) -> str:

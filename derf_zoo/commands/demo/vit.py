@@ -13,16 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
-
+from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.commands._figures import pyplot, save
-from derf_zoo.commands.demo.part import PartResult
+from derf_zoo.commands.demo.part import PartResult, choose_norms
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.training import lightning_cli
 
 NORMS = {"derf": "Derf", "dyt": "DyT", "ln": "LayerNorm"}
-DEFAULT_NORMS = ("derf", "ln")
 
 
 @dataclass
@@ -38,25 +36,6 @@ class RunResult:
     curves: dict[str, list[float]] = field(default_factory=dict)
 
 
-class _History(L.Callback):
-    """Collect per-epoch curves for the plot (the CSV log has them too, but spread over rows)."""
-
-    def __init__(self) -> None:
-        self.curves: dict[str, list[float]] = {"val/acc1": [], "train/loss_epoch": []}
-
-    def _record(self, trainer: L.Trainer, key: str) -> None:
-        value = trainer.callback_metrics.get(key)
-        if value is not None:
-            self.curves[key].append(float(value))
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._record(trainer, "val/acc1")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, "train/loss_epoch")
-
-
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
     recipe = recipe_path(f"vit/vit_nano_{tag}_digits.yaml")
     run_dir = out / f"vit_nano_{tag}_digits"
@@ -69,7 +48,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
     if epochs is not None:
         args.append(f"--trainer.max_epochs={epochs}")
     cli = lightning_cli(args, run=False)
-    history = _History()
+    history = MetricHistory(("val/acc1", "train/loss_epoch"))
     cli.trainer.callbacks.append(history)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -155,12 +134,7 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
     Raises:
         ValueError: an unknown norm (the message lists this part's norms), or no LayerNorm/Derf to compare.
     """
-    norms = list(norms or DEFAULT_NORMS)
-    unknown = [n for n in norms if n not in NORMS]
-    if unknown:
-        raise ValueError(f"The ViT demo part has no recipe for norm(s) {unknown}; valid: {', '.join(NORMS)}.")
-    if not {"derf", "ln"} <= set(norms):
-        raise ValueError(f"The demo compares Derf with LayerNorm: include both in --norms (got {norms}).")
+    norms = choose_norms("ViT", norms, NORMS)
     print(f"ViT part: training {len(norms)} ViT-nano models on scikit-learn's handwritten digits, one after the "
           "other (about 40 seconds each on 2 CPU cores).")  # fmt: skip
     results: list[RunResult] = []
