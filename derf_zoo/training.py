@@ -10,7 +10,7 @@ import contextvars
 import signal
 from collections.abc import Sequence
 
-__all__ = ["SIGTERM_EXIT_STATUS", "lightning_cli"]
+__all__ = ["SIGTERM_EXIT_STATUS", "fit", "lightning_cli"]
 
 #: what ``derf-zoo fit`` exits with when SIGTERM (a cluster's pre-emption) stopped it: 143, as a process killed by
 #: the signal, so that ``derf-zoo fit ... && derf-zoo export ...`` never exports a half-trained model.
@@ -56,7 +56,7 @@ def _cli_class():
             if self.config_init["fit"].get("ckpt_path") != "last":
                 return
             callback = next((c for c in self.trainer.checkpoint_callbacks if isinstance(c, LatestCheckpoint)), None)
-            if callback is None or callback._find_last_checkpoints(self.trainer):
+            if callback is None or callback.has_last_checkpoint(self.trainer):
                 return
             if not callback.resume_if_present:
                 raise RunFolderError(
@@ -116,3 +116,18 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True):
     if run and cli.subcommand == "fit" and cli.trainer.received_sigterm:  # the signal came after the last batch
         raise SIGTERMException(SIGTERM_EXIT_STATUS)
     return cli
+
+
+def fit(cli) -> None:
+    """Run ``cli.trainer.fit`` on a CLI built with ``run=False`` (the demo, the benchmark), stopping as ``derf-zoo
+    fit`` does: a fit that SIGTERM stopped raises :class:`SIGTERMException` with :data:`SIGTERM_EXIT_STATUS`, so
+    the caller exits 143 instead of reporting a half-trained model as finished.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    except SIGTERMException as err:
+        raise SIGTERMException(SIGTERM_EXIT_STATUS) from err
+    if cli.trainer.received_sigterm:
+        raise SIGTERMException(SIGTERM_EXIT_STATUS)

@@ -132,6 +132,29 @@ def test_sigterm_saves_last_checkpoint_exits_143_and_the_lock_keeps_a_second_fit
     assert not lock.exists()
 
 
+def test_a_fit_run_by_the_demo_or_benchmark_that_sigterm_stops_exits_143(tmp_path):
+    """``training.fit`` (what the demo and the benchmark run) stops like ``derf-zoo fit``: not reported finished."""
+    import os
+    import signal
+
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from derf_zoo.training import SIGTERM_EXIT_STATUS, fit, lightning_cli
+
+    class SignalAtStep2(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    cli = lightning_cli(_fit_args(tmp_path, "--trainer.max_steps=50")[1:], run=False)
+    cli.trainer.callbacks.append(SignalAtStep2())
+    with pytest.raises(SIGTERMException) as err:
+        fit(cli)
+    assert err.value.code == SIGTERM_EXIT_STATUS and cli.trainer.global_step < 50
+    assert (tmp_path / "ckpt" / "last.ckpt").exists()
+
+
 def test_ckpt_path_last_without_a_checkpoint_is_an_error_unless_resume_if_present(tmp_path, capsys):
     from derf_zoo.training import lightning_cli
 

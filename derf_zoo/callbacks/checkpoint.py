@@ -69,6 +69,11 @@ class LatestCheckpoint(ModelCheckpoint):
         self.overwrite = overwrite
         self._lock: Path | None = None
 
+    def has_last_checkpoint(self, trainer) -> bool:
+        """Whether the run folder holds a ``last*.ckpt`` that ``--ckpt_path last`` would resume from (the folder is
+        resolved as Lightning resolves it, also before ``setup``)."""
+        return bool(self._find_last_checkpoints(trainer))
+
     # ---- one run per folder ------------------------------------------------------------------------------
 
     def setup(self, trainer, pl_module, stage: str) -> None:

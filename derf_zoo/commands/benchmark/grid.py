@@ -151,7 +151,7 @@ def read_result(path: Path) -> dict[str, Any] | None:
 
 def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dict[str, Any]) -> dict[str, Any]:
     """Train, test and record one run; the result file is written last (atomically), so it means 'finished'."""
-    from derf_zoo.training import lightning_cli
+    from derf_zoo.training import fit, lightning_cli
 
     folder = r.folder(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
     curves = MetricHistory(("train/loss_epoch", "val/acc1", "val/loss"))
     cli.trainer.callbacks.append(curves)
     start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit(cli)
     fit_seconds = time.perf_counter() - start
     val = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("val/")}
     (test,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)

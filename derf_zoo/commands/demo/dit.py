@@ -31,7 +31,7 @@ from derf_zoo.diffusion.fid import FrechetDistance
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.tasks.diffusion import Diffusion, _draws
-from derf_zoo.training import lightning_cli
+from derf_zoo.training import fit, lightning_cli
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm"}
 #: Sampler of the pictures: the paper's 250 DDPM steps, guidance scale 1 (its FID setting: no guidance).
@@ -70,7 +70,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         args.append(f"--trainer.max_epochs={epochs}")
     cli = lightning_cli(args, run=False)
     start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit(cli)
     seconds = time.perf_counter() - start
     model = cli.model.model.cpu().eval()
     return RunResult(

@@ -18,7 +18,7 @@ from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.commands.demo.part import PartResult, choose_norms
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
-from derf_zoo.training import lightning_cli
+from derf_zoo.training import fit, lightning_cli
 
 NORMS = {"derf": "Derf", "dyt": "DyT", "ln": "LayerNorm"}
 
@@ -51,7 +51,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
     history = MetricHistory(("val/acc1", "train/loss_epoch"))
     cli.trainer.callbacks.append(history)
     start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit(cli)
     seconds = time.perf_counter() - start
     return RunResult(
         norm=NORMS[tag],
