@@ -31,7 +31,7 @@ def run_one(job: tuple[str, float, str | None, int, int]) -> tuple[tuple, float,
     import torch
 
     torch.set_num_threads(1)
-    from derf_zoo.training import lightning_cli
+    from derf_zoo.training import fit, lightning_cli
 
     spec = norm if alpha is None else f"{norm}(alpha={alpha})"
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,7 +43,7 @@ def run_one(job: tuple[str, float, str | None, int, int]) -> tuple[tuple, float,
              f"--model.init_args.optimizer.init_args.lr={lr}"],
             run=False,
         )  # fmt: skip
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        fit(cli)
         acc = float(cli.trainer.callback_metrics["val/acc1"])
         return (norm, lr, alpha), acc, float(cli.model.eval_mode_train_loss)
 
