@@ -125,6 +125,7 @@ class Task(L.LightningModule):
         self.calibration_target = float(calibration_target)
         self.nonfinite = nonfinite
         self.nonfinite_skipped = 0
+        self._pending_losses: list[tuple[Tensor, int]] = []  # this optimizer step's losses, checked before it
         self.alpha_calibrated = False
 
     # ---- what a subclass provides ----------------------------------------------------------------------
@@ -176,31 +177,40 @@ class Task(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.training_loss(batch, batch_idx)
-        if torch.isfinite(loss.detach()).all():
+        if self.nonfinite == "error":
+            # Checked in on_before_optimizer_step together with the gradients: one host sync per step, and the
+            # step still never happens (a non-finite loss gives non-finite gradients, caught there first).
+            self._pending_losses.append((loss.detach(), batch_idx))
             return loss
-        where = f"at global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-        if self.nonfinite == "skip":
-            self.nonfinite_skipped += 1
-            rank_zero_warn(f"Skipping a batch with a non-finite training loss ({float(loss.detach())}) {where}; "
-                           f"{self.nonfinite_skipped} skipped so far.")  # fmt: skip
-            self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
-            return None  # Lightning skips the backward and the optimizer step
-        raise FloatingPointError(
-            f"Non-finite training loss ({float(loss.detach())}) {where}. The run stops here, so the last checkpoint "
-            "keeps the last good weights. Look for NaN/inf in the data or a too high learning rate; set the "
-            "task's nonfinite: skip to skip such batches instead."
-        )
+        if torch.isfinite(loss.detach()).all():  # skip mode must know before the backward: a sync of its own
+            return loss
+        self.nonfinite_skipped += 1
+        rank_zero_warn(f"Skipping a batch with a non-finite training loss ({float(loss.detach())}) "
+                       f"{self._where(batch_idx)}; {self.nonfinite_skipped} skipped so far.")  # fmt: skip
+        self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
+        return None  # Lightning skips the backward and the optimizer step
+
+    def _where(self, batch_idx: int) -> str:
+        return f"at global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        losses, self._pending_losses = self._pending_losses, []
         # fp16 mixed precision's loss scaler expects inf gradients and skips those steps itself.
-        if getattr(self.trainer, "precision", "") in ("16-mixed", "16"):
+        fp16 = getattr(self.trainer, "precision", "") in ("16-mixed", "16")
+        grads = [] if fp16 else [p.grad for group in optimizer.param_groups for p in group["params"]
+                                 if p.grad is not None]  # fmt: skip
+        checked = [loss.float().reshape(-1) for loss, _ in losses]
+        if grads:
+            checked.append(torch.stack(torch._foreach_norm(grads)).float())
+        if not checked or bool(torch.isfinite(torch.cat(checked)).all()):  # the step's one host sync
             return
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not grads:
-            return
-        norms = torch._foreach_norm(grads)
-        if bool(torch.isfinite(torch.stack(norms)).all()):
-            return
+        for loss, batch_idx in losses:
+            if not torch.isfinite(loss).all():
+                raise FloatingPointError(
+                    f"Non-finite training loss ({float(loss)}) {self._where(batch_idx)}. The run stops here, so the "
+                    "last checkpoint keeps the last good weights. Look for NaN/inf in the data or a too high learning "
+                    "rate; set the task's nonfinite: skip to skip such batches instead."
+                )
         names = {id(p): n for n, p in self.named_parameters()}
         bad = [names.get(id(p), "?") for group in optimizer.param_groups for p in group["params"]
                if p.grad is not None and not torch.isfinite(p.grad).all()]  # fmt: skip

@@ -135,6 +135,15 @@ def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     assert all(torch.isfinite(p).all() for p in task.parameters())  # stopped before the optimizer step
 
 
+def test_a_nan_loss_in_an_accumulated_micro_batch_is_named_with_its_batch(tmp_path):
+    # The loss is checked with the gradients, once per optimizer step: every micro-batch's loss is kept until then.
+    task = ImageClassification("vit_nano_derf", {"embed_dim": 16, "depth": 1, "num_heads": 2})
+    trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=4, limit_val_batches=0, accumulate_grad_batches=2)
+    with pytest.raises(FloatingPointError, match=r"Non-finite training loss \(nan\) at global step 1 .*batch 2"):
+        trainer.fit(task, datamodule=_poisoned_digits(poison_batch=2))
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+
+
 def test_nonfinite_skip_skips_and_counts(tmp_path):
     task = ImageClassification("vit_nano_derf", {"embed_dim": 16, "depth": 1, "num_heads": 2}, nonfinite="skip")
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=1)
