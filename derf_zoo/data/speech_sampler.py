@@ -16,7 +16,7 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DistributedSampler, Sampler
 
-__all__ = ["LengthBucketBatchSampler", "batch_by_length"]
+__all__ = ["EpochCounter", "LengthBucketBatchSampler", "batch_by_length"]
 
 
 def batch_by_length(sizes: Sequence[int], order: Sequence[int], max_tokens: int) -> list[list[int]]:
@@ -58,6 +58,23 @@ def _split_to_multiple(batches: list[list[int]], multiple: int) -> list[list[int
     return batches
 
 
+class EpochCounter(Sampler[int]):
+    """The indices in order, and the epoch: Lightning calls ``set_epoch`` on ``batch_sampler.sampler``, not on the
+    batch sampler, so the batch sampler keeps its epoch here (or in the ``DistributedSampler`` Lightning injects)."""
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples, self.epoch = num_samples, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.num_samples))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 class LengthBucketBatchSampler(BatchSampler):
     """Batches of dataset indices under a total-samples budget, the same per epoch and seed on every rank.
 
@@ -67,7 +84,8 @@ class LengthBucketBatchSampler(BatchSampler):
     from ``torch.distributed`` when it is initialised.
 
     Args:
-        sampler: only read for its ``num_replicas``/``rank`` when it is a ``DistributedSampler``.
+        sampler: holds the epoch (``set_epoch``); a ``DistributedSampler`` also gives ``num_replicas``/``rank``.
+            Its order is ignored. None: an ``EpochCounter``.
         sizes: the length of every utterance in samples (already capped at the crop size).
         max_tokens: the budget: ``len(batch) * longest in batch`` samples at most.
         shuffle: a new order every epoch (seeded by ``seed + epoch``); False keeps the sorted order.
@@ -99,15 +117,21 @@ class LengthBucketBatchSampler(BatchSampler):
             raise ValueError(f"max_tokens must be an integer >= 1 (samples in one batch), got {max_tokens!r}.")
         if len(sizes) == 0:
             raise ValueError("LengthBucketBatchSampler needs at least one utterance (sizes is empty).")
+        if not callable(getattr(sampler, "set_epoch", None)):
+            sampler = EpochCounter(len(sizes))
         self.sampler, self.sizes = sampler, np.asarray(sizes, dtype=np.int64)
         self.max_tokens, self.shuffle, self.seed = max_tokens, shuffle, seed
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self.num_replicas, self.rank = num_replicas, rank
         self._cached: tuple[int, list[list[int]]] | None = None  # (epoch, batches): __len__ and __iter__ share it
         self.drop_last = False  # read by Lightning; no utterance is ever dropped
 
+    @property
+    def epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning (and by hand without it) before each epoch: the next order depends on it."""
-        self.epoch = epoch
+        """Start epoch ``epoch`` (Lightning reaches the same through ``self.sampler.set_epoch``)."""
+        self.sampler.set_epoch(epoch)
 
     def all_batches(self) -> list[list[int]]:
         """This epoch's batches of every rank, in order; rank ``r`` takes ``[r::num_replicas]``."""
