@@ -13,8 +13,9 @@ Usage (from the repository root)::
     python scripts/make_speech_assets.py                 # apt-get download both packages into a temp folder
     python scripts/make_speech_assets.py --debs /work/debs  # or use .deb files already downloaded
 
-The .deb files are unpacked with ``dpkg -x`` (no root needed). The licences and the split are described in
-derf_zoo/data/assets/speech/README.md; the split itself lives in ``derf_zoo.data.speech_assets``.
+The .deb files are unpacked with ``dpkg -x`` (no root needed); each package's Debian ``copyright`` file is copied
+next to the clips, with the GPL-2 text it refers to. The licences and the split are described in
+derf_zoo/data/assets/speech/README.md (written by hand); the split lives in ``derf_zoo.data.speech_assets``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ PACKAGES = {
     "alsa-utils": {"alsa": "usr/share/sounds/alsa/*.wav"},
 }
 NOT_SPEECH = {"Noise.wav"}
+# alsa-utils' copyright file names GPL-2 for all its files and points at this copy instead of quoting it
+GPL2 = Path("/usr/share/common-licenses/GPL-2")
 
 
 def sha256_file(path: Path) -> str:
@@ -80,6 +83,9 @@ def main() -> None:
             unpacked = tmp / package
             subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
             index["packages"][package] = {"version": version, "deb": deb.name, "deb_sha256": sha256_file(deb)}
+            args.out.mkdir(parents=True, exist_ok=True)  # the package's licence travels with its clips, verbatim
+            copyright_file = unpacked / "usr" / "share" / "doc" / package / "copyright"
+            (args.out / f"copyright.{package}").write_bytes(copyright_file.read_bytes())
             for group, pattern in groups.items():
                 for wav in sorted(glob.glob(str(unpacked / pattern))):
                     wav = Path(wav)
@@ -104,6 +110,9 @@ def main() -> None:
                         "num_samples": len(pcm),
                         "pcm_sha256": hashlib.sha256(pcm.astype("<i2").tobytes()).hexdigest(),
                     }
+    if not GPL2.is_file():
+        raise FileNotFoundError(f"{GPL2} (Debian's base-files) is needed: the alsa-utils clips are GPL-2.")
+    (args.out / "GPL-2").write_bytes(GPL2.read_bytes())
     missing = sorted(set(EMBEDDED_SPLIT) - set(index["clips"]))
     if missing:
         raise RuntimeError(f"the split names clips that were not built: {missing}")
