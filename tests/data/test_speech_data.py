@@ -91,21 +91,23 @@ def test_bad_audio_errors_name_the_file_and_skip_mode_counts_them(corpus, tmp_pa
     with pytest.raises(FileNotFoundError, match=r"absent\.wav does not exist"):
         read_audio(bad / "absent.wav")
 
-    lines = [str(bad), "ok.wav\t2000", "narrowband.wav\t1000", "stereo.wav\t2000", "short.wav\t399", "broken.wav\t9"]
+    lines = [str(bad), "ok.wav\t2000", "narrowband.wav\t1000", "stereo.wav\t2000", "short.wav\t399", "broken.wav\t9",
+             "gone.wav\t2000"]
     (tmp_path / "bad.tsv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(AudioError, match=r"4 of 5 files are not usable") as err:
+    with pytest.raises(AudioError, match=r"5 of 6 files are not usable") as err:
         SpeechDataset(tmp_path / "bad.tsv", name="train")
     for name in ("narrowband.wav is sampled at 8000 Hz", "stereo.wav has 2 channels",
-                 "short.wav has 399 samples at 16000 Hz, fewer than min_sample_size=400", "broken.wav cannot be read"):
+                 "short.wav has 399 samples at 16000 Hz, fewer than min_sample_size=400", "broken.wav cannot be read",
+                 "gone.wav does not exist"):
         assert name in str(err.value)  # fmt: skip
-    with pytest.warns(UserWarning, match=r"skipped 4 of 5 files \(skip_invalid: true\)") as caught:
+    with pytest.warns(UserWarning, match=r"skipped 5 of 6 files \(skip_invalid: true\)") as caught:
         ds = SpeechDataset(tmp_path / "bad.tsv", skip_invalid=True)
-    assert [p.name for p in ds.paths] == ["ok.wav"] and len(ds.skipped) == 4
-    assert {p.name for p, _ in ds.skipped} == {"narrowband.wav", "stereo.wav", "short.wav", "broken.wav"}
+    assert [p.name for p in ds.paths] == ["ok.wav"] and len(ds.skipped) == 5
+    assert {p.name for p, _ in ds.skipped} == {"narrowband.wav", "stereo.wav", "short.wav", "broken.wav", "gone.wav"}
     assert "narrowband.wav" in str(caught[0].message)
 
     # asked for: resampling (soxr) and downmixing keep those files
-    with pytest.warns(UserWarning, match="skipped 2 of 5"):
+    with pytest.warns(UserWarning, match="skipped 3 of 6"):
         ds = SpeechDataset(tmp_path / "bad.tsv", skip_invalid=True, resample=True, downmix=True)
     assert ds.sizes == [2000, 2000, 2000]  # 1,000 samples at 8 kHz -> 2,000 at 16 kHz
     import soxr
