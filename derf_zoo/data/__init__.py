@@ -5,6 +5,8 @@ from derf_zoo.data.fashion_mnist import FashionMNISTDataModule, load_fashion_mni
 from derf_zoo.data.generation import DigitsGenerationDataModule
 from derf_zoo.data.images import ImageDataModule
 from derf_zoo.data.latents import LatentDataModule
+from derf_zoo.data.speech import SpeechDataModule
+from derf_zoo.data.speech_manifest import read_manifest, write_manifest
 
 __all__ = [
     "DigitsDataModule",
@@ -12,6 +14,9 @@ __all__ = [
     "FashionMNISTDataModule",
     "ImageDataModule",
     "LatentDataModule",
+    "SpeechDataModule",
     "load_digits",
     "load_fashion_mnist",
+    "read_manifest",
+    "write_manifest",
 ]
