@@ -1,0 +1,206 @@
+"""DNA language modeling on the task contract: next-token (HyenaDNA) or masked (Caduceus) prediction of bases.
+
+The network is called as ``model(input_ids) -> logits (B, L, V)`` with ``V >= 12`` (the checkpoints pad their
+vocabulary to 16; the extra ids never occur as targets). Batches are windows of token ids
+(:class:`~derf_zoo.data.genome.GenomeDataModule`); this task turns them into training pairs:
+
+- ``causal``: inputs ``tokens[:, :-1]``, targets ``tokens[:, 1:]`` (``[PAD]`` targets are not scored);
+- ``masked``: 15 % of the bases chosen, 80/10/10 ``[MASK]``/random base/kept, only the chosen ones scored
+  (:func:`~derf_zoo.data.dna.mask_tokens`). Training draws fresh masks; validation and test draw them from
+  ``eval_seed + batch_idx``, so every epoch and every model (Derf or RMSNorm) is scored on the same masks.
+
+The masking lives here rather than in the DataModule so that one DataModule serves both modes and the evaluation
+masks can be fixed per batch without touching the loaders' workers or their seeds.
+
+Metrics (validation and test): ``loss`` (mean cross entropy per scored token, nats), ``perplexity``
+(``exp(loss)`` of the epoch's token-weighted mean, not a mean of per-batch perplexities) and ``acc`` (per-token
+top-1 accuracy of the scored tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from derf_zoo.data.dna import PAD_ID, causal_lm_pair, mask_tokens
+from derf_zoo.tasks.base import TASK_KEY, MetricSpec, NonFinite, Task
+from derf_zoo.tasks.schedules import Schedule
+
+__all__ = ["DNALanguageModeling", "check_context", "lm_pair", "lm_token_stats"]
+
+LMMode = Literal["causal", "masked"]
+TASK_TYPES = {"causal": "text-generation", "masked": "fill-mask"}  # Hugging Face pipeline tags
+
+
+def _tokens(batch: Any) -> Tensor:
+    """The token windows of a batch: the batch itself, or the first element of a tuple/list batch."""
+    tokens = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype != torch.long:
+        got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"DNALanguageModeling expects batches of int64 token ids (B, L), got {got}.")
+    return tokens
+
+
+def check_context(model: nn.Module, length: int, max_len: int | None = None) -> None:
+    """Raise a ValueError naming both numbers when ``length`` tokens exceed the context: ``max_len`` if given, else
+    the model's ``max_seq_len`` attribute (None or absent: no limit)."""
+    limit = max_len if max_len is not None else getattr(model, "max_seq_len", None)
+    if limit is not None and length > limit:
+        raise ValueError(f"Inputs of {length} tokens are longer than the model's context of {limit} tokens; use "
+                         f"windows of at most {limit} (the DataModule's seq_len / max_length).")  # fmt: skip
+
+
+def lm_pair(tokens: Tensor, mode: LMMode, mlm_probability: float = 0.15,
+            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """``(inputs, targets)`` of ``tokens`` for ``mode``; targets are -100 where nothing is scored."""
+    if mode == "causal":
+        inputs, targets = causal_lm_pair(tokens)
+        return inputs, targets.masked_fill(targets == PAD_ID, -100)
+    return mask_tokens(tokens, mlm_probability, generator)
+
+
+def lm_token_stats(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, int]:
+    """``(summed cross entropy, number of correct argmax predictions, number of scored tokens)``."""
+    scored = targets != -100
+    n = int(scored.sum())
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    loss_sum = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")
+    correct = ((logits.argmax(-1) == targets) & scored).sum()
+    return loss_sum, correct, n
+
+
+class DNALanguageModeling(Task):
+    """Pretrain a DNA language model (HyenaDNA causal, Caduceus masked) on genome windows.
+
+    Args:
+        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        mode: ``"causal"`` (next token) or ``"masked"`` (BERT-style, Caduceus).
+        mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
+        eval_seed: validation/test masks of batch ``i`` come from ``eval_seed + i``.
+        max_len: the context limit inputs are checked against (default: the model's ``max_seq_len``, if any).
+    """
+
+    task_type = "text-generation"  # the instance's follows its mode (fill-mask for masked LM)
+    metrics = (
+        MetricSpec("loss", higher_is_better=False, description="cross entropy per predicted base (nats)"),
+        MetricSpec("perplexity", higher_is_better=False, description="exp of the mean cross entropy per base"),
+        MetricSpec("acc", higher_is_better=True, percent=True, description="per-base top-1 accuracy"),
+    )
+
+    def __init__(
+        self,
+        model: str | nn.Module = "hyenadna_tiny_1k",
+        model_args: dict[str, Any] | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        schedule: Schedule | None = None,
+        mode: LMMode = "causal",
+        mlm_probability: float = 0.15,
+        eval_seed: int = 0,
+        max_len: int | None = None,
+        calibration_target: float = 1.0,
+        nonfinite: NonFinite = "error",
+    ) -> None:
+        if mode not in TASK_TYPES:
+            raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
+        if not 0.0 < mlm_probability <= 1.0:
+            raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        self.mode, self.mlm_probability, self.eval_seed, self.max_len = mode, mlm_probability, int(eval_seed), max_len
+        self.task_type = TASK_TYPES[mode]
+        self._eval = nn.ModuleDict({s: nn.ModuleDict({"loss": MeanMetric(), "acc": MeanMetric()})
+                                    for s in ("val", "test")})  # fmt: skip
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return self.model(input_ids)
+
+    def _pair(self, batch: Any, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        inputs, targets = lm_pair(_tokens(batch), self.mode, self.mlm_probability, generator)
+        check_context(self.model, inputs.shape[-1], self.max_len)
+        return inputs, targets
+
+    def _stats(self, batch: Any, generator: torch.Generator | None) -> tuple[Tensor, Tensor, int]:
+        inputs, targets = self._pair(batch, generator)
+        return lm_token_stats(self(inputs), targets)
+
+    # ---- the contract ----------------------------------------------------------------------------------
+
+    def model_inputs(self, batch: Any) -> tuple[tuple, dict[str, Any]]:
+        """The network's input ids for ``batch`` (masked with the evaluation seed in masked mode)."""
+        return (self._pair(batch, torch.Generator().manual_seed(self.eval_seed))[0],), {}
+
+    def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
+        loss_sum, correct, n = self._stats(batch, None)
+        loss = loss_sum / max(n, 1)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=max(n, 1))
+        self.log("train/acc", correct.float() / max(n, 1), on_step=False, on_epoch=True, batch_size=max(n, 1))
+        return loss
+
+    def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
+        """Summed cross entropy over the scored tokens and their number (the per-token loss, fixed masks)."""
+        loss_sum, _, n = self._stats(batch, torch.Generator().manual_seed(self.eval_seed))
+        return loss_sum, n
+
+    @classmethod
+    def evaluate(cls, model: nn.Module, loader: Iterable, mode: LMMode | None = None, mlm_probability: float = 0.15,
+                 seed: int = 0) -> dict[str, float]:  # fmt: skip
+        """Per-token loss, perplexity and accuracy (percent) of ``model`` over ``loader`` in eval mode.
+
+        ``mode`` defaults to the model's: ``"causal"`` unless ``model.is_causal`` is False. Masks of batch ``i``
+        come from ``seed + i``.
+        """
+        mode = mode or ("causal" if getattr(model, "is_causal", True) else "masked")
+        model.eval()
+        loss = correct = 0.0
+        count = 0
+        with torch.no_grad():
+            for i, batch in enumerate(loader):
+                generator = torch.Generator().manual_seed(seed + i)
+                inputs, targets = lm_pair(_tokens(batch), mode, mlm_probability, generator)
+                s, c, n = lm_token_stats(model(inputs), targets)
+                loss, correct, count = loss + float(s), correct + float(c), count + n
+        if count == 0:
+            raise ValueError("evaluate: the loader holds no scored token.")
+        return {"loss": loss / count, "perplexity": math.exp(loss / count), "acc": 100.0 * correct / count}
+
+    # ---- evaluation steps ------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: Any, batch_idx: int, split: str) -> None:
+        loss_sum, correct, n = self._stats(batch, torch.Generator().manual_seed(self.eval_seed + batch_idx))
+        if n:
+            self._eval[split]["loss"].update(loss_sum / n, weight=n)  # token-weighted over the epoch (synced)
+            self._eval[split]["acc"].update(correct.float() / n, weight=n)
+
+    def _log_epoch(self, split: str) -> None:
+        metrics = self._eval[split]
+        if metrics["loss"].update_count == 0:
+            return
+        loss = metrics["loss"].compute()
+        self.log(f"{split}/loss", loss, prog_bar=True)
+        self.log(f"{split}/perplexity", torch.exp(loss))
+        self.log(f"{split}/acc", metrics["acc"].compute())
+        metrics["loss"].reset()
+        metrics["acc"].reset()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[TASK_KEY]["task_type"] = self.task_type  # the mode's tag, not the class default
