@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 
 from derf_zoo.data.dna import PAD_ID, causal_lm_pair, mask_tokens
 from derf_zoo.tasks.base import TASK_KEY, MetricSpec, NonFinite, Task
@@ -115,11 +114,18 @@ class DNALanguageModeling(Task):
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         self.mode, self.mlm_probability, self.eval_seed, self.max_len = mode, mlm_probability, int(eval_seed), max_len
         self.task_type = TASK_TYPES[mode]
-        self._eval = nn.ModuleDict({s: nn.ModuleDict({"loss": MeanMetric(), "acc": MeanMetric()})
-                                    for s in ("val", "test")})  # fmt: skip
+        # Per split: summed loss, correct predictions and scored tokens of the epoch (reduced over ranks at its end).
+        self._sums: dict[str, list[float]] = {"val": [0.0, 0.0, 0.0], "test": [0.0, 0.0, 0.0]}
 
     def forward(self, input_ids: Tensor) -> Tensor:
         return self.model(input_ids)
+
+    def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        data_mode = (getattr(data, "hparams", None) or {}).get("mode") if data is not None else None
+        if data_mode is not None and data_mode != self.mode:
+            raise ValueError(f"mode mismatch: the task trains {self.mode!r} LM but the DataModule cuts {data_mode!r} "
+                             f"windows. Set data.mode: {self.mode}.")  # fmt: skip
 
     def _pair(self, batch: Any, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         inputs, targets = lm_pair(_tokens(batch), self.mode, self.mlm_probability, generator)
@@ -174,26 +180,36 @@ class DNALanguageModeling(Task):
 
     def _evaluate(self, batch: Any, batch_idx: int, split: str) -> None:
         loss_sum, correct, n = self._stats(batch, torch.Generator().manual_seed(self.eval_seed + batch_idx))
-        if n:
-            self._eval[split]["loss"].update(loss_sum / n, weight=n)  # token-weighted over the epoch (synced)
-            self._eval[split]["acc"].update(correct.float() / n, weight=n)
+        sums = self._sums[split]
+        sums[0] += float(loss_sum)
+        sums[1] += float(correct)
+        sums[2] += n
 
     def _log_epoch(self, split: str) -> None:
-        metrics = self._eval[split]
-        if metrics["loss"].update_count == 0:
+        # Token-weighted over the whole epoch and every rank: perplexity is exp of the mean loss per token, not a
+        # mean of per-batch perplexities.
+        totals = torch.tensor(self._sums[split], dtype=torch.float64, device=self.device)
+        self._sums[split] = [0.0, 0.0, 0.0]
+        if self._trainer is not None:
+            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        loss_sum, correct, n = totals.tolist()
+        if n == 0:
             return
-        loss = metrics["loss"].compute()
-        self.log(f"{split}/loss", loss, prog_bar=True)
-        self.log(f"{split}/perplexity", torch.exp(loss))
-        self.log(f"{split}/acc", metrics["acc"].compute())
-        metrics["loss"].reset()
-        metrics["acc"].reset()
+        self.log(f"{split}/loss", loss_sum / n, prog_bar=True)
+        self.log(f"{split}/perplexity", math.exp(loss_sum / n))
+        self.log(f"{split}/acc", correct / n)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self._sums["val"] = [0.0, 0.0, 0.0]  # a sanity check or an interrupted epoch leaves nothing behind
+
+    def on_test_epoch_start(self) -> None:
+        self._sums["test"] = [0.0, 0.0, 0.0]
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

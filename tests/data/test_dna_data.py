@@ -254,3 +254,12 @@ def test_ecoli_vs_lambda_datamodule_and_folder_round_trip(tmp_path):
     gb.setup()
     assert gb.classes == ["ecoli", "lambda"]
     assert {TOK.decode(r) for r in gb.test_set.ids} == {s for s, _ in ecoli_vs_lambda(window=100)["test"]}
+
+
+def test_loader_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"GenomeDataModule: batch_size must be an integer >= 1 .*got 0\."):
+        GenomeDataModule("lambda", batch_size=0)
+    with pytest.raises(ValueError, match=r"EcoliVsLambdaDataModule: num_workers must be an integer >= 0 .*got -1\."):
+        EcoliVsLambdaDataModule(num_workers=-1)
+    with pytest.raises(ValueError, match=r"GenomicBenchmarksDataModule: batch_size .*got 2\.5"):
+        GenomicBenchmarksDataModule("root", "task", batch_size=2.5)
