@@ -32,7 +32,7 @@ from derf_zoo.data.dna import PAD_ID, causal_lm_pair, mask_tokens
 from derf_zoo.tasks.base import TASK_KEY, MetricSpec, NonFinite, Task
 from derf_zoo.tasks.schedules import Schedule
 
-__all__ = ["DNALanguageModeling", "check_context", "lm_pair", "lm_token_stats"]
+__all__ = ["DNALanguageModeling", "check_context", "lm_pair", "lm_token_stats", "model_lm_mode"]
 
 LMMode = Literal["causal", "masked"]
 TASK_TYPES = {"causal": "text-generation", "masked": "fill-mask"}  # Hugging Face pipeline tags
@@ -63,6 +63,16 @@ def lm_pair(tokens: Tensor, mode: LMMode, mlm_probability: float = 0.15,
         inputs, targets = causal_lm_pair(tokens)
         return inputs, targets.masked_fill(targets == PAD_ID, -100)
     return mask_tokens(tokens, mlm_probability, generator)
+
+
+def model_lm_mode(model: nn.Module) -> LMMode:
+    """The LM mode of a network: its ``is_causal`` attribute when it has one, else its family's task type as the
+    registry records it (``pretrained_cfg["task_type"]``: ``fill-mask`` for Caduceus), else causal."""
+    is_causal = getattr(model, "is_causal", None)
+    if is_causal is not None:
+        return "causal" if is_causal else "masked"
+    task_type = (getattr(model, "pretrained_cfg", None) or {}).get("task_type")
+    return "masked" if task_type == TASK_TYPES["masked"] else "causal"
 
 
 def lm_token_stats(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, int]:
@@ -159,10 +169,9 @@ class DNALanguageModeling(Task):
                  seed: int = 0) -> dict[str, float]:  # fmt: skip
         """Per-token loss, perplexity and accuracy (percent) of ``model`` over ``loader`` in eval mode.
 
-        ``mode`` defaults to the model's: ``"causal"`` unless ``model.is_causal`` is False. Masks of batch ``i``
-        come from ``seed + i``.
+        ``mode`` defaults to the model's (:func:`model_lm_mode`). Masks of batch ``i`` come from ``seed + i``.
         """
-        mode = mode or ("causal" if getattr(model, "is_causal", True) else "masked")
+        mode = mode or model_lm_mode(model)
         model.eval()
         loss = correct = 0.0
         count = 0

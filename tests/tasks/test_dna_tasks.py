@@ -81,6 +81,12 @@ def test_masked_validation_uses_fixed_masks_and_evaluate_matches(tmp_path):
     second = trainer.validate(task, datamodule=data, verbose=False)[0]
     assert first == second  # the same masks every epoch
     direct = DNALanguageModeling.evaluate(task.model, data.val_dataloader(), seed=5)  # mode from model.is_causal
+    from derf_zoo.tasks.dna_lm import model_lm_mode
+
+    unmarked = nn.Linear(2, 2)
+    assert model_lm_mode(unmarked) == "causal"
+    unmarked.pretrained_cfg = {"task_type": "fill-mask"}  # what the registry records for Caduceus
+    assert model_lm_mode(unmarked) == "masked"
     assert direct["loss"] == pytest.approx(first["val/loss"], rel=1e-5)
     assert direct["acc"] == pytest.approx(100 * first["val/acc"], rel=1e-5)
 
