@@ -3,7 +3,10 @@
 from derf_zoo.tasks.base import MetricSpec, Task, build_network
 from derf_zoo.tasks.classification import ImageClassification
 from derf_zoo.tasks.diffusion import Diffusion
+from derf_zoo.tasks.dna_lm import DNALanguageModeling
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
+from derf_zoo.tasks.sequence_classification import SequenceClassification
 
 __all__ = ["Diffusion", "ImageClassification", "MetricSpec", "Schedule", "Task", "build_network", "param_groups"]
+__all__ += ["DNALanguageModeling", "SequenceClassification"]

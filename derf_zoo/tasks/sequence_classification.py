@@ -1,0 +1,234 @@
+"""DNA sequence classification on the task contract: mean-pooled backbone features + a linear head, top-1.
+
+The GenomicBenchmarks protocol of HyenaDNA and Caduceus: the pretrained LM's hidden states
+(``backbone.forward_features(input_ids) -> (B, L, D)``) are averaged over the real (non-``[PAD]``) tokens and a
+fresh linear layer maps them to class logits; the whole network is fine-tuned with cross entropy. The backbone is
+any module with that method (HyenaDNA, Caduceus or an injected one); its LM head stays in the module unused.
+
+Where the backbone weights come from:
+
+- a registry name with released weights: ``model="hyenadna_tiny_1k.<tag>"``, ``model_args={"pretrained": True}``;
+- ``init_from``: a ``DNALanguageModeling`` Lightning checkpoint (``.ckpt``; its ``model.`` weights, EMA when it has
+  them), a ``.safetensors`` file, a Hub folder (``model.safetensors``) or a released name (``"arch.tag"``), loaded
+  strictly into the backbone (every key and shape checked; nothing is written on a mismatch). The head is always
+  new. A Caduceus-style reverse-complement average of the logits at inference is ``rc_average=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from derf_zoo.data.dna import A_ID, PAD_ID, reverse_complement_ids
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.dna_lm import check_context
+from derf_zoo.tasks.schedules import Schedule
+
+__all__ = ["DNASequenceClassifier", "SequenceClassification", "backbone_state_dict", "feature_dim"]
+
+
+def feature_dim(backbone: nn.Module) -> int:
+    """Width ``D`` of ``backbone.forward_features``: its ``num_features`` (timm convention) or ``d_model``, else
+    measured on an 8-base input."""
+    if not callable(getattr(backbone, "forward_features", None)):
+        raise TypeError(f"{type(backbone).__name__} has no forward_features(input_ids) -> (B, L, D) method; a "
+                        "sequence classifier needs the backbone's hidden states.")  # fmt: skip
+    for name in ("num_features", "d_model"):
+        value = getattr(backbone, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        param = next(backbone.parameters(), None)
+        probe = torch.full((1, 8), A_ID, dtype=torch.long, device=param.device if param is not None else "cpu")
+        out = backbone.forward_features(probe)
+    backbone.train(was_training)
+    if out.dim() != 3:
+        raise ValueError(f"forward_features must return (B, L, D) hidden states, got shape {tuple(out.shape)}.")
+    return int(out.shape[-1])
+
+
+class DNASequenceClassifier(nn.Module):
+    """``backbone.forward_features`` -> mean over non-pad tokens -> dropout -> linear head.
+
+    Args:
+        backbone: a module with ``forward_features(input_ids) -> (B, L, D)``.
+        num_classes: outputs of the head.
+        dropout: dropout before the head.
+        rc_average: in eval mode, average the logits of a sequence and of its reverse complement (padding kept in
+            place), as Caduceus-Ph's post-hoc conjoining does.
+        pad_id: the padding token excluded from the mean.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, dropout: float = 0.0, rc_average: bool = False,
+                 pad_id: int = PAD_ID) -> None:  # fmt: skip
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        self.backbone = backbone
+        self.num_classes, self.rc_average, self.pad_id = num_classes, rc_average, pad_id
+        self.num_features = feature_dim(backbone)
+        self.head_drop = nn.Dropout(dropout)
+        self.head = nn.Linear(self.num_features, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def max_seq_len(self) -> int | None:
+        return getattr(self.backbone, "max_seq_len", None)
+
+    def pooled(self, input_ids: Tensor) -> Tensor:
+        """Mean of the hidden states over the non-pad tokens, ``(B, D)`` (an all-pad row pools to zeros)."""
+        hidden = self.backbone.forward_features(input_ids)
+        keep = (input_ids != self.pad_id).unsqueeze(-1).to(hidden.dtype)
+        return (hidden * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+
+    def _logits(self, input_ids: Tensor) -> Tensor:
+        return self.head(self.head_drop(self.pooled(input_ids)))
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        logits = self._logits(input_ids)
+        if self.rc_average and not self.training:
+            logits = 0.5 * (logits + self._logits(reverse_complement_ids(input_ids, pad_id=self.pad_id)))
+        return logits
+
+
+def backbone_state_dict(source: str | Path) -> dict[str, Tensor]:
+    """The network weights of ``source``: a Lightning ``.ckpt`` (its ``model.`` weights), a ``.safetensors`` file, a
+    Hub folder or a released name (``"arch.tag"``)."""
+    from derf_zoo.hub import read_safetensors
+
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".ckpt":
+        from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
+
+        return network_weights(load_lightning_checkpoint(path), None)[0]
+    if path.is_file() and path.suffix == ".safetensors":
+        return read_safetensors(path)
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"init_from={str(source)!r}: the folder has no model.safetensors.")
+        return read_safetensors(path / "model.safetensors")
+    if path.exists():
+        raise ValueError(f"init_from={str(source)!r}: a file ending in .ckpt or .safetensors, or a Hub folder, is "
+                         "expected.")  # fmt: skip
+    from derf_zoo.models import create_model, list_models
+
+    released = list_models(pretrained=True)
+    if str(source) not in released:
+        raise FileNotFoundError(f"init_from={str(source)!r} is neither a file, a folder nor a released name; released "
+                                f"names: {', '.join(released) or 'none'}.")  # fmt: skip
+    return create_model(str(source), pretrained=True).state_dict()
+
+
+class SequenceClassification(Task):
+    """Fine-tune a DNA backbone to classify sequences (GenomicBenchmarks, E. coli vs lambda).
+
+    Args:
+        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`; ``model`` is
+            the backbone (a name or a module with ``forward_features``).
+        num_classes: classes of the new head.
+        init_from: backbone weights to start from (module doc); None keeps the built weights.
+        head_dropout: dropout before the head.
+        rc_average: average the logits with the reverse complement's in evaluation (Caduceus-Ph).
+        max_len: context limit of the inputs (default: the backbone's ``max_seq_len``, if any).
+    """
+
+    task_type = "text-classification"
+    metrics = (
+        MetricSpec("acc1", higher_is_better=True, percent=True, description="top-1 accuracy"),
+        MetricSpec("loss", higher_is_better=False, description="cross entropy"),
+    )
+
+    def __init__(
+        self,
+        model: str | nn.Module = "hyenadna_tiny_1k",
+        num_classes: int = 2,
+        model_args: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        schedule: Schedule | None = None,
+        head_dropout: float = 0.0,
+        rc_average: bool = False,
+        max_len: int | None = None,
+        calibration_target: float = 1.0,
+        nonfinite: NonFinite = "error",
+    ) -> None:
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        if init_from is not None:
+            from derf_zoo.hub import load_into
+
+            load_into(self.model, backbone_state_dict(init_from), source=str(init_from))
+        self.model = DNASequenceClassifier(self.model, num_classes, head_dropout, rc_average)
+        self.num_classes, self.max_len = num_classes, max_len
+        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        check_context(self.model, input_ids.shape[-1], self.max_len)
+        return self.model(input_ids)
+
+    def setup(self, stage: str) -> None:
+        data_classes = getattr(self.trainer.datamodule, "num_classes", None) if self.trainer.datamodule else None
+        if data_classes and data_classes != self.num_classes:
+            raise ValueError(f"num_classes mismatch: the head has {self.num_classes} outputs but the data has "
+                             f"{data_classes} classes. Set num_classes: {data_classes}.")  # fmt: skip
+
+    # ---- the contract ----------------------------------------------------------------------------------
+
+    def training_loss(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/acc1", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def evaluation_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        x, y = batch
+        return F.cross_entropy(self(x), y, reduction="sum"), len(y)
+
+    @classmethod
+    def evaluate(cls, model: nn.Module, loader: Iterable) -> dict[str, float]:
+        """Top-1 accuracy (percent) and mean cross entropy of ``model`` over ``loader``, in eval mode."""
+        model.eval()
+        correct, total, loss = 0, 0, 0.0
+        with torch.no_grad():
+            for x, y in loader:
+                logits = model(x)
+                correct += int((logits.argmax(-1) == y).sum())
+                loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                total += len(y)
+        if total == 0:
+            raise ValueError("evaluate: the loader is empty.")
+        return {"acc1": 100.0 * correct / total, "loss": loss / total}
+
+    # ---- evaluation steps ------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], split: str, acc1: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{split}/loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=len(y))
+        acc1(logits, y)
+        self.log(f"{split}/acc1", acc1, prog_bar=True, batch_size=len(y))
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc1)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc1)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=-1)
