@@ -2,8 +2,8 @@
 
 The input and the filter are zero-padded to ``2L`` so the circular convolution of the FFT equals the linear
 one on the first ``L`` outputs: no output sees a later input. As ``fftconv_ref`` in HazyResearch/hyena-dna
-(``src/models/sequence/hyena.py``), the transforms run in float32 and ``D`` (the filter's "bias") adds a skip
-term per channel.
+(``src/models/sequence/hyena.py``), the transforms run in float32 (float64 for float64 inputs) and ``D`` (the
+filter's "bias") adds a skip term per channel.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def fft_causal_conv(u: Tensor, k: Tensor, skip: Tensor | None = None) -> Tensor:
         raise ValueError(f"fft_causal_conv: the filter has length {k.shape[-1]} but the input {length}; the "
                          "filter must be as long as the sequence.")  # fmt: skip
     n = 2 * length  # zero padding to 2L: the circular wrap-around lands beyond position L - 1
-    k_f = torch.fft.rfft(k.to(torch.float32), n=n)
-    u_f = torch.fft.rfft(u.to(torch.float32), n=n)
+    dtype = torch.promote_types(u.dtype, torch.float32)  # half precision is transformed in float32
+    k_f = torch.fft.rfft(k.to(dtype), n=n)
+    u_f = torch.fft.rfft(u.to(dtype), n=n)
     y = torch.fft.irfft(u_f * k_f, n=n)[..., :length]
     if skip is not None:
         y = y + u * skip.unsqueeze(-1)

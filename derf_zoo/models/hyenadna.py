@@ -81,7 +81,7 @@ FAMILY = register_family(ModelFamily(
     task_type="text-generation", key_maps={"hyenadna": hyenadna_to_zoo_key},
 ))  # fmt: skip
 
-DNA_DATA_CFG = {"input_size": None, "space": "dna", "vocab_size": DNA_VOCAB_SIZE, "pad_token_id": 4,
+DNA_DATA_CFG = {"space": "dna", "vocab_size": DNA_VOCAB_SIZE, "pad_token_id": 4,
                 "first_conv": None, "classifier": None}  # fmt: skip
 
 
