@@ -138,8 +138,9 @@ class HyenaDNA(nn.Module, HubMixin):
         self.embed_drop = nn.Dropout(embed_dropout)
         sites = resolve_norm_sites(norm, FAMILY.norm_sites)
         self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
-        self.backbone = Transformer(d_model, n_layer, mlp_ratio=d_inner / d_model, norm=sites, norm_eps=norm_eps,
-                                    act_layer=_tanh_gelu, mixer=factory)  # fmt: skip
+        # the backbone's MLP width is int(d_model * mlp_ratio); the half keeps float round-off from losing a unit
+        self.backbone = Transformer(d_model, n_layer, mlp_ratio=(d_inner + 0.5) / d_model, norm=sites,
+                                    norm_eps=norm_eps, act_layer=_tanh_gelu, mixer=factory)  # fmt: skip
         self.init_weights()
 
     @torch.no_grad()

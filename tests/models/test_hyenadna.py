@@ -179,6 +179,8 @@ def test_entry_points_and_paper_rows():
     assert create_model("hyenadna_tiny_1k", norm="dyt").norm_specs["final"].startswith("dyt")
     small = create_model("hyenadna_small_32k_ln", max_seq_len=1024)  # the 32k filter buffers are not needed here
     assert (small.d_model, len(small.backbone.blocks), small.backbone.blocks[0].mlp.fc1.out_features) == (256, 4, 1024)
+    odd = HyenaDNA(d_model=384, n_layer=1, d_inner=1000, max_seq_len=8, mixer="hyena(filter_order=4)")
+    assert odd.backbone.blocks[0].mlp.fc1.out_features == 1000
 
 
 def test_hub_round_trip(tmp_path):
