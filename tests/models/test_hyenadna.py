@@ -77,6 +77,22 @@ def test_the_public_layout_loads_with_identical_logits(order, shift, prefix):
         torch.testing.assert_close(model(ids), ref(ids), atol=1e-5, rtol=1e-5)
 
 
+def test_the_hf_and_checkpointed_forms_load_too():
+    # -hf safetensors keep one copy of a shared tensor (the sine's freq: "_keys_to_ignore_on_load_missing");
+    # models trained with checkpoint_mixer/mlp name their sub-layers ".mixer.layer." / ".mlp.layer.".
+    torch.manual_seed(5)
+    ref = RefHyenaDNALM(l_max=40, filter_order=8).eval()
+    sd = {}
+    for k, v in ref.state_dict().items():
+        if k.endswith(("implicit_filter.3.freq", "implicit_filter.5.freq")):
+            continue
+        sd["model." + k.replace(".mixer.", ".mixer.layer.").replace(".mlp.", ".mlp.layer.")] = v
+    model = from_hyenadna(sd, embed_dropout=0.0).eval()
+    ids = torch.randint(0, 12, (2, 40))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), ref(ids), atol=1e-5, rtol=1e-5)
+
+
 def test_the_key_map_names_each_public_key():
     assert hyenadna_to_zoo_key("model.backbone.embeddings.word_embeddings.weight") == "embeddings.weight"
     assert hyenadna_to_zoo_key("hyena.backbone.ln_f.bias") == "backbone.norm.bias"
