@@ -1,6 +1,6 @@
 """Model families on the shared backbone, and the registry (``create_model``, ``list_models``, families)."""
 
-from derf_zoo.models import dit, vit
+from derf_zoo.models import dit, hyenadna, vit
 from derf_zoo.models._pretrained import from_pretrained
 from derf_zoo.models._registry import (
     ModelFamily,
@@ -13,20 +13,24 @@ from derf_zoo.models._registry import (
     register_model,
 )
 from derf_zoo.models.dit import DiT, from_diffusers, from_official, to_official
+from derf_zoo.models.hyenadna import HyenaDNA, from_hyenadna
 from derf_zoo.models.vit import VisionTransformer, from_timm
 
 __all__ = [
     "DiT",
+    "HyenaDNA",
     "ModelFamily",
     "VisionTransformer",
     "create_model",
     "dit",
     "from_diffusers",
+    "from_hyenadna",
     "from_official",
     "from_pretrained",
     "from_timm",
     "get_family",
     "get_model_entry",
+    "hyenadna",
     "list_families",
     "list_models",
     "register_family",
