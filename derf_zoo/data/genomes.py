@@ -113,6 +113,8 @@ class EcoliVsLambdaDataModule(LabelledSequenceDataModule):
         max_length = max_length if max_length is not None else window + bool(add_eos)
         super().__init__(max_length, padding_side, add_eos, rc_aug, batch_size, num_workers)
         self.save_hyperparameters()
+        # Under LightningCLI, save_hyperparameters records the parsed config (max_length None), not the resolved value.
+        self.hparams["max_length"] = max_length
 
     def load_splits(self) -> tuple[dict[str, Labelled], list[str]]:
         stride = self.hparams.stride if self.hparams.stride is not None else max(1, self.hparams.window // 2)

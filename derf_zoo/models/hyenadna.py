@@ -205,6 +205,8 @@ def _gpt2_init(module: nn.Module) -> None:
 _SIZES = {
     "tiny_1k": {"d_model": 128, "n_layer": 2, "max_seq_len": 1024 + 2},
     "small_32k": {"d_model": 256, "n_layer": 4, "max_seq_len": 32768 + 2},
+    # The demo's CPU-sized model (not a public checkpoint): 256-base windows, width 32, filter MLP width 32.
+    "nano": {"d_model": 32, "n_layer": 2, "max_seq_len": 256 + 2, "mixer": "hyena(order=2, filter_order=32)"},
 }
 #: shared/PAPER.md §3.4: every LayerNorm of HyenaDNA becomes Derf with alpha 0.5, shift 0.
 _PAPER_NORMS = {"derf": "derf(alpha=0.5, shift=0.0)", "ln": "layernorm"}
@@ -225,12 +227,12 @@ def hyenadna_small_32k(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA small (width 256, 4 layers, 32k context: max length 32770); any ``norm=`` (LayerNorm default)."""
     return _build("hyenadna_small_32k", "small_32k", pretrained, kwargs)
 
-@register_model(family="hyenadna")
+@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_tiny_1k_derf_hg38.yaml")
 def hyenadna_tiny_1k_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA tiny-1k with Derf (alpha 0.5, shift 0) in every norm site: the paper's row."""
     return _build("hyenadna_tiny_1k_derf", "tiny_1k", pretrained, kwargs, _PAPER_NORMS["derf"])
 
-@register_model(family="hyenadna")
+@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_tiny_1k_ln_hg38.yaml")
 def hyenadna_tiny_1k_ln(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA tiny-1k with LayerNorm in every norm site: the paper's baseline row."""
     return _build("hyenadna_tiny_1k_ln", "tiny_1k", pretrained, kwargs, _PAPER_NORMS["ln"])
@@ -244,6 +246,24 @@ def hyenadna_small_32k_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA
 def hyenadna_small_32k_ln(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA small-32k with LayerNorm in every norm site: the paper's baseline row."""
     return _build("hyenadna_small_32k_ln", "small_32k", pretrained, kwargs, _PAPER_NORMS["ln"])
+
+
+@register_model(family="hyenadna")
+def hyenadna_nano(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
+    """HyenaDNA nano (width 32, 2 layers, 256-base windows: max length 258), the demo's size; any ``norm=``."""
+    return _build("hyenadna_nano", "nano", pretrained, kwargs)
+
+
+@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_nano_derf_ecoli.yaml")
+def hyenadna_nano_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
+    """HyenaDNA nano with Derf (alpha 0.5, shift 0) in every norm site, pretrained on the embedded E. coli."""
+    return _build("hyenadna_nano_derf", "nano", pretrained, kwargs, _PAPER_NORMS["derf"])
+
+
+@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_nano_ln_ecoli.yaml")
+def hyenadna_nano_ln(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
+    """HyenaDNA nano with LayerNorm in every norm site, pretrained on the embedded E. coli."""
+    return _build("hyenadna_nano_ln", "nano", pretrained, kwargs, _PAPER_NORMS["ln"])
 
 
 # timm reads a module's default_cfgs when an entry point registers; ours come from the manifest (derf_zoo.hub).
