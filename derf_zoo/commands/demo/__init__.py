@@ -13,11 +13,11 @@ import logging
 import warnings
 from pathlib import Path
 
-from derf_zoo.commands.demo import dit, vit
+from derf_zoo.commands.demo import dit, dna, vit
 from derf_zoo.commands.demo.part import PartResult, print_summary
 
 #: The demo's parts, in the order ``derf-zoo demo`` runs them.
-PARTS = {"vit": vit, "dit": dit}
+PARTS = {"vit": vit, "dit": dit, "dna": dna}
 
 
 def _positive_int(text: str) -> int:
@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"derf-zoo demo: unknown part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}.")
     results: list[PartResult] = []
     for name in names:
-        results.append(PARTS[name].run_part(args.out / name, epochs=args.epochs, norms=args.norms,
-                                            progress=not args.no_progress))  # fmt: skip
+        result = PARTS[name].run_part(args.out / name, epochs=args.epochs, norms=args.norms,
+                                      progress=not args.no_progress)  # fmt: skip
+        results.extend(result if isinstance(result, list) else [result])  # a part may compare several models
     print_summary(results)
     return 0

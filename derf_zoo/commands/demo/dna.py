@@ -1,0 +1,185 @@
+"""The demo's DNA part: tiny HyenaDNA (Derf vs LayerNorm) and tiny Caduceus (Derf vs RMSNorm) on real genomes.
+
+Each model and norm pretrains on the embedded E. coli genome (``recipes/dna/<arch>_<norm>_ecoli.yaml``: causal LM
+for HyenaDNA, masked LM for Caduceus), then fine-tunes from that checkpoint to tell E. coli from phage lambda
+(``..._ecoli_vs_lambda.yaml``), same recipe and seed for both norms of a model. The table gives the pretraining
+validation loss and perplexity (held-out end of the genome) and the fine-tuned validation and test top-1; the
+verdict compares test top-1 with the binomial noise of the test windows. Caduceus joins when its family is
+installed (registered). This scale does not test the paper's GenomicBenchmarks claim (85.2 -> 85.7 HyenaDNA,
+86.9 -> 87.3 Caduceus).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from derf_zoo.commands.demo.part import PartResult
+from derf_zoo.recipes import recipe_path
+from derf_zoo.training import fit, lightning_cli
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One architecture of the part: its display name, registry stem and norms (``{recipe tag: display name}``)."""
+
+    family: str
+    arch: str
+    norms: dict[str, str]
+    baseline: str  # the tag of the family's default norm
+
+
+MODELS = (
+    DemoModel("HyenaDNA", "hyenadna_nano", {"derf": "Derf", "ln": "LayerNorm"}, "ln"),
+    DemoModel("Caduceus", "caduceus_nano", {"derf": "Derf", "rmsnorm": "RMSNorm"}, "rmsnorm"),
+)
+#: Extra trainer arguments for every run (the tests shrink the runs with them).
+TRAINER_ARGS: list[str] = []
+
+
+@dataclass
+class RunResult:
+    model: str
+    norm: str
+    val_loss: float
+    val_perplexity: float
+    val_base_acc: float
+    finetune_val_acc: float
+    test_acc: float
+    val_count: int
+    test_count: int
+    seconds: float
+    pretrain_checkpoint: Path
+
+
+def available_models() -> list[DemoModel]:
+    """The part's models whose family is installed (Caduceus may be absent from an older install)."""
+    from derf_zoo.models import list_models
+
+    names = set(list_models())
+    return [m for m in MODELS if all(f"{m.arch}_{tag}" in names for tag in m.norms)]
+
+
+def _run(recipe: str, run_dir: Path, epochs: int | None, progress: bool, extra: Sequence[str]):
+    args = [
+        "-c", str(recipe_path(recipe)), f"--trainer.default_root_dir={run_dir}",
+        f"--checkpoint.dirpath={run_dir / 'checkpoints'}", f"--trainer.enable_progress_bar={str(progress).lower()}",
+        "--trainer.enable_model_summary=false", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={run_dir}", "--overwrite=true", *extra, *TRAINER_ARGS,
+    ]  # fmt: skip
+    if epochs is not None:
+        args.append(f"--trainer.max_epochs={epochs}")
+    cli = lightning_cli(args, run=False)
+    fit(cli)
+    return cli
+
+
+def train_one(model: DemoModel, tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
+    """Pretrain ``model`` with norm ``tag`` on E. coli, fine-tune it on E. coli vs lambda, test it."""
+    stem = f"{model.arch}_{tag}"
+    start = time.perf_counter()
+    pre = _run(f"dna/{stem}_ecoli.yaml", out / f"{stem}_ecoli", epochs, progress, [])
+    metrics = {k: float(v) for k, v in pre.trainer.callback_metrics.items()}
+    checkpoint = Path(pre.trainer.checkpoint_callback.last_model_path)
+    ft = _run(f"dna/{stem}_ecoli_vs_lambda.yaml", out / f"{stem}_ecoli_vs_lambda", epochs, progress,
+              [f"--model.init_args.init_from={checkpoint}"])  # fmt: skip
+    val_acc = float(ft.trainer.callback_metrics["val/acc1"])
+    ft.trainer.test(ft.model, datamodule=ft.datamodule, verbose=False)
+    return RunResult(
+        model=model.family, norm=model.norms[tag], val_loss=metrics["val/loss"],
+        val_perplexity=metrics["val/perplexity"], val_base_acc=metrics["val/acc"], finetune_val_acc=val_acc,
+        test_acc=float(ft.trainer.callback_metrics["test/acc1"]), val_count=len(ft.datamodule.val_set),
+        test_count=len(ft.datamodule.test_set), seconds=time.perf_counter() - start, pretrain_checkpoint=checkpoint,
+    )  # fmt: skip
+
+
+def noise(a: RunResult, b: RunResult) -> float:
+    """Two binomial standard errors of the difference of two test accuracies (fractions)."""
+    return 2 * math.sqrt(sum(r.test_acc * (1 - r.test_acc) / r.test_count for r in (a, b)))
+
+
+def verdict(derf: RunResult, baseline: RunResult) -> str:
+    """Which norm wins on test top-1, and whether the gap exceeds two standard errors of the difference."""
+    gap, two_se = derf.test_acc - baseline.test_acc, noise(derf, baseline)
+    where = f"{derf.test_count} test windows"
+    if gap == 0:
+        return (f"{derf.model}: Derf and {baseline.norm} tie at {100 * derf.test_acc:.1f}% test top-1 "
+                f"(noise ±{100 * two_se:.1f} points on {where}).")  # fmt: skip
+    best, other = (derf, baseline) if gap > 0 else (baseline, derf)
+    text = (f"{derf.model}: {best.norm} wins at this scale ({100 * best.test_acc:.1f}% vs {other.norm} "
+            f"{100 * other.test_acc:.1f}% test top-1), a gap of {100 * abs(gap):.1f} points; ")  # fmt: skip
+    if abs(gap) > two_se:
+        return text + f"that exceeds twice the evaluation noise ({100 * two_se:.1f} points on {where})."
+    return text + (f"that is within the evaluation noise (2 standard errors = {100 * two_se:.1f} points on {where}), "
+                   "so this run does not separate them.")  # fmt: skip
+
+
+def print_results(results: list[RunResult]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    r0 = results[0]
+    table = Table(title=f"DNA: pretraining on E. coli, then E. coli vs lambda ({r0.val_count} val / {r0.test_count} "
+                  "test windows of 200 bases); same recipe and seed per model")  # fmt: skip
+    for column in ("model", "norm", "pretrain val loss", "perplexity", "per-base acc", "fine-tune val top-1",
+                   "test top-1", "wall time"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("model", "norm") else "right")
+    for r in results:
+        table.add_row(r.model, r.norm, f"{r.val_loss:.4f}", f"{r.val_perplexity:.3f}", f"{100 * r.val_base_acc:.1f}%",
+                      f"{100 * r.finetune_val_acc:.1f}%", f"{100 * r.test_acc:.1f}%", f"{r.seconds:.0f} s")  # fmt: skip
+    console = Console(width=max(Console().width, 130))
+    console.print(table)
+
+
+def choose_dna_norms(norms: list[str] | None) -> None:
+    """The DNA part always compares Derf with each model's default norm; other requests are refused."""
+    if norms is None:
+        return
+    valid = {tag for m in MODELS for tag in m.norms}
+    unknown = [n for n in norms if n not in valid]
+    if unknown:
+        raise ValueError(f"The DNA demo part has no recipe for norm(s) {unknown}; valid: {', '.join(sorted(valid))}.")
+
+
+def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = None, progress: bool = True
+             ) -> list[PartResult]:  # fmt: skip
+    """Pretrain and fine-tune every available model with Derf and its default norm; print the table.
+
+    Returns:
+        One :class:`PartResult` per model (metric: test top-1 on E. coli vs lambda).
+
+    Raises:
+        ValueError: a norm the part has no recipe for.
+    """
+    choose_dna_norms(norms)
+    models = available_models()
+    print(f"DNA part: {', '.join(m.family for m in models)} nano models pretrain on the embedded E. coli genome, then "
+          "fine-tune on E. coli vs phage lambda, Derf against each model's default norm.")  # fmt: skip
+    results: list[RunResult] = []
+    summary: list[PartResult] = []
+    for model in models:
+        by_tag = {}
+        for tag in ("derf", model.baseline):
+            print(f"\n== {model.family} + {model.norms[tag]}: recipes/dna/{model.arch}_{tag}_ecoli[_vs_lambda].yaml")
+            by_tag[tag] = train_one(model, tag, out, epochs, progress)
+            results.append(by_tag[tag])
+        derf, base = by_tag["derf"], by_tag[model.baseline]
+        summary.append(PartResult(
+            family=model.family, data=f"E. coli vs lambda ({derf.test_count} test windows)", metric="test top-1 (%)",
+            higher_is_better=True, derf=100 * derf.test_acc, layernorm=100 * base.test_acc,
+            noise=100 * noise(derf, base), baseline=base.norm,
+        ))  # fmt: skip
+    print()
+    print_results(results)
+    for model in models:
+        derf, base = (next(r for r in results if r.model == model.family and r.norm == model.norms[t])
+                      for t in ("derf", model.baseline))  # fmt: skip
+        print(verdict(derf, base))
+    print("One seed per norm; the paper's GenomicBenchmarks claim is not tested at this scale.")
+    print("Pretrained checkpoints (`derf-zoo export` turns one into a Hub folder):")
+    for r in results:
+        print(f"  {r.model:<9} {r.norm:<10} {r.pretrain_checkpoint}")
+    return summary
