@@ -19,14 +19,29 @@ CITATION = """@misc{derf2025,
 }"""
 
 
-def _input_line(cfg: Mapping[str, Any]) -> str:
+def _dna_length(cfg: Mapping[str, Any], model: nn.Module) -> int | None:
+    """The context of a DNA token model (HyenaDNA ``space: dna``, Caduceus ``vocabulary: dna_char``), else None."""
+    if cfg.get("space") != "dna" and cfg.get("vocabulary") != "dna_char":
+        return None
+    length = getattr(model, "max_seq_len", None) or next(iter(cfg.get("input_size", (1024,))))
+    return int(length)
+
+
+def _input_line(cfg: Mapping[str, Any], model: nn.Module) -> str:
+    length = _dna_length(cfg, model)
+    if length is not None:  # token ids, not an image: no mean/std/crop
+        return (f"- **Input:** DNA token ids (batch, length), length <= {length}; A C G T N = ids 7 8 9 10 11 "
+                "(`derf_zoo.data.DNATokenizer`)\n")
     if "input_size" not in cfg:
         return ""
     return (f"- **Input:** {tuple(cfg['input_size'])}, mean {tuple(cfg.get('mean', ()))}, "
             f"std {tuple(cfg.get('std', ()))}, crop {cfg.get('crop_pct')}, {cfg.get('interpolation')} interpolation\n")
 
 
-def _example_call(cfg: Mapping[str, Any]) -> str:
+def _example_call(cfg: Mapping[str, Any], model: nn.Module) -> str:
+    length = _dna_length(cfg, model)
+    if length is not None:
+        return f"\nlogits = model(torch.randint(7, 11, (1, {min(length, 256)})))  # random A/C/G/T ids"
     return f"\noutput = model(torch.randn(1, *{tuple(cfg['input_size'])}))" if "input_size" in cfg else ""
 
 
@@ -93,7 +108,7 @@ normalization-free Transformers (arXiv 2512.10938). Its norm layers are `{norm}`
 ## Model details
 
 - **Architecture:** `{architecture}`, {_count(model) / 1e6:.3f} M parameters
-{_input_line(cfg)}- **Norm:** `{norm}`; mean alpha per site: {alpha_text}
+{_input_line(cfg, model)}- **Norm:** `{norm}`; mean alpha per site: {alpha_text}
 - **Weights:** {weights_kind or "as trained"}
 - **Produced by:** {produced_by or "derf_zoo"}
 - **Recipe:** {f"`{recipe}`" if recipe else "-"}
@@ -110,7 +125,7 @@ Dataset: {dataset or "-"}{f", split {split}" if split else ""}. {eval_protocol o
 
 ```python
 import derf_zoo, torch
-model = {load}{_example_call(cfg)}
+model = {load}{_example_call(cfg, model)}
 ```
 
 ## Citation

@@ -98,3 +98,36 @@ def test_fmnist_weights_load_and_match_their_card(weights):
 
 def test_fmnist_release_is_derf_and_layernorm():
     assert sorted(w.architecture for w in FMNIST) == ["vit_mini_derf", "vit_mini_ln"]
+
+
+ECOLI = [w for w in released_weights() if w.tag == "ecoli"]
+
+
+@pytest.mark.parametrize("weights", ECOLI, ids=lambda w: w.name)
+def test_dna_weights_reproduce_the_loss_their_card_states(weights):
+    import yaml
+
+    from derf_zoo.data import GenomeDataModule
+    from derf_zoo.recipes import recipe_path
+    from derf_zoo.tasks import DNALanguageModeling
+
+    folder = weights.embedded_path()
+    assert sha256_file(folder / "model.safetensors") == weights.sha256
+    card = ModelCard.load(folder / "README.md")
+    stated = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert stated["loss"] == pytest.approx(weights.metrics["loss"], abs=1e-4)
+    model = derf_zoo.create_model(weights.name, pretrained=True)
+    recipe = yaml.safe_load(recipe_path(weights.recipe.removeprefix("recipes/")).read_text())
+    data = GenomeDataModule(**recipe["data"]["init_args"])  # the recipe's held-out windows
+    data.setup("validate")
+    measured = DNALanguageModeling.evaluate(model, data.val_dataloader(), mode=recipe["model"]["init_args"]["mode"])
+    for key in ("loss", "perplexity", "acc"):  # the release measured the same windows and masks in float32
+        assert measured[key] == pytest.approx(weights.metrics[key], abs=2e-3), key
+    assert (folder / "model.safetensors").stat().st_size < 2 * 2**20
+    assert json.loads((folder / "config.json").read_text())["architecture"] == weights.architecture
+
+
+def test_dna_release_pairs_derf_with_each_default_norm():
+    archs = sorted(w.architecture for w in ECOLI)
+    assert {"hyenadna_nano_derf", "hyenadna_nano_ln"} <= set(archs)
+    assert len(archs) in (2, 4) and all(a.endswith(("_derf", "_ln", "_rmsnorm")) for a in archs)

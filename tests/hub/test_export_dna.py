@@ -1,0 +1,41 @@
+"""`derf-zoo export` of a pretrained DNA language model: config, card (token-id input line) and identical logits."""
+
+import json
+
+import torch
+from torch import nn
+
+import derf_zoo
+from derf_zoo.cli import main
+from derf_zoo.hub.card import _example_call, _input_line
+from derf_zoo.recipes import recipe_path
+from derf_zoo.training import lightning_cli
+
+
+def test_export_of_a_pretrained_dna_lm_loads_back_with_the_same_logits(tmp_path):
+    run = tmp_path / "run"
+    cli = lightning_cli(["fit", "-c", str(recipe_path("dna/hyenadna_nano_derf_ecoli.yaml")), "--trainer.max_steps=2",
+                         "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
+                         "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run}",
+                         f"--checkpoint.dirpath={run / 'ckpt'}"])  # fmt: skip
+    trained = cli.model.model.eval()
+    out = tmp_path / "export"
+    assert main(["export", "--ckpt", str(run / "ckpt" / "last.ckpt"), "--out", str(out), "--eval",
+                 "--name", "hyenadna_nano_derf.mine", "--recipe", "recipes/dna/hyenadna_nano_derf_ecoli.yaml"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "hyenadna_nano_derf" and config["task_type"] == "text-generation"
+    card = (out / "README.md").read_text()
+    assert "DNA token ids (batch, length), length <= 258" in card and "torch.randint(7, 11, (1, 256))" in card
+    assert "mean ()" not in card and "| perplexity |" in card
+    loaded = derf_zoo.from_pretrained(out).eval()
+    ids = torch.randint(7, 11, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), trained(ids))
+
+
+def test_card_describes_token_inputs_for_either_dna_config():
+    caduceus_like = {"input_size": (1024,), "vocabulary": "dna_char", "classifier": None}
+    assert "length <= 1024" in _input_line(caduceus_like, nn.Module())
+    assert "randint(7, 11, (1, 256))" in _example_call(caduceus_like, nn.Module())
+    image = {"input_size": (3, 8, 8), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0, "interpolation": "bicubic"}
+    assert _input_line(image, nn.Module()).startswith("- **Input:** (3, 8, 8), mean (0.5,)")
