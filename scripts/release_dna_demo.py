@@ -6,7 +6,7 @@ pretraining, then the ``*_ecoli_vs_lambda.yaml`` fine-tuning from its checkpoint
 pretrained LM's final-epoch weights, and re-measures them on the held-out E. coli windows the way the tests do
 (``DNALanguageModeling.evaluate`` with the recipe's data and evaluation masks of seed 0).
 
-    python scripts/release_dna_demo.py [--out outputs/release_dna] [--dest derf_zoo/checkpoints]
+    python scripts/release_dna_demo.py [--out outputs/release_dna] [--dest derf_zoo/checkpoints] [--families Caduceus]
 
 Writes ``<dest>/<arch>_<norm>.ecoli/`` (config.json, model.safetensors, README.md) and
 ``<out>/dna_manifest_entries.yaml`` (the entries to append to derf_zoo/checkpoints/manifest.yaml, sha256 pinned).
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/release_dna"))
     parser.add_argument("--dest", type=Path, default=Path("derf_zoo/checkpoints"))
+    parser.add_argument("--families", nargs="+", default=None, help="only these (HyenaDNA, Caduceus); default: all")
     args = parser.parse_args()
 
     import derf_zoo
@@ -55,6 +56,8 @@ def main() -> None:
 
     entries = []
     for demo_model in dna.available_models():
+        if args.families and demo_model.family not in args.families:
+            continue
         for tag in ("derf", demo_model.baseline):
             run = dna.train_one(demo_model, tag, args.out, None, progress=False)
             arch = f"{demo_model.arch}_{tag}"
