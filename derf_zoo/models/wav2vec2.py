@@ -347,7 +347,7 @@ class Wav2Vec2(nn.Module, HubMixin):
         input_values: waveforms (B, samples), 16 kHz.
         attention_mask: (B, samples), 1/True at real samples, 0 at padding (right padding).
         mask_time_indices: (B, frames) bool mask; None: the pretraining model samples one (the encoder-only
-            model masks nothing).
+            model masks nothing); all False: no masking and no loss.
         sampled_negative_indices: (B, frames, K) flat indices into (B * frames), transformers' layout; None:
             sampled from the same row's masked frames.
         generator: CPU generator for the sampled mask and negatives (deterministic validation).
@@ -371,8 +371,8 @@ class Wav2Vec2(nn.Module, HubMixin):
         x = self.encode(x, padding_mask)
         out = Wav2Vec2Output(last_hidden_state=x, extract_features=features, mask_time_indices=mask_time_indices,
                              padding_mask=padding_mask)  # fmt: skip
-        if not self.pretraining or mask_time_indices is None:
-            return out
+        if not self.pretraining or mask_time_indices is None or not bool(mask_time_indices.any()):
+            return out  # nothing masked: nothing to predict (an all-False mask encodes the audio unmasked)
         return self._pretraining_loss(out, self.dropout_features(features), features_pen, sampled_negative_indices,
                                       generator)  # fmt: skip
 
