@@ -5,5 +5,7 @@ from derf_zoo.tasks.classification import ImageClassification
 from derf_zoo.tasks.diffusion import Diffusion
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
+from derf_zoo.tasks.speech_pretraining import SpeechPretraining
 
-__all__ = ["Diffusion", "ImageClassification", "MetricSpec", "Schedule", "Task", "build_network", "param_groups"]
+__all__ = ["Diffusion", "ImageClassification", "MetricSpec", "Schedule", "SpeechPretraining", "Task", "build_network",
+           "param_groups"]
