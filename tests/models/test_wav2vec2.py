@@ -178,3 +178,19 @@ def test_entry_points_and_sizes():
     assert out.last_hidden_state.shape == (2, 49, 96) and torch.isfinite(out.loss)
     with pytest.raises(ValueError, match="receptive field"):
         tiny_model(torch.randn(1, 300))
+
+
+def test_save_pretrained_round_trip_keeps_the_temperature(tmp_path):
+    from derf_zoo.models import from_pretrained
+
+    model = create_model("wav2vec2_tiny_derf").eval()
+    model.set_num_updates(50_000)
+    model.save_pretrained(tmp_path / "w2v")
+    back = from_pretrained(str(tmp_path / "w2v")).eval()
+    assert float(back.quantizer.temperature) == pytest.approx(2 * 0.999995**50_000)
+    x = torch.randn(1, 8000)
+    m = torch.zeros(1, 24, dtype=torch.bool)
+    m[0, 5:15] = True
+    g = torch.Generator
+    torch.testing.assert_close(back(x, mask_time_indices=m, generator=g().manual_seed(0)).loss,
+                               model(x, mask_time_indices=m, generator=g().manual_seed(0)).loss)  # fmt: skip
