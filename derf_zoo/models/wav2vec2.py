@@ -570,6 +570,8 @@ def from_transformers(model_or_state_dict: nn.Module | Mapping[str, Tensor], con
         config: the ``Wav2Vec2Config`` (taken from the model when one is given).
         **overrides: model arguments to change (``feature_penalty_weight=10.0``, ``feature_grad_mult=0.1`` to
             continue pretraining the fairseq way; by default the import reproduces HF's loss: weight 0, mult 1).
+            Masking comes from the config, whose defaults are transformers' *fine-tuning* ones
+            (``mask_time_prob=0.05``): pass ``mask_prob=0.65`` to pretrain with sampled masks.
 
     Returns:
         A :class:`Wav2Vec2` in evaluation mode with LayerNorm in every slot site and the same outputs.

@@ -48,8 +48,9 @@ def test_pretraining_parity_eval(stable, mode):
                                rtol=1e-5)  # fmt: skip
 
 
-def test_soft_perplexity_matches_hf_training_mode():
-    """In training HF's perplexity is the soft one (fairseq's prob_perplexity): deterministic without dropout."""
+def test_training_mode_losses_and_gradients_match_hf():
+    """Training mode without dropout: the soft perplexity (fairseq's prob_perplexity) is what both use, and with the
+    same seed the Gumbel noise is the same draw, so losses and gradients agree too."""
     torch.manual_seed(1)
     cfg = tiny_config(False, "group", hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
                       feat_proj_dropout=0.0, feat_quantizer_dropout=0.0)  # fmt: skip
@@ -58,11 +59,21 @@ def test_soft_perplexity_matches_hf_training_mode():
     hf.train()
     x = torch.randn(2, 4000)
     m, n = masks(ours, 2, 4000, seed=3)
-    with torch.no_grad():
-        a = hf(x, mask_time_indices=m, sampled_negative_indices=n)
-        b = ours(x, mask_time_indices=m, sampled_negative_indices=n)
+    torch.manual_seed(7)
+    a = hf(x, mask_time_indices=m, sampled_negative_indices=n)
+    torch.manual_seed(7)
+    b = ours(x, mask_time_indices=m, sampled_negative_indices=n)
     torch.testing.assert_close(b.codevector_perplexity, a.codevector_perplexity, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(b.diversity_loss, a.diversity_loss, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(b.contrastive_loss, a.contrastive_loss, atol=1e-4, rtol=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    enc, cnn = hf.wav2vec2.encoder, hf.wav2vec2.feature_extractor
+    pairs = [(hf.quantizer.weight_proj.weight, ours.quantizer.weight_proj.weight),
+             (enc.layers[0].feed_forward.intermediate_dense.weight, ours.backbone.blocks[0].mlp.fc1.weight),
+             (cnn.conv_layers[0].conv.weight, ours.feature_extractor.conv_layers[0].conv.weight)]  # fmt: skip
+    for theirs, mine in pairs:
+        torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("stable", [False, True])
