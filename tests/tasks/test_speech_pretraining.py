@@ -92,7 +92,8 @@ def test_training_reduces_the_loss():
 def test_fit_keeps_the_temperature_and_validation_is_deterministic(tmp_path):
     torch.manual_seed(0)
     task = SpeechPretraining("wav2vec2_tiny_derf", model_args={**TINY, "norm": "derf(alpha=auto)",
-                                                               "latent_temp": (2.0, 0.5, 0.9)})  # fmt: skip
+                                                               "latent_temp": (2.0, 0.5, 0.9)},
+                             schedule=Schedule("polynomial", warmup_steps=2))  # fmt: skip
     trainer = L.Trainer(max_steps=3, limit_val_batches=2, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path, gradient_clip_val=25.0)  # fmt: skip
     val = _loader(synthetic_waveforms(2, 8000, 4))
@@ -101,6 +102,8 @@ def test_fit_keeps_the_temperature_and_validation_is_deterministic(tmp_path):
     assert all(m.alpha.item() != 0.5 for m in task.model.modules() if isinstance(m, PointwiseNorm))
     # the temperature of the last update (global step 2), as the schedule says
     assert float(task.model.quantizer.temperature) == pytest.approx(2.0 * 0.9**2)
+    # fairseq's polynomial decay after warmup: 3 steps in all, 2 of warmup -> decayed to 0 at the end
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0)
     for key in ("val/loss", "val/contrastive", "train/perplexity_epoch", "train/masked_fraction_epoch"):
         assert key in trainer.callback_metrics, key
     first = trainer.validate(task, dataloaders=val, verbose=False)[0]["val/loss"]
