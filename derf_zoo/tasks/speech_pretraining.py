@@ -38,8 +38,8 @@ def fairseq_adam(params: Iterable) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
 
 
-# A checkpoint's hyperparameters name these; Lightning resumes with weights_only=True.
-torch.serialization.add_safe_globals([fairseq_adam, Schedule])
+# A checkpoint's hyperparameters name it; Lightning resumes with weights_only=True.
+torch.serialization.add_safe_globals([fairseq_adam])
 
 
 def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
