@@ -1,6 +1,6 @@
 """Model families on the shared backbone, and the registry (``create_model``, ``list_models``, families)."""
 
-from derf_zoo.models import dit, hyenadna, vit
+from derf_zoo.models import dit, hyenadna, vit, wav2vec2
 from derf_zoo.models._pretrained import from_pretrained
 from derf_zoo.models._registry import (
     ModelFamily,
@@ -37,4 +37,5 @@ __all__ = [
     "register_model",
     "to_official",
     "vit",
+    "wav2vec2",
 ]

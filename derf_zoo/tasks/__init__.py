@@ -7,6 +7,17 @@ from derf_zoo.tasks.dna_lm import DNALanguageModeling
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 from derf_zoo.tasks.sequence_classification import SequenceClassification
+from derf_zoo.tasks.speech_pretraining import SpeechPretraining
 
-__all__ = ["Diffusion", "ImageClassification", "MetricSpec", "Schedule", "Task", "build_network", "param_groups"]
-__all__ += ["DNALanguageModeling", "SequenceClassification"]
+__all__ = [
+    "DNALanguageModeling",
+    "Diffusion",
+    "ImageClassification",
+    "MetricSpec",
+    "Schedule",
+    "SequenceClassification",
+    "SpeechPretraining",
+    "Task",
+    "build_network",
+    "param_groups",
+]

@@ -37,9 +37,9 @@ from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["CALIBRATED_KEY", "METRICS_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network"]
 
-# A task built in Python records its optimizer argument (by default the torch.optim.AdamW class) in its
-# hyperparameters; Lightning resumes with weights_only=True, which must be allowed to name torch's own classes.
-torch.serialization.add_safe_globals(optimizer_classes())
+# A task built in Python records its optimizer argument (by default the torch.optim.AdamW class) and its schedule in
+# its hyperparameters; Lightning resumes with weights_only=True, which must be allowed to name these classes.
+torch.serialization.add_safe_globals([*optimizer_classes(), Schedule])
 
 CALIBRATED_KEY = "derf_zoo_alpha_calibrated"
 METRICS_KEY = "derf_zoo_val_metrics"

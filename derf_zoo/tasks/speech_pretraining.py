@@ -1,0 +1,174 @@
+"""Self-supervised speech pretraining (wav2vec 2.0) on the task contract.
+
+Batches are mappings ``{"input_values": (B, samples) float, "attention_mask": (B, samples) bool/long}`` (the
+mask is optional: 1/True at real samples, right padding), what the speech DataModule yields; a bare waveform
+tensor works too.
+
+The loss is fairseq's ``wav2vec`` criterion (see :mod:`derf_zoo.models.wav2vec2`): the model returns sums over
+the masked frames and the task divides by their number (fairseq normalises gradients by ``sample_size``). Every
+logged loss is per masked frame in bits (``/ ln 2``), as fairseq logs it, so ``val/loss`` is the number the
+Derf and DyT papers report (wav2vec 2.0 Base: LN 1.95, Derf 1.93). The Gumbel temperature follows the global
+step (``max(2 * 0.999995**step, 0.5)`` for Base) and lives in the model's state, so a checkpoint keeps it.
+Validation draws its masks and negatives from ``eval_seed + batch_idx``, so it is deterministic across epochs,
+runs and norms. Gradient clipping is the Trainer's (``trainer.gradient_clip_val``, fairseq's ``clip_norm``;
+fairseq's wav2vec 2.0 pretraining configs leave it at 0 = off).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.schedules import Schedule
+
+__all__ = ["SpeechPretraining", "fairseq_adam"]
+
+LN2 = math.log(2.0)
+
+
+def fairseq_adam(params: Iterable) -> torch.optim.Optimizer:
+    """fairseq's wav2vec 2.0 Base optimizer: Adam with decoupled weight decay (fairseq's ``adam`` is AdamW),
+    lr 5e-4, betas (0.9, 0.98), eps 1e-6, weight decay 0.01."""
+    return torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+
+
+# A checkpoint's hyperparameters name it; Lightning resumes with weights_only=True.
+torch.serialization.add_safe_globals([fairseq_adam])
+
+
+def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
+    if isinstance(batch, Mapping):
+        if "input_values" not in batch:
+            raise ValueError(f"A speech batch needs 'input_values' (and optionally 'attention_mask'); got keys "
+                             f"{sorted(batch)}.")  # fmt: skip
+        return batch["input_values"], batch.get("attention_mask")
+    if isinstance(batch, Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        return batch[0], batch[1] if len(batch) > 1 else None
+    raise TypeError(f"A speech batch is a dict with 'input_values' (and 'attention_mask'), got {type(batch).__name__}.")
+
+
+class SpeechPretraining(Task):
+    """Pretrain a wav2vec 2.0 model (contrastive + diversity + feature penalty) and report its validation loss.
+
+    Args:
+        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`
+            (default optimizer: :func:`fairseq_adam`; the recipe's polynomial schedule is
+            ``Schedule("polynomial", warmup_steps=32000)``).
+        eval_seed: seed of the validation masks and negatives (batch ``i`` uses ``eval_seed + i``).
+    """
+
+    task_type = "feature-extraction"
+    metrics = (
+        MetricSpec("loss", higher_is_better=False,
+                   description="pretraining loss on held-out audio, bits per masked frame (fairseq's valid loss), "
+                               "fixed masks and negatives"),
+        MetricSpec("contrastive", higher_is_better=False,
+                   description="contrastive part of the same loss, bits per masked frame"),
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        model: str | nn.Module = "wav2vec2_tiny_derf",
+        model_args: dict[str, Any] | None = None,
+        optimizer: OptimizerCallable = fairseq_adam,
+        schedule: Schedule | None = None,
+        eval_seed: int = 0,
+        calibration_target: float = 1.0,
+        nonfinite: NonFinite = "error",
+    ) -> None:
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        if not getattr(self.model, "pretraining", False):
+            raise ValueError("SpeechPretraining needs a wav2vec 2.0 model with its pretraining head "
+                             "(pretraining=True).")  # fmt: skip
+        self.eval_seed = int(eval_seed)
+
+    def forward(self, input_values: Tensor, attention_mask: Tensor | None = None, **kwargs: Any) -> Any:
+        return self.model(input_values, attention_mask=attention_mask, **kwargs)
+
+    # ---- the contract ----------------------------------------------------------------------------------
+
+    def model_inputs(self, batch: Any) -> tuple[tuple, dict[str, Any]]:
+        """The waveforms and padding mask, with masks/negatives from ``eval_seed`` (alpha calibration)."""
+        x, attention_mask = _unpack(batch)
+        return (x,), {"attention_mask": attention_mask, "generator": torch.Generator().manual_seed(self.eval_seed)}
+
+    @staticmethod
+    def parts(out: Any) -> dict[str, Tensor]:
+        """Per-masked-frame values (bits) of a model output, plus perplexity and the masked fraction."""
+        n = out.sample_size.clamp_min(1).float()
+        mask = out.mask_time_indices
+        frames = mask.numel() if out.padding_mask is None else (~out.padding_mask).sum()
+        return {
+            "loss": out.loss / n / LN2,
+            "contrastive": out.contrastive_loss / n / LN2,
+            "diversity": out.diversity_loss / n / LN2,
+            "feature_penalty": out.feature_penalty / n / LN2,
+            "perplexity": out.codevector_perplexity.detach(),
+            "code_perplexity": out.code_perplexity.detach(),
+            "masked_fraction": mask.sum() / frames,
+        }
+
+    def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
+        self.model.set_num_updates(self.global_step)  # the Gumbel temperature of this update
+        x, attention_mask = _unpack(batch)
+        out = self.model(x, attention_mask=attention_mask)
+        parts = self.parts(out)
+        n = int(out.sample_size)
+        self.log("train/loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        for name in ("contrastive", "diversity", "feature_penalty", "perplexity", "code_perplexity",
+                     "masked_fraction"):  # fmt: skip
+            self.log(f"train/{name}", parts[name], on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/temperature", self.model.quantizer.temperature, on_step=True, on_epoch=False)
+        # fairseq divides the summed loss by sample_size for the gradient; in nats, as fairseq optimises it.
+        return out.loss / out.sample_size.clamp_min(1)
+
+    def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
+        """Summed loss in bits over the masked frames (random masks and negatives) and their number."""
+        x, attention_mask = _unpack(batch)
+        out = self.model(x, attention_mask=attention_mask)
+        return out.loss / LN2, int(out.sample_size)
+
+    @classmethod
+    def evaluate(cls, model: nn.Module, loader: Iterable, seed: int = 0) -> dict[str, float]:
+        """Loss and contrastive loss (bits per masked frame) of ``model`` over ``loader`` in eval mode, with the
+        masks and negatives of batch ``i`` drawn from ``seed + i`` (what validation logs)."""
+        model.eval()
+        loss = contrastive = 0.0
+        frames = 0
+        with torch.no_grad():
+            for i, batch in enumerate(loader):
+                x, attention_mask = _unpack(batch)
+                out = model(x, attention_mask=attention_mask, generator=torch.Generator().manual_seed(seed + i))
+                loss += float(out.loss)
+                contrastive += float(out.contrastive_loss)
+                frames += int(out.sample_size)
+        if frames == 0:
+            raise ValueError("evaluate: the loader is empty.")
+        return {"loss": loss / frames / LN2, "contrastive": contrastive / frames / LN2}
+
+    # ---- evaluation steps ------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: Any, batch_idx: int, split: str) -> None:
+        x, attention_mask = _unpack(batch)
+        out = self.model(x, attention_mask=attention_mask,
+                         generator=torch.Generator().manual_seed(self.eval_seed + batch_idx))  # fmt: skip
+        parts = self.parts(out)
+        n = int(out.sample_size)  # weighting by masked frames makes the epoch value sum(loss) / sum(frames)
+        self.log(f"{split}/loss", parts["loss"], prog_bar=True, sync_dist=True, batch_size=n)
+        for name in ("contrastive", "diversity", "perplexity", "code_perplexity"):
+            self.log(f"{split}/{name}", parts[name], sync_dist=True, batch_size=n)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
