@@ -21,7 +21,6 @@ from pathlib import Path
 import yaml
 
 DATASET = "ecoli-536-1mbp"
-SPLIT = "validation (last 10 % of the stored E. coli 536 sequence, 64 fixed 256-base windows)"
 
 
 def recipe_data(recipe: Path) -> tuple[dict, str]:
@@ -30,15 +29,18 @@ def recipe_data(recipe: Path) -> tuple[dict, str]:
     return dict(cfg["data"]["init_args"]), cfg["model"]["init_args"]["mode"]
 
 
-def measure(model, recipe: Path) -> dict[str, float]:
-    """Loss, perplexity and per-base accuracy (percent) on the recipe's validation windows (masks: seed 0)."""
+def measure(model, recipe: Path) -> tuple[dict[str, float], str]:
+    """Loss, perplexity and per-base accuracy (percent) on the recipe's validation windows (masks: seed 0), and the
+    split's description for the card."""
     from derf_zoo.data import GenomeDataModule
     from derf_zoo.tasks import DNALanguageModeling
 
     args, mode = recipe_data(recipe)
     data = GenomeDataModule(**args)
     data.setup("validate")
-    return DNALanguageModeling.evaluate(model, data.val_dataloader(), mode=mode, seed=0)
+    split = (f"validation (last 10 % of the stored E. coli 536 sequence, {len(data.val_set)} fixed "
+             f"{args['seq_len']}-base windows)")  # fmt: skip
+    return DNALanguageModeling.evaluate(model, data.val_dataloader(), mode=mode, seed=0), split
 
 
 def main() -> None:
@@ -65,7 +67,8 @@ def main() -> None:
             model = derf_zoo.create_model(arch).eval()
             load_into(model, network_weights(load_lightning_checkpoint(run.pretrain_checkpoint), None)[0],
                       source=str(run.pretrain_checkpoint))  # fmt: skip
-            metrics = {k: round(v, 4) for k, v in measure(model, recipe_path(recipe_name)).items()}
+            measured, split = measure(model, recipe_path(recipe_name))
+            metrics = {k: round(v, 4) for k, v in measured.items()}
             produced_by = (
                 f"trained by derf_zoo: `derf-zoo demo dna` / scripts/release_dna_demo.py, recipes/{recipe_name} "
                 f"(seed 0), final-epoch weights; fine-tuned from them on E. coli vs lambda "
@@ -73,7 +76,7 @@ def main() -> None:
                 f"({run.val_count} windows), test top-1 {100 * run.test_acc:.1f} % ({run.test_count} windows)"
             )
             folder = model.save_pretrained(
-                args.dest / name, name=name, metrics=metrics, dataset=DATASET, split=SPLIT,
+                args.dest / name, name=name, metrics=metrics, dataset=DATASET, split=split,
                 recipe=f"recipes/{recipe_name}", produced_by=produced_by, license="apache-2.0", overwrite=True,
                 eval_protocol=("DNALanguageModeling.evaluate on the recipe's validation windows (fixed, "
                                "non-overlapping); loss in nats per predicted base, acc = per-base top-1 (%); masked "
@@ -87,7 +90,7 @@ def main() -> None:
                 f"    sha256: {sha}\n"
                 f"    recipe: recipes/{recipe_name}\n"
                 f"    dataset: {DATASET}\n"
-                f"    split: {SPLIT}\n"
+                f"    split: {split}\n"
                 f"    metrics: {{{metric_text}}}\n"
                 f"    produced_by: >-\n      {produced_by}\n"
                 f"    license: apache-2.0\n"
