@@ -183,3 +183,14 @@ def test_out_proj_scaled_and_embedding_init():
     w = model.backbone.blocks[0].mixer.mamba_fwd.out_proj.weight
     bound = (1 / w.shape[1]) ** 0.5 / 4**0.5  # kaiming-uniform(a=sqrt 5) bound 1/sqrt(fan_in), over sqrt(n_layer)
     assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    from derf_zoo.models import from_pretrained
+
+    model = _perturb(create_model("caduceus_ps_1k_derf", **TINY)).eval()
+    model.save_pretrained(tmp_path / "ps")
+    loaded = from_pretrained(tmp_path / "ps").eval()
+    ids = _ids()
+    assert isinstance(loaded, Caduceus) and loaded.rcps
+    torch.testing.assert_close(loaded(ids), model(ids), rtol=0, atol=0)
