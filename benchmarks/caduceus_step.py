@@ -74,11 +74,13 @@ def time_rounds(cases: dict[str, Callable[[], None]], repeats: int, warmup: int)
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
+    for round_index in range(repeats):
         for name, fn in cases.items():
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) * 1e3)
+        print(f"round {round_index + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.0f} ms" for k, v in times.items()),
+              file=sys.stderr, flush=True)  # progress: a full run takes minutes on a loaded machine
     return times
 
 
