@@ -54,33 +54,46 @@ def _check_chunk_size(chunk_size: int) -> int:
 
 
 @torch.no_grad()
-def _scan_forward(a: Tensor, b: Tensor, h0: Tensor | None, chunk_size: int) -> Tensor:
-    """``h_t = a_t * h_{t-1} + b_t`` along dim 1 of (B, L, ...) tensors, with ``h_{-1} = h0`` (or 0)."""
+def _scan_forward(a: Tensor, b: Tensor, h0: Tensor | None, chunk_size: int, adjoint: bool = False) -> Tensor:
+    """``h_t = a_t * h_{t-1} + b_t`` along dim 1 of (B, L, ...) tensors, with ``h_{-1} = h0`` (or 0).
+
+    ``adjoint=True`` solves the backward pass's recurrence instead, right to left with the decays shifted by one:
+    ``h_t = a_{t+1} * h_{t+1} + b_t`` (``h_L = h0`` or 0), without flipping any tensor.
+    """
     batch, length = a.shape[:2]
     rest = a.shape[2:]
     chunk = min(chunk_size, 1 << max(length - 1, 0).bit_length())  # no longer than the sequence needs
     n_chunks = -(-length // chunk)
     padded = n_chunks * chunk
-    # Work on copies laid out (B, chunks, T, ...); padding with a=1, b=0 leaves the recurrence unchanged.
+    # Work on copies laid out (B, chunks, T, ...); padding at the end with a=1, b=0 changes no real position.
     a_c = a.new_ones((batch, padded, *rest))
     b_c = b.new_zeros((batch, padded, *rest))
-    a_c[:, :length] = a
+    if adjoint:
+        a_c[:, : length - 1] = a[:, 1:]
+    else:
+        a_c[:, :length] = a
     b_c[:, :length] = b
     a_c = a_c.view(batch, n_chunks, chunk, *rest)
     b_c = b_c.view(batch, n_chunks, chunk, *rest)
     # Hillis-Steele inside each chunk: after the step with offset k, position t holds the recurrence over
-    # (t-2k, t], so log2(T) steps give every prefix; a_c becomes the product of the decays from the chunk start.
+    # (t-2k, t] (adjoint: [t, t+2k)), so log2(T) steps give every prefix; a_c becomes the product of the decays
+    # from the chunk's start (adjoint: to its end). The clones keep each step reading the previous step's values.
     k = 1
     while k < chunk:
-        b_c[:, :, k:].addcmul_(a_c[:, :, k:], b_c[:, :, :-k].clone())
-        a_c[:, :, k:].mul_(a_c[:, :, :-k].clone())
+        if adjoint:
+            b_c[:, :, :-k].addcmul_(a_c[:, :, :-k], b_c[:, :, k:].clone())
+            a_c[:, :, :-k].mul_(a_c[:, :, k:].clone())
+        else:
+            b_c[:, :, k:].addcmul_(a_c[:, :, k:], b_c[:, :, :-k].clone())
+            a_c[:, :, k:].mul_(a_c[:, :, :-k].clone())
         k *= 2
-    # Sequential carry across chunks: the state entering chunk c, from the last position of the chunks before.
+    # Sequential carry across chunks: the state entering chunk c from the chunks before it (adjoint: after it).
     carries = b.new_empty((batch, n_chunks, *rest))
     h = h0 if h0 is not None else b.new_zeros((batch, *rest))
-    for c in range(n_chunks):
+    order, edge = (range(n_chunks - 1, -1, -1), 0) if adjoint else (range(n_chunks), -1)
+    for c in order:
         carries[:, c] = h
-        h = torch.addcmul(b_c[:, c, -1], a_c[:, c, -1], h)
+        h = torch.addcmul(b_c[:, c, edge], a_c[:, c, edge], h)
     b_c.addcmul_(a_c, carries.unsqueeze(2))
     return b_c.view(batch, padded, *rest)[:, :length]
 
@@ -102,11 +115,13 @@ class LinearScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h: Tensor):
         a, h, h0 = ctx.saved_tensors
-        # Reverse recurrence with the decays shifted by one: a_rev_t = a_{t+1}, and 0 past the end.
-        a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1)
-        g = _scan_forward(a_next.flip(1), grad_h.flip(1), None, ctx.chunk_size).flip(1)
-        h_prev = torch.cat([(h0 if h0 is not None else torch.zeros_like(h[:, 0])).unsqueeze(1), h[:, :-1]], dim=1)
-        grad_a = g * h_prev
+        g = _scan_forward(a, grad_h, None, ctx.chunk_size, adjoint=True)
+        grad_a = torch.empty_like(g)
+        torch.mul(g[:, 1:], h[:, :-1], out=grad_a[:, 1:])
+        if h0 is not None:
+            torch.mul(g[:, 0], h0, out=grad_a[:, 0])
+        else:
+            grad_a[:, 0] = 0
         grad_h0 = a[:, 0] * g[:, 0] if h0 is not None and ctx.needs_input_grad[2] else None
         return grad_a, g, grad_h0, None
 
