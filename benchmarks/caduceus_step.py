@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from derf_zoo.layers import mamba as mamba_module
-from derf_zoo.layers.selective_scan import linear_scan
+from derf_zoo.layers.selective_scan import DEFAULT_CHUNK_SIZE, linear_scan
 from derf_zoo.models import create_model
 
 
@@ -164,7 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--length", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1: the machine is shared)")
-    p.add_argument("--chunk-size", type=int, default=8, help="chunk of our scan in the step")
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="chunk of our scan in the step")
     p.add_argument("--scan-chunks", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     p.add_argument("--quick", action="store_true", help="tiny model, 64 tokens, 1 round (for the test)")
     p.add_argument("--out", type=Path, help="also write the markdown table here")

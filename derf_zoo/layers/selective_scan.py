@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "LinearScan", "linear_scan", "selective_scan", 
 
 #: Chunk length of the parallel scan (a power of two). On CPU short chunks win: each doubling step is a pass
 #: over the whole (B, L, D, N) state, while the carry loop over L / chunk steps is cheap (benchmarks/caduceus_step.py).
-DEFAULT_CHUNK_SIZE = 8
+DEFAULT_CHUNK_SIZE = 4
 
 try:  # The fused CUDA kernel; optional, and never importable on a machine without CUDA.
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _cuda_selective_scan
