@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from derf_zoo.backbone import Transformer
+from derf_zoo.data.dna import COMPLEMENT_IDS, VOCAB_SIZE
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import WeightsMismatchError, load_into
 from derf_zoo.layers import init_weights
@@ -39,10 +40,10 @@ from derf_zoo.norms.sites import tag_site
 __all__ = ["DNA_COMPLEMENT", "Caduceus", "caduceus_to_zoo_key", "dna_complement_map", "from_caduceus"]
 
 #: Complement of each id of the HyenaDNA/Caduceus character tokenizer (``[CLS]`` 0 ... ``[UNK]`` 6 map to
-#: themselves, A7 <-> T10, C8 <-> G9, N11 -> N11). Kept here so the model does not depend on the data module.
-DNA_COMPLEMENT = (0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11)
+#: themselves, A7 <-> T10, C8 <-> G9, N11 -> N11): the tokenizer's own table, one definition for data and model.
+DNA_COMPLEMENT = tuple(COMPLEMENT_IDS.tolist())
 #: The tokenizer's vocabulary (12) and the public checkpoints' ``pad_vocab_size_multiple`` (8): 16 rows.
-DNA_VOCAB_SIZE = 12
+DNA_VOCAB_SIZE = VOCAB_SIZE
 PAD_VOCAB_SIZE_MULTIPLE = 8
 
 #: Norm sites: before each BiMamba (the backbone's pre-mixer site, ``attn``) and after the last block.
