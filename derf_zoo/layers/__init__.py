@@ -2,9 +2,11 @@
 adaLN, patch embedding and the init that respects self-initialising modules."""
 
 from derf_zoo.layers.attention import Attention
+from derf_zoo.layers.bimamba import BiMamba
 from derf_zoo.layers.drop_path import DropPath
 from derf_zoo.layers.init import init_weights, trunc_normal_linear
 from derf_zoo.layers.layer_scale import LayerScale
+from derf_zoo.layers.mamba import Mamba
 from derf_zoo.layers.mixers import MixerFactory, get_mixer, list_mixers, register_mixer
 from derf_zoo.layers.mlp import Mlp
 from derf_zoo.layers.modulation import AdaLNModulation, modulate
@@ -13,8 +15,10 @@ from derf_zoo.layers.patch_embed import PatchEmbed
 __all__ = [
     "AdaLNModulation",
     "Attention",
+    "BiMamba",
     "DropPath",
     "LayerScale",
+    "Mamba",
     "MixerFactory",
     "Mlp",
     "PatchEmbed",

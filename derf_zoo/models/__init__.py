@@ -1,6 +1,6 @@
 """Model families on the shared backbone, and the registry (``create_model``, ``list_models``, families)."""
 
-from derf_zoo.models import dit, hyenadna, vit, wav2vec2
+from derf_zoo.models import caduceus, dit, hyenadna, vit, wav2vec2
 from derf_zoo.models._pretrained import from_pretrained
 from derf_zoo.models._registry import (
     ModelFamily,
@@ -12,17 +12,21 @@ from derf_zoo.models._registry import (
     register_family,
     register_model,
 )
+from derf_zoo.models.caduceus import Caduceus, from_caduceus
 from derf_zoo.models.dit import DiT, from_diffusers, from_official, to_official
 from derf_zoo.models.hyenadna import HyenaDNA, from_hyenadna
 from derf_zoo.models.vit import VisionTransformer, from_timm
 
 __all__ = [
+    "Caduceus",
     "DiT",
     "HyenaDNA",
     "ModelFamily",
     "VisionTransformer",
+    "caduceus",
     "create_model",
     "dit",
+    "from_caduceus",
     "from_diffusers",
     "from_hyenadna",
     "from_official",

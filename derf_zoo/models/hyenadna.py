@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from derf_zoo.backbone import Transformer
+from derf_zoo.data.dna import PAD_ID, VOCAB_SIZE
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import init_weights
@@ -44,7 +45,7 @@ __all__ = ["HyenaDNA", "from_hyenadna", "hyenadna_to_zoo_key"]
 HYENADNA_SITES = ("attn", "mlp", "final")
 
 #: The character vocabulary of the public checkpoints ([CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK] A C G T N).
-DNA_VOCAB_SIZE = 12
+DNA_VOCAB_SIZE = VOCAB_SIZE
 
 _LAYER_RE = re.compile(r"^backbone\.layers\.(\d+)\.(.*)$")
 _FREQ_RE = re.compile(r"filter_fn\.implicit_filter\.\d+\.freq$")
@@ -81,7 +82,7 @@ FAMILY = register_family(ModelFamily(
     task_type="text-generation", key_maps={"hyenadna": hyenadna_to_zoo_key},
 ))  # fmt: skip
 
-DNA_DATA_CFG = {"space": "dna", "vocab_size": DNA_VOCAB_SIZE, "pad_token_id": 4,
+DNA_DATA_CFG = {"space": "dna", "vocab_size": DNA_VOCAB_SIZE, "pad_token_id": PAD_ID,
                 "first_conv": None, "classifier": None}  # fmt: skip
 
 

@@ -14,7 +14,23 @@ from torchmetrics.classification import MulticlassAccuracy
 from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
 from derf_zoo.tasks.schedules import Schedule
 
-__all__ = ["ImageClassification"]
+__all__ = ["ImageClassification", "top1_and_loss"]
+
+
+def top1_and_loss(model: nn.Module, loader: Iterable) -> dict[str, float]:
+    """Top-1 accuracy (in percent) and mean cross entropy of a classifier over ``(inputs, labels)`` batches, in
+    eval mode: what ``evaluate`` reports for every classification task."""
+    model.eval()
+    correct, total, loss = 0, 0, 0.0
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(x)
+            correct += int((logits.argmax(-1) == y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            total += len(y)
+    if total == 0:
+        raise ValueError("evaluate: the loader is empty.")
+    return {"acc1": 100.0 * correct / total, "loss": loss / total}
 
 
 class ImageClassification(Task):
@@ -106,17 +122,7 @@ class ImageClassification(Task):
     @classmethod
     def evaluate(cls, model: nn.Module, loader: Iterable) -> dict[str, float]:
         """Top-1 accuracy (in percent) and mean cross entropy of ``model`` over ``loader``, in eval mode."""
-        model.eval()
-        correct, total, loss = 0, 0, 0.0
-        with torch.no_grad():
-            for x, y in loader:
-                logits = model(x)
-                correct += int((logits.argmax(-1) == y).sum())
-                loss += float(F.cross_entropy(logits, y, reduction="sum"))
-                total += len(y)
-        if total == 0:
-            raise ValueError("evaluate: the loader is empty.")
-        return {"acc1": 100.0 * correct / total, "loss": loss / total}
+        return top1_and_loss(model, loader)
 
     # ---- evaluation steps ------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from derf_zoo.data.dna import A_ID, PAD_ID, reverse_complement_ids
 from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.classification import top1_and_loss
 from derf_zoo.tasks.dna_lm import check_context
 from derf_zoo.tasks.schedules import Schedule
 
@@ -202,17 +203,7 @@ class SequenceClassification(Task):
     @classmethod
     def evaluate(cls, model: nn.Module, loader: Iterable) -> dict[str, float]:
         """Top-1 accuracy (percent) and mean cross entropy of ``model`` over ``loader``, in eval mode."""
-        model.eval()
-        correct, total, loss = 0, 0, 0.0
-        with torch.no_grad():
-            for x, y in loader:
-                logits = model(x)
-                correct += int((logits.argmax(-1) == y).sum())
-                loss += float(F.cross_entropy(logits, y, reduction="sum"))
-                total += len(y)
-        if total == 0:
-            raise ValueError("evaluate: the loader is empty.")
-        return {"acc1": 100.0 * correct / total, "loss": loss / total}
+        return top1_and_loss(model, loader)
 
     # ---- evaluation steps ------------------------------------------------------------------------------
 
