@@ -51,10 +51,13 @@ def family(recipe) -> str:
 
 def test_every_model_and_norm_has_its_recipes():
     stems = {p.stem for p in PRETRAIN + FINETUNE}
-    for model in ("hyenadna_tiny_1k_derf", "hyenadna_tiny_1k_ln"):
+    paper = ["hyenadna_tiny_1k_derf", "hyenadna_tiny_1k_ln"]
+    paper += [f"caduceus_{v}_1k_{n}" for v in ("ph", "ps") for n in ("derf", "rmsnorm")]
+    for model in paper:
         assert {f"{model}_hg38", f"{model}_genomic_benchmarks"} <= stems
         assert get_model_entry(model).recipe == f"recipes/dna/{model}_hg38.yaml"
-    for model in ("hyenadna_nano_derf", "hyenadna_nano_ln"):
+    assert len(PRETRAIN) == len(FINETUNE) == len(paper)
+    for model in ("hyenadna_nano_derf", "hyenadna_nano_ln", "caduceus_nano_derf", "caduceus_nano_rmsnorm"):
         assert get_model_entry(model).recipe == f"recipes/dna/{model}_ecoli.yaml"
         assert {p.stem for p in DEMO} >= {f"{model}_ecoli", f"{model}_ecoli_vs_lambda"}
 
