@@ -56,6 +56,9 @@ def main() -> None:
     from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
     from derf_zoo.recipes import recipe_path
 
+    import torch
+
+    torch.set_num_threads(1)  # as the demo part: bit-reproducible runs, and faster for these tiny models
     entries = []
     for demo_model in dna.available_models():
         if args.families and demo_model.family not in args.families:
