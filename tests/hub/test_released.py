@@ -107,6 +107,16 @@ def test_digits_dits_are_checked_against_their_sha256(tmp_path, monkeypatch):
         derf_zoo.create_model(weights.name, pretrained=True)
 
 
+@pytest.mark.parametrize("weights", DIT_DIGITS, ids=lambda w: w.name)
+def test_digits_dit_card_usage_runs(weights):
+    """The card's Usage block is a DiT call (noisy image, timestep, class), and it runs as written."""
+    text = (weights.embedded_path() / "README.md").read_text()
+    code = text.split("## Usage")[1].split("```python\n")[1].split("```")[0]
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["output"].shape == (2, 2, 8, 8) and f"derf-zoo sample {weights.name}" in code
+
+
 def test_digits_dit_release_is_derf_and_layernorm():
     assert sorted(w.architecture for w in DIT_DIGITS) == ["dit_nano_derf", "dit_nano_ln"]
     assert all(w.recipe == f"recipes/dit/{w.architecture}_digits.yaml" for w in DIT_DIGITS)
