@@ -188,3 +188,21 @@ def test_bad_inputs_name_the_value(vae_folder, images, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=r"divisible by 8 .*got 20"):
         main(["extract-latents", str(images), "--out", out, "--vae", str(vae_folder), "--image-size", "20"])
     assert not (tmp_path / "out").exists()  # nothing written by a refused call
+
+
+def test_the_reader_refuses_shards_it_cannot_use(tmp_path):
+    from safetensors.torch import save_file
+
+    from derf_zoo.data.latents import LatentShards
+
+    save_file({"latents": torch.zeros(2, 4, 4, 4), "labels": torch.zeros(2, dtype=torch.long)},
+              tmp_path / "a.safetensors")  # fmt: skip
+    save_file({"latents": torch.zeros(2, 4, 2, 2), "labels": torch.zeros(2, dtype=torch.long)},
+              tmp_path / "b.safetensors")  # fmt: skip
+    with pytest.raises(ValueError, match=r"b\.safetensors holds latents of shape \(4, 2, 2\), a\.safetensors"):
+        LatentShards(tmp_path)
+    (tmp_path / "b.safetensors").unlink()
+    save_file({"latents": torch.zeros(2, 4, 4, 4), "labels": torch.zeros(2, dtype=torch.long),
+               "latents_flipped": torch.zeros(2, 4, 2, 2)}, tmp_path / "c.safetensors")  # fmt: skip
+    with pytest.raises(ValueError, match=r"latents_flipped \(2, 4, 2, 2\) differs"):
+        LatentShards(tmp_path)
