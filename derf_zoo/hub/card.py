@@ -26,8 +26,15 @@ def _input_line(cfg: Mapping[str, Any]) -> str:
             f"std {tuple(cfg.get('std', ()))}, crop {cfg.get('crop_pct')}, {cfg.get('interpolation')} interpolation\n")
 
 
-def _example_call(cfg: Mapping[str, Any]) -> str:
-    return f"\noutput = model(torch.randn(1, *{tuple(cfg['input_size'])}))" if "input_size" in cfg else ""
+def _example_call(cfg: Mapping[str, Any], task_type: str | None = None, name: str | None = None) -> str:
+    if "input_size" not in cfg:
+        return ""
+    if task_type == "unconditional-image-generation":  # a DiT: called on a noisy image, its timestep and class
+        shape = tuple(cfg["input_size"])
+        return (f"\nx_t, t, y = torch.randn(2, *{shape}), torch.tensor([999, 500]), torch.tensor([0, 1])"
+                "\noutput = model(x_t, t, y)  # predicted noise (and variance with learn_sigma)"
+                f"\n# samples: derf-zoo sample {name or 'path/to/this/folder'} --out grid.png")
+    return f"\noutput = model(torch.randn(1, *{tuple(cfg['input_size'])}))"
 
 
 def _count(model: nn.Module) -> int:
@@ -110,7 +117,7 @@ Dataset: {dataset or "-"}{f", split {split}" if split else ""}. {eval_protocol o
 
 ```python
 import derf_zoo, torch
-model = {load}{_example_call(cfg)}
+model = {load}{_example_call(cfg, task_type, name)}
 ```
 
 ## Citation
