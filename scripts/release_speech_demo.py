@@ -76,7 +76,7 @@ def main() -> None:
             f"    sha256: {sha}\n"
             f"    recipe: {recipe}\n"
             f"    dataset: {DATASET}\n"
-            f"    split: {SPLIT}\n"
+            f"    split: \"{SPLIT}\"\n"  # quoted: the text holds a colon
             f"    metrics: {{{shown}}}\n"
             f"    produced_by: >-\n      {produced_by}\n"
             f"    license: apache-2.0\n"
