@@ -39,6 +39,10 @@ def test_clip_losses_are_fixed_by_the_seeds():
     other = speech.clip_losses(model, clips, seeds=(2, 3))
     assert not torch.equal(first.loss, other.loss)
     assert len(speech.validation_clips()) == 4
+    before = torch.get_num_threads()
+    with speech.one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_speech_part_runs_and_reports(tmp_path, capsys):
