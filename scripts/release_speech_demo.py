@@ -21,11 +21,11 @@ from pathlib import Path
 DATASET = "derf_zoo-embedded-speech"
 SPLIT = "validation (embedded fixed split: 4 clips, 7.6 s, each whole; 8 fixed mask draws, seeds 0-7)"
 PROTOCOL = (
-    "pretraining loss (contrastive + 0.1 diversity + 10 feature penalty) in bits per masked frame, as fairseq "
+    "Pretraining loss (contrastive + 0.1 diversity + 10 feature penalty) in bits per masked frame, as fairseq "
     "reports it: each of the 4 embedded validation clips alone and whole, eval mode, span masks and "
     "negatives drawn from torch.Generator seeds 0-7 (derf_zoo.commands.demo.speech.clip_losses); the mean over "
     "clips of each clip's summed bits / summed masked frames. Codebook perplexity: fairseq's prob_perplexity "
-    "(soft) and code_perplexity (distinct argmax codes), of 2 x 32 entries, averaged over clips and draws"
+    "(soft) and code_perplexity (distinct argmax codes), of 2 x 32 entries, averaged over clips and draws."
 )
 
 
@@ -55,7 +55,8 @@ def main() -> None:
                                                recipe=recipe, dataset=DATASET, overwrite=True)  # fmt: skip
         model = derf_zoo.from_pretrained(exported).eval()
         clips = speech.clip_losses(model)
-        torch.testing.assert_close(clips.loss, run.clips.loss)  # the export holds the trained weights
+        # the export holds the trained weights (float32 sums: thread counts change the last bits)
+        torch.testing.assert_close(clips.loss, run.clips.loss, rtol=1e-5, atol=1e-5)
         metrics = metrics_of(clips)
         produced_by = (
             f"trained by derf_zoo: `derf-zoo demo wav2vec2` (recipe above, seed 0, 100 epochs = 400 updates on the "

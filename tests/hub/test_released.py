@@ -121,6 +121,9 @@ def test_speech_weights_reproduce_the_loss_their_card_states(weights):
     assert float(clips.code_perplexity.mean()) == pytest.approx(stated["code_perplexity"], abs=0.01)
     assert json.loads((folder / "config.json").read_text())["architecture"] == weights.architecture
     assert sum(p.numel() for p in model.parameters()) < 400_000
+    # the card's usage line runs: model(torch.randn(1, *input_size)) is one second of audio, (batch, samples)
+    assert "torch.randn(1, *(16000,))" in card.text
+    assert model(torch.randn(1, *model.pretrained_cfg["input_size"])).last_hidden_state.shape == (1, 49, 96)
 
 
 def test_speech_release_is_derf_and_layernorm():
