@@ -45,6 +45,7 @@ def test_clip_losses_are_fixed_by_the_seeds():
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.slow
 def test_speech_part_runs_and_reports(tmp_path, capsys):
     assert PARTS["wav2vec2"] is speech
     result = speech.run_part(tmp_path, epochs=1, progress=False)

@@ -16,6 +16,7 @@ SMALL = {"conv_dim": "[16,16,16,16,16,16,16]", "embed_dim": 32, "depth": 1, "num
          "final_dim": 16, "num_codevectors": 8, "num_negatives": 5, "pos_conv_kernel": 8, "pos_conv_groups": 2}
 
 
+@pytest.mark.slow
 def test_export_of_a_speech_pretraining_checkpoint(tmp_path, capsys):
     ckpt_dir = tmp_path / "ckpt"
     assert main(["fit", "-c", str(recipe_path("wav2vec2/wav2vec2_tiny_derf_speech.yaml")), "--trainer.max_epochs=1",
