@@ -166,3 +166,33 @@ def test_fmnist_weights_load_and_match_their_card(weights):
 
 def test_fmnist_release_is_derf_and_layernorm():
     assert sorted(w.architecture for w in FMNIST) == ["vit_mini_derf", "vit_mini_ln"]
+
+
+SPEECH = [w for w in released_weights() if w.tag == "speech"]
+
+
+@pytest.mark.parametrize("weights", SPEECH, ids=lambda w: w.name)
+def test_speech_weights_reproduce_the_loss_their_card_states(weights):
+    from derf_zoo.commands.demo.speech import clip_losses
+
+    folder = weights.embedded_path()
+    assert sha256_file(folder / "model.safetensors") == weights.sha256
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.pipeline_tag == "feature-extraction"
+    stated = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert stated == weights.metrics and set(stated) == {"loss", "perplexity", "code_perplexity"}
+    model = derf_zoo.create_model(weights.name, pretrained=True)
+    # the demo's measurement: the 4 embedded validation clips, whole, 8 fixed mask draws (seeds 0-7), bits
+    clips = clip_losses(model)
+    assert clips.mean == pytest.approx(stated["loss"], abs=1e-3)
+    assert float(clips.perplexity.mean()) == pytest.approx(stated["perplexity"], abs=0.01)
+    assert float(clips.code_perplexity.mean()) == pytest.approx(stated["code_perplexity"], abs=0.01)
+    assert json.loads((folder / "config.json").read_text())["architecture"] == weights.architecture
+    assert sum(p.numel() for p in model.parameters()) < 400_000
+    # the card's usage line runs: model(torch.randn(1, *input_size)) is one second of audio, (batch, samples)
+    assert "torch.randn(1, *(16000,))" in card.text
+    assert model(torch.randn(1, *model.pretrained_cfg["input_size"])).last_hidden_state.shape == (1, 49, 96)
+
+
+def test_speech_release_is_derf_and_layernorm():
+    assert sorted(w.architecture for w in SPEECH) == ["wav2vec2_tiny_derf", "wav2vec2_tiny_ln"]
