@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["kept_activation_bytes", "main_norms", "main_vit_step", "positive_int", "run_interleaved"]
+__all__ = ["interleaved_times", "kept_activation_bytes", "main_norms", "main_vit_step", "positive_int",
+           "run_interleaved"]
 
 VIT_B_SHAPE = (32, 197, 768)
 GPT2_SHAPE = (8, 1024, 768)
@@ -29,10 +30,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_interleaved(
+def interleaved_times(
     cases: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device, inner: int = 1
-) -> dict[str, float]:
-    """Median milliseconds per call of every case, measured round-robin.
+) -> dict[str, list[float]]:
+    """Milliseconds per call of every case in every round, measured round-robin (A B C A B C ...).
 
     Args:
         cases: name -> a call to time.
@@ -60,7 +61,14 @@ def run_interleaved(
                 fn()
             _sync(device)
             times[name].append((time.perf_counter() - start) * 1e3 / inner)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def run_interleaved(
+    cases: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device, inner: int = 1
+) -> dict[str, float]:
+    """Median milliseconds per call of every case, measured round-robin (see :func:`interleaved_times`)."""
+    return {name: statistics.median(t) for name, t in interleaved_times(cases, repeats, warmup, device, inner).items()}
 
 
 def kept_activation_bytes(fn: Callable[[], Tensor], params: set[int]) -> int:

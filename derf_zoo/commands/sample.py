@@ -3,7 +3,14 @@
 The DiT comes from a Lightning checkpoint of the ``Diffusion`` task (``.../last.ckpt``, read with
 ``weights_only``), a Hub folder (``save_pretrained`` / ``derf-zoo export``), or a registered ``arch.tag`` with
 released weights. Sampling is the paper's: DDPM (default 250 steps) or DDIM, classifier-free guidance
-``--cfg-scale`` (1 = none). Pixel-space models only (no VAE here): 1 or 3 channels.
+``--cfg-scale`` (1 = none).
+
+Pixel-space models (1 or 3 channels) give their samples directly. Latent DiTs (4 channels: the paper's, trained on
+Stable Diffusion VAE latents x 0.18215) need ``--vae`` (a Hub id such as ``stabilityai/sd-vae-ft-ema`` or a local
+``AutoencoderKL`` folder, loaded as ``derf-zoo extract-latents`` loads it): each sampling batch is decoded as DiT's
+``sample_ddp.py`` does, ``vae.decode(latents / 0.18215).sample`` then ``clamp(127.5 x + 128, 0, 255)`` cast to
+uint8, ``--decode-batch-size`` latents at a time (the decoder at 256 px needs far more memory than the DiT). A
+pixel model refuses ``--vae`` (it has nothing to decode: a VAE there is a mistake, not a no-op).
 
 Writes ``--out`` (a PNG grid: one row per class) and the ``.npz`` beside it (same stem): ``arr_0`` the samples as
 uint8 (N, H, W, 3) (grey images repeated to 3 channels), ``arr_1`` their labels: the layout of ADM's
@@ -13,6 +20,7 @@ uint8 (N, H, W, 3) (grey images repeated to 3 channels), ``arr_1`` their labels:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +28,8 @@ import torch
 from torch import nn
 
 SAMPLERS = ("ddpm", "ddim")
+#: Channels of a pixel-space DiT (grey, RGB) and of a latent DiT (the Stable Diffusion VAE's latent channels).
+PIXEL_CHANNELS, LATENT_CHANNELS = (1, 3), 4
 DEFAULT_STEPS = {"ddpm": 250, "ddim": 50}
 
 
@@ -35,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 250 DDPM, 50 DDIM)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256, help="samples drawn at once")
+    p.add_argument("--vae", default=None, help="latent DiTs (4 channels) only, and required for them: the diffusers "
+                   "AutoencoderKL decoding the latents, a Hub id (e.g. stabilityai/sd-vae-ft-ema) or a local folder")
+    p.add_argument("--decode-batch-size", type=int, default=32, help="latents decoded at once by the VAE (default 32)")
     p.add_argument("--weights", choices=["ema", "raw"], default=None, help="of a checkpoint: EMA or raw weights "
                    "(default: EMA when the run averaged them)")  # fmt: skip
     p.add_argument("--device", default="cpu")
@@ -96,9 +109,9 @@ def check_options(model: nn.Module, classes: list[int] | None, per_class: int, c
     num_classes = getattr(model, "num_classes", None)
     if num_classes is None or not hasattr(model, "in_channels"):
         raise ValueError(f"{type(model).__name__} is not a class-conditional DiT.")
-    if model.in_channels not in (1, 3):
-        raise ValueError(f"The model has {model.in_channels} input channels: a latent DiT needs a VAE decoder, "
-                         "which derf-zoo sample does not have; pixel-space models (1 or 3 channels) only.")  # fmt: skip
+    if model.in_channels not in (*PIXEL_CHANNELS, LATENT_CHANNELS):
+        raise ValueError(f"The model has {model.in_channels} input channels: derf-zoo sample draws pixel-space DiTs "
+                         f"(1 or 3 channels) and latent DiTs on Stable Diffusion VAE latents ({LATENT_CHANNELS}).")
     if cfg_scale > 1 and not model.y_embedder.has_null_class:
         raise ValueError("--cfg-scale > 1 needs a null class: this DiT was built with class_dropout_prob=0.")
     classes = list(range(num_classes)) if classes is None else list(classes)
@@ -113,24 +126,89 @@ def check_options(model: nn.Module, classes: list[int] | None, per_class: int, c
     return classes, steps
 
 
+def is_latent(model: nn.Module) -> bool:
+    """Whether ``model`` is a latent DiT: it has the SD VAE's 4 latent channels (a pixel model has 1 or 3).
+
+    The channel count decides because it is what the network was built with; a ``pretrained_cfg`` saying
+    ``"space": "latent"`` (the ImageNet DiTs) agrees with it, one saying otherwise does not override it.
+    """
+    return getattr(model, "in_channels", None) == LATENT_CHANNELS
+
+
+def check_vae(model: nn.Module, vae: str | nn.Module | None) -> None:
+    """ValueError unless a latent DiT has a VAE with its latent channels and a pixel DiT has none."""
+    if is_latent(model):
+        if vae is None:
+            trained_on = (getattr(model, "pretrained_cfg", None) or {}).get("vae") or "stabilityai/sd-vae-ft-ema"
+            raise ValueError(f"This is a latent DiT ({model.in_channels} channels: Stable Diffusion VAE latents); its "
+                             f"samples need a decoder: pass --vae {trained_on} (a Hub id) or --vae path/to/folder "
+                             "(an AutoencoderKL saved with save_pretrained).")  # fmt: skip
+        if not isinstance(vae, str) and vae.config.latent_channels != model.in_channels:
+            raise ValueError(f"The VAE has {vae.config.latent_channels} latent channels, the DiT "
+                             f"{model.in_channels}: they were not trained together.")  # fmt: skip
+    elif vae is not None:
+        raise ValueError(f"--vae is for latent DiTs ({LATENT_CHANNELS} channels); this model works in pixel space "
+                         f"({model.in_channels} channel(s)) and has nothing to decode: drop --vae.")  # fmt: skip
+
+
 @torch.no_grad()
-def draw(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, sampler: str = "ddpm", steps: int = 250,
-         seed: int = 0, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:  # fmt: skip
-    """Samples for ``labels`` as uint8 (N, C, H, W); batch ``i`` draws from the generator seeded ``seed + i``."""
-    from derf_zoo.data.generation import to_pixels
+def decode_latents(vae: nn.Module, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Scaled SD-VAE latents (N, 4, h, w) -> uint8 images (N, 3, 8h, 8w), ``batch_size`` latents per decoder call.
+
+    Follows DiT's ``sample_ddp.py`` (facebookresearch/DiT): ``vae.decode(latents / 0.18215).sample`` in [-1, 1],
+    then ``torch.clamp(127.5 * x + 128.0, 0, 255)`` cast to uint8 (a cast truncates: round half up of 127.5 (x + 1)).
+    """
+    from derf_zoo.data.latents import SD_VAE_SCALE
+
+    if batch_size < 1:
+        raise ValueError(f"--decode-batch-size must be >= 1, got {batch_size}.")
+    param = next(vae.parameters())
+    out = []
+    for z in latents.split(batch_size):
+        x = vae.decode(z.to(param.device, param.dtype) / SD_VAE_SCALE).sample
+        out.append(torch.clamp(127.5 * x.float() + 128.0, 0, 255).to("cpu", torch.uint8))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sample_model_space(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, sampler: str = "ddpm",
+                       steps: int = 250, seed: int = 0, batch_size: int = 256,
+                       device: str = "cpu") -> Iterator[torch.Tensor]:  # fmt: skip
+    """The raw samples (pixels in [-1, 1], or scaled latents) for ``labels``, one float batch at a time on
+    ``device``; batch ``i`` draws from the generator seeded ``seed + i``."""
     from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
 
     respacing = f"ddim{steps}" if sampler == "ddim" else str(steps)
     diffusion = create_diffusion(respacing, learn_sigma=getattr(model, "learn_sigma", True))
     model = model.to(device).eval()
     guided = ClassifierFreeGuidance(model, cfg_scale)
-    out = []
     for i, y in enumerate(labels.split(batch_size)):
         y = y.to(device)
         shape = (len(y), model.in_channels, model.input_size, model.input_size)
         generator = torch.Generator(device).manual_seed(seed + i)
-        x = diffusion.sample_loop(guided, shape, method=sampler, model_kwargs={"y": y}, generator=generator)
-        out.append((to_pixels(x.float().cpu()) * 255).round().to(torch.uint8))
+        yield diffusion.sample_loop(guided, shape, method=sampler, model_kwargs={"y": y}, generator=generator)
+
+
+def draw(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, sampler: str = "ddpm", steps: int = 250,
+         seed: int = 0, batch_size: int = 256, device: str = "cpu", vae: nn.Module | None = None,
+         decode_batch_size: int = 32) -> torch.Tensor:  # fmt: skip
+    """Samples for ``labels`` as uint8 (N, C, H, W); batch ``i`` draws from the generator seeded ``seed + i``.
+
+    A latent DiT's samples are decoded by ``vae`` (required for it, refused for a pixel DiT) batch by batch, so
+    only uint8 images are kept: (N, 3, 8 x input_size, 8 x input_size).
+    """
+    from derf_zoo.data.generation import to_pixels
+
+    check_vae(model, vae)
+    if vae is not None:
+        vae = vae.to(device).eval()
+    out = []
+    for x in sample_model_space(model, labels, cfg_scale=cfg_scale, sampler=sampler, steps=steps, seed=seed,
+                                batch_size=batch_size, device=device):  # fmt: skip
+        if vae is not None:
+            out.append(decode_latents(vae, x, decode_batch_size))
+        else:
+            out.append((to_pixels(x.float().cpu()) * 255).round().to(torch.uint8))
     return torch.cat(out)
 
 
@@ -161,9 +239,18 @@ def run(args: argparse.Namespace) -> int:
         classes, steps = check_options(model, args.classes, args.per_class, args.cfg_scale, args.sampler, args.steps)
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
+        if args.decode_batch_size < 1:
+            raise ValueError(f"--decode-batch-size must be >= 1, got {args.decode_batch_size}.")
+        check_vae(model, args.vae)  # before loading anything: a missing or superfluous --vae fails at once
+        vae = None
+        if args.vae is not None:
+            from derf_zoo.commands.extract_latents import load_vae
+
+            vae = load_vae(args.vae, args.device)
         labels = torch.tensor(classes).repeat_interleave(args.per_class)
         images = draw(model, labels, cfg_scale=args.cfg_scale, sampler=args.sampler, steps=steps, seed=args.seed,
-                      batch_size=args.batch_size, device=args.device)  # fmt: skip
+                      batch_size=args.batch_size, device=args.device, vae=vae,
+                      decode_batch_size=args.decode_batch_size)  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"derf-zoo sample: {err}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
     nhwc = images.permute(0, 2, 3, 1)
     nhwc = nhwc.expand(-1, -1, -1, 3) if nhwc.shape[-1] == 1 else nhwc
     np.savez(npz, nhwc.contiguous().numpy(), labels.numpy())
-    print(f"wrote {out} and {npz} ({len(labels)} samples: classes {classes}, {args.per_class} each; "
-          f"{args.sampler} {steps} steps, cfg {args.cfg_scale:g}, seed {args.seed})")  # fmt: skip
+    decoded = f"; decoded by {args.vae}" if args.vae is not None else ""
+    print(f"wrote {out} and {npz} ({len(labels)} samples of {images.shape[-2]}x{images.shape[-1]} px: classes "
+          f"{classes}, {args.per_class} each; {args.sampler} {steps} steps, cfg {args.cfg_scale:g}, seed {args.seed}"
+          f"{decoded})")  # fmt: skip
     return 0

@@ -24,7 +24,33 @@ from torch.utils.data import DataLoader, Dataset
 
 from derf_zoo.data.base import SplitDataModule
 
-__all__ = ["LatentDataModule", "LatentShards"]
+__all__ = ["FLIPPED_KEY", "LABELS_KEY", "LATENTS_KEY", "SD_VAE_SCALE", "SHARD_GLOB", "LatentDataModule",
+           "LatentShards", "check_shard"]
+
+#: The tensors of a shard (``derf-zoo extract-latents`` writes them; :class:`LatentShards` reads them).
+LATENTS_KEY, LABELS_KEY, FLIPPED_KEY = "latents", "labels", "latents_flipped"
+#: The files of a shard folder (anything else in the folder, e.g. the extractor's record, is ignored).
+SHARD_GLOB = "*.safetensors"
+#: Stable Diffusion's VAE latent scale: DiT trains on ``latent_dist.sample() * 0.18215``.
+SD_VAE_SCALE = 0.18215
+
+
+def check_shard(tensors: dict[str, Tensor], source: str | Path) -> None:
+    """Raise ValueError unless ``tensors`` (one shard) hold ``latents`` (N, C, H, W) and ``labels`` (N,), and
+    ``latents_flipped`` if present has the shape of ``latents``."""
+    missing = [k for k in (LATENTS_KEY, LABELS_KEY) if k not in tensors]
+    if missing:
+        raise ValueError(f"Latent shard {source} lacks {missing}; it holds {sorted(tensors)}.")
+    latents, labels = tensors[LATENTS_KEY], tensors[LABELS_KEY]
+    if latents.ndim != 4 or labels.ndim != 1:
+        raise ValueError(f"Latent shard {source}: latents must be (N, C, H, W) and labels (N,), got "
+                         f"{tuple(latents.shape)} and {tuple(labels.shape)}.")  # fmt: skip
+    if len(latents) != len(labels):
+        raise ValueError(f"Latent shard {source}: {len(latents)} latents but {len(labels)} labels.")
+    flipped = tensors.get(FLIPPED_KEY)
+    if flipped is not None and flipped.shape != latents.shape:
+        raise ValueError(f"Latent shard {source}: {FLIPPED_KEY} {tuple(flipped.shape)} differs from latents "
+                         f"{tuple(latents.shape)}.")  # fmt: skip
 
 
 class LatentShards(Dataset):
@@ -43,22 +69,20 @@ class LatentShards(Dataset):
         from safetensors.torch import load_file
 
         root = Path(root)
-        shards = sorted(root.glob("*.safetensors"))
+        shards = sorted(root.glob(SHARD_GLOB))
         if not shards:
-            raise FileNotFoundError(f"No latent shards (*.safetensors) in {root}; see derf_zoo.data.latents for "
-                                    "the layout.")  # fmt: skip
+            raise FileNotFoundError(f"No latent shards ({SHARD_GLOB}) in {root}; see derf_zoo.data.latents for "
+                                    "the layout, or write them with derf-zoo extract-latents.")  # fmt: skip
         latents, labels, flipped = [], [], []
         for shard in shards:
             tensors = load_file(str(shard))
-            missing = [k for k in ("latents", "labels") if k not in tensors]
-            if missing:
-                raise ValueError(f"Latent shard {shard} lacks {missing}; it holds {sorted(tensors)}.")
-            if len(tensors["latents"]) != len(tensors["labels"]):
-                raise ValueError(f"Latent shard {shard}: {len(tensors['latents'])} latents but "
-                                 f"{len(tensors['labels'])} labels.")  # fmt: skip
-            latents.append(tensors["latents"])
-            labels.append(tensors["labels"].long())
-            flipped.append(tensors.get("latents_flipped"))
+            check_shard(tensors, shard)
+            if latents and tensors[LATENTS_KEY].shape[1:] != latents[0].shape[1:]:
+                raise ValueError(f"Latent shard {shard} holds latents of shape {tuple(tensors[LATENTS_KEY].shape[1:])}"
+                                 f", {shards[0].name} {tuple(latents[0].shape[1:])}: one folder, one shape.")
+            latents.append(tensors[LATENTS_KEY])
+            labels.append(tensors[LABELS_KEY].long())
+            flipped.append(tensors.get(FLIPPED_KEY))
         self.latents = torch.cat(latents)
         self.labels = torch.cat(labels)
         self.flipped = torch.cat(flipped) if flip and all(f is not None for f in flipped) else None

@@ -38,11 +38,19 @@ def _input_line(cfg: Mapping[str, Any], model: nn.Module) -> str:
             f"std {tuple(cfg.get('std', ()))}, crop {cfg.get('crop_pct')}, {cfg.get('interpolation')} interpolation\n")
 
 
-def _example_call(cfg: Mapping[str, Any], model: nn.Module) -> str:
+def _example_call(cfg: Mapping[str, Any], model: nn.Module, task_type: str | None = None,
+                  name: str | None = None) -> str:  # fmt: skip
     length = _dna_length(cfg, model)
     if length is not None:
         return f"\nlogits = model(torch.randint(7, 11, (1, {min(length, 256)})))  # random A/C/G/T ids"
-    return f"\noutput = model(torch.randn(1, *{tuple(cfg['input_size'])}))" if "input_size" in cfg else ""
+    if "input_size" not in cfg:
+        return ""
+    if task_type == "unconditional-image-generation":  # a DiT: called on a noisy image, its timestep and class
+        shape = tuple(cfg["input_size"])
+        return (f"\nx_t, t, y = torch.randn(2, *{shape}), torch.tensor([999, 500]), torch.tensor([0, 1])"
+                "\noutput = model(x_t, t, y)  # predicted noise (and variance with learn_sigma)"
+                f"\n# samples: derf-zoo sample {name or 'path/to/this/folder'} --out grid.png")
+    return f"\noutput = model(torch.randn(1, *{tuple(cfg['input_size'])}))"
 
 
 def _count(model: nn.Module) -> int:
@@ -125,7 +133,7 @@ Dataset: {dataset or "-"}{f", split {split}" if split else ""}. {eval_protocol o
 
 ```python
 import derf_zoo, torch
-model = {load}{_example_call(cfg, model)}
+model = {load}{_example_call(cfg, model, task_type, name)}
 ```
 
 ## Citation

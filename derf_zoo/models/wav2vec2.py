@@ -54,7 +54,9 @@ __all__ = ["NORM_SITES", "Wav2Vec2", "Wav2Vec2Output", "from_fairseq", "from_tra
 
 #: The norm slot of wav2vec 2.0: before/after attention, before/after the MLP, and the encoder's own norm.
 NORM_SITES = ("attn", "mlp", "encoder")
-AUDIO_DATA_CFG = {"sample_rate": 16000, "input_size": (1, 16000)}
+# One second of 16 kHz audio per example. The model takes (batch, samples): no channel axis, so the model card's usage
+# line, torch.randn(1, *input_size), builds a valid input.
+AUDIO_DATA_CFG = {"sample_rate": 16000, "input_size": (16000,)}
 
 
 def hf_to_zoo_key(key: str) -> str:
@@ -443,8 +445,12 @@ def wav2vec2_large(pretrained: bool = False, **kwargs: Any) -> Wav2Vec2:
 
 def _paper(name: str, size: str, norm: str, pretrained: bool, kwargs: dict[str, Any]) -> Wav2Vec2:
     """The Derf paper's rows (§3.3): fairseq's config with ``layer_norm_first: true`` for Base too, the norm in
-    every slot site (Derf and DyT with alpha 0.5)."""
+    every slot site (Derf and DyT with alpha 0.5). The official Large yaml (zlab-princeton/Derf) sets no
+    ``extractor_mode`` or ``conv_bias``, so its CNN is fairseq's default, Base's group-norm CNN without conv bias,
+    not the LV-60 layer-norm CNN that ``wav2vec2_large`` builds."""
     args = {**(_BASE if size == "base" else _LARGE), "norm_first": True, "norm": norm}
+    if size == "large":
+        args.update(extractor_mode="group", conv_bias=False)
     return _build(name, args, pretrained, kwargs)
 
 

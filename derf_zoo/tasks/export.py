@@ -96,6 +96,9 @@ def export_checkpoint(
     else:
         metrics = recorded_metrics(ckpt)
         protocol = f"Metrics recorded by the run at step {ckpt.get('global_step')} (validation split)."
+    meaning = {m.name: m.description for m in task.metrics if m.description and m.name in metrics}
+    if meaning:  # what each number is (units, conditions): "loss" alone says nothing on the card
+        protocol += " Metrics: " + "; ".join(f"{k}: {v}" for k, v in meaning.items()) + "."
     data_name = dataset or (ckpt.get("datamodule_hyper_parameters") or {}).get("_class_path", "").rpartition(".")[2]
     card = {"metrics": metrics, "dataset": data_name or None, "split": split or "validation", "name": name,
             "weights_kind": kind, "produced_by": f"trained with derf_zoo, exported from {Path(ckpt_path).name} "

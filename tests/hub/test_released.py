@@ -6,11 +6,11 @@ import pytest
 import timm
 import torch
 from huggingface_hub import ModelCard
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import derf_zoo
 from derf_zoo.data import DigitsDataModule
-from derf_zoo.hub import released_weights, sha256_file
+from derf_zoo.hub import WeightsIntegrityError, released_weights, sha256_file
 
 
 def _timm_shaped_weights(folder, repo_id):
@@ -45,7 +45,8 @@ def _digits_accuracy(model) -> float:
     return 100.0 * correct / len(data.val_set)
 
 
-DIGITS = [w for w in released_weights() if w.tag == "digits"]
+DIGITS = [w for w in released_weights() if w.tag == "digits" and w.architecture.startswith("vit_")]
+DIT_DIGITS = [w for w in released_weights() if w.tag == "digits" and w.architecture.startswith("dit_")]
 
 
 @pytest.mark.parametrize("weights", DIGITS, ids=lambda w: w.name)
@@ -65,6 +66,73 @@ def test_digits_weights_reach_the_accuracy_their_card_states(weights):
 
 def test_digits_release_covers_every_norm():
     assert sorted(w.architecture for w in DIGITS) == ["vit_nano_derf", "vit_nano_dyt", "vit_nano_ln"]
+
+
+@pytest.mark.parametrize("weights", DIT_DIGITS, ids=lambda w: w.name)
+def test_digits_dits_reproduce_the_loss_their_card_states(weights):
+    """The held-out diffusion loss on the card is what the demo's own evaluation gives for the shipped weights."""
+    from derf_zoo.commands.demo.dit import held_out_losses
+    from derf_zoo.data.generation import DigitsGenerationDataModule
+
+    folder = weights.embedded_path()
+    card = ModelCard.load(folder / "README.md")
+    stated = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert stated == pytest.approx(weights.metrics)  # card and manifest state the same numbers
+    assert set(stated) == {"loss", "fd", "class_acc"} and "Inception" in (folder / "README.md").read_text()
+    model = derf_zoo.create_model(weights.architecture, pretrained=True)  # the bare name: sha256 checked on load
+    assert model.pretrained_cfg["tag"] == "digits" and not model.training
+    data = DigitsGenerationDataModule(img_size=8)
+    data.setup("fit")
+    loss = float(held_out_losses(model, data.val_set).mean())
+    assert loss == pytest.approx(stated["loss"], abs=1e-4)  # stated to 4 decimals; float32 across thread counts
+    assert (folder / "model.safetensors").stat().st_size < 2 * 2**20
+
+
+def test_digits_dits_are_checked_against_their_sha256(tmp_path, monkeypatch):
+    """A shipped DiT whose weights changed is refused, not loaded."""
+    import shutil
+
+    from derf_zoo.hub import manifest
+
+    weights = DIT_DIGITS[0]
+    copy = tmp_path / "copy"
+    shutil.copytree(weights.embedded_path(), copy)
+    tensors = load_file(copy / "model.safetensors")
+    first = next(iter(tensors))
+    tensors[first] = tensors[first] + 1
+    save_file(tensors, copy / "model.safetensors")
+    monkeypatch.setattr(manifest.ReleasedWeights, "embedded_path", lambda self: copy)
+    pinned = rf"{weights.name}: .* has sha256 .*the manifest pins {weights.sha256}"
+    with pytest.raises(WeightsIntegrityError, match=pinned):
+        derf_zoo.create_model(weights.name, pretrained=True)
+
+
+@pytest.mark.parametrize("weights", DIT_DIGITS, ids=lambda w: w.name)
+def test_digits_dit_card_usage_runs(weights):
+    """The card's Usage block is a DiT call (noisy image, timestep, class), and it runs as written."""
+    text = (weights.embedded_path() / "README.md").read_text()
+    code = text.split("## Usage")[1].split("```python\n")[1].split("```")[0]
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["output"].shape == (2, 2, 8, 8) and f"derf-zoo sample {weights.name}" in code
+
+
+def test_digits_dit_release_is_derf_and_layernorm():
+    assert sorted(w.architecture for w in DIT_DIGITS) == ["dit_nano_derf", "dit_nano_ln"]
+    assert all(w.recipe == f"recipes/dit/{w.architecture}_digits.yaml" for w in DIT_DIGITS)
+
+
+def test_sample_draws_a_grid_from_a_released_dit(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from derf_zoo.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["sample", "dit_nano_derf.digits", "--out", str(out), "--classes", "3", "7", "--per-class", "2",
+                 "--steps", "10", "--sampler", "ddim"]) == 0  # fmt: skip
+    assert np.asarray(Image.open(out)).shape == (2 * 34, 2 * 34, 3)  # 8 px cells enlarged x4, 1-px border
+    assert np.load(out.with_suffix(".npz"))["arr_1"].tolist() == [3, 3, 7, 7]
 
 
 def test_unreleased_model_names_its_recipe():
@@ -98,6 +166,36 @@ def test_fmnist_weights_load_and_match_their_card(weights):
 
 def test_fmnist_release_is_derf_and_layernorm():
     assert sorted(w.architecture for w in FMNIST) == ["vit_mini_derf", "vit_mini_ln"]
+
+
+SPEECH = [w for w in released_weights() if w.tag == "speech"]
+
+
+@pytest.mark.parametrize("weights", SPEECH, ids=lambda w: w.name)
+def test_speech_weights_reproduce_the_loss_their_card_states(weights):
+    from derf_zoo.commands.demo.speech import clip_losses
+
+    folder = weights.embedded_path()
+    assert sha256_file(folder / "model.safetensors") == weights.sha256
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.pipeline_tag == "feature-extraction"
+    stated = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert stated == weights.metrics and set(stated) == {"loss", "perplexity", "code_perplexity"}
+    model = derf_zoo.create_model(weights.name, pretrained=True)
+    # the demo's measurement: the 4 embedded validation clips, whole, 8 fixed mask draws (seeds 0-7), bits
+    clips = clip_losses(model)
+    assert clips.mean == pytest.approx(stated["loss"], abs=1e-3)
+    assert float(clips.perplexity.mean()) == pytest.approx(stated["perplexity"], abs=0.01)
+    assert float(clips.code_perplexity.mean()) == pytest.approx(stated["code_perplexity"], abs=0.01)
+    assert json.loads((folder / "config.json").read_text())["architecture"] == weights.architecture
+    assert sum(p.numel() for p in model.parameters()) < 400_000
+    # the card's usage line runs: model(torch.randn(1, *input_size)) is one second of audio, (batch, samples)
+    assert "torch.randn(1, *(16000,))" in card.text
+    assert model(torch.randn(1, *model.pretrained_cfg["input_size"])).last_hidden_state.shape == (1, 49, 96)
+
+
+def test_speech_release_is_derf_and_layernorm():
+    assert sorted(w.architecture for w in SPEECH) == ["wav2vec2_tiny_derf", "wav2vec2_tiny_ln"]
 
 
 ECOLI = [w for w in released_weights() if w.tag == "ecoli"]

@@ -168,9 +168,12 @@ def test_entry_points_and_sizes():
     small = dict(embed_dim=32, depth=1, num_heads=4, ffn_dim=64, conv_dim=(16,) * 7, final_dim=12)
     paper = create_model("wav2vec2_base_derf", **small)
     large = create_model("wav2vec2_large_ln", **small)
+    lv60 = create_model("wav2vec2_large", **small)
     assert not base.norm_first and paper.norm_first and isinstance(paper.encoder_norm, Derf)
     assert paper.encoder_norm.alpha_init == 0.5 and paper.feature_extractor.conv_layers[0].conv.bias is None
-    assert large.norm_first and large.feature_extractor.conv_layers[0].conv.bias is not None
+    # The paper's Large keeps fairseq's default CNN (the official yaml sets no extractor_mode); the generic one is LV-60.
+    assert large.norm_first and large.feature_extractor.conv_layers[0].conv.bias is None
+    assert lv60.feature_extractor.conv_layers[0].conv.bias is not None
     assert large.quantizer.max_temp == 2.0 and large.quantizer.min_temp == 0.1
     tiny_model = create_model("wav2vec2_tiny_derf")
     assert sum(p.numel() for p in tiny_model.parameters()) < 500_000

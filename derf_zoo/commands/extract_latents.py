@@ -1,0 +1,338 @@
+"""``derf-zoo extract-latents``: ImageNet-style class folders -> Stable Diffusion VAE latents in safetensors shards.
+
+DiT trains on VAE latents, not pixels; encoding once here means training never runs the VAE. Each image is
+center-cropped and resized to ``--image-size`` as DiT's ``train.py`` does (ADM's ``center_crop_arr``: halve with a
+box filter while the short side is at least twice the size, bicubic resize of the short side to the size, center
+crop), scaled to [-1, 1], encoded with diffusers' ``AutoencoderKL`` (default ``stabilityai/sd-vae-ft-ema``) and
+multiplied by 0.18215. Like DiT's ``extract_features.py``, the latent is a draw ``latent_dist.sample()`` (the
+posterior's mean plus its standard deviation times Gaussian noise); ``--mode mean`` keeps the posterior mean.
+The noise of image ``i`` (in the sorted listing) comes from its own generator, seeded ``(--seed << 32) + i``, so the
+values do not depend on the batch or shard size, and a resumed extraction writes what an uninterrupted one would.
+
+The output is the folder :mod:`derf_zoo.data.latents` reads: ``shard_00000.safetensors``, ... with ``latents``
+(N, 4, S/8, S/8), ``labels`` (N,) (class folders sorted by name, as torchvision's ImageFolder numbers them) and,
+with ``--flip``, ``latents_flipped`` (the latents of the horizontally flipped images, for DiT's random flip), plus
+``extract_latents.json``: what was extracted (input, image list digest, VAE, size, mode, ...) and the classes.
+
+Resumable: run the same command again and complete shards are kept; a shard is written to a temporary file and
+renamed into place only when whole, so an interrupted run never leaves a partial shard. An output folder that holds
+another extraction (other input, VAE or settings) is refused unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from derf_zoo.data.images import _IMAGE_EXTENSIONS
+from derf_zoo.data.latents import FLIPPED_KEY, LABELS_KEY, LATENTS_KEY, SD_VAE_SCALE, check_shard
+
+__all__ = ["DEFAULT_VAE", "MODES", "center_crop_arr", "encode", "extract_latents", "image_generator", "list_images",
+           "load_vae"]
+
+DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"
+MODES = ("sample", "mean")
+RECORD_NAME = "extract_latents.json"
+#: The VAE halves the side three times (block_out_channels of length 4).
+VAE_FACTOR = 8
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract-latents", help="encode ImageNet-style class folders into SD-VAE latent shards "
+                                               "for DiT training (resumable)")  # fmt: skip
+    p.add_argument("images", type=Path, help="a folder of class folders: IMAGES/<class_name>/<image files>")
+    p.add_argument("--out", type=Path, required=True, help="folder for the shards (LatentDataModule's root)")
+    p.add_argument("--vae", default=DEFAULT_VAE, help=f"diffusers AutoencoderKL: a Hub id or a local folder "
+                                                      f"(default {DEFAULT_VAE})")  # fmt: skip
+    p.add_argument("--image-size", type=int, default=256, help="center-crop side in pixels, divisible by 8 "
+                                                               "(default 256: 32x32x4 latents)")  # fmt: skip
+    p.add_argument("--shard-size", type=int, default=4096, help="images per shard (default 4096)")
+    p.add_argument("--batch-size", type=int, default=32, help="images encoded at once (default 32)")
+    p.add_argument("--mode", default="sample", help="sample (DiT's extract: mean + std * noise) or mean")
+    p.add_argument("--flip", action="store_true", help="also store the latents of the flipped images "
+                                                       "(latents_flipped, for DiT's random flip)")  # fmt: skip
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored latents' dtype")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (image i: (seed << 32) + i)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder holding another extraction")
+    p.set_defaults(run=run)
+
+
+# ---- input ----------------------------------------------------------------------------------------------------
+
+
+def list_images(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class names sorted, [(image path, label)] sorted by class then file name) of an ImageNet-style folder.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing, or holds no class folder with images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Image folder {root} does not exist; expected {root}/<class_name>/<image files>.")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    items = [(f, label) for label, c in enumerate(classes) for f in sorted((root / c).iterdir())
+             if f.is_file() and f.suffix.lower() in _IMAGE_EXTENSIONS]  # fmt: skip
+    if not items:
+        raise FileNotFoundError(f"Image folder {root} has no class folders with images ("
+                                f"{', '.join(_IMAGE_EXTENSIONS)}); expected {root}/<class_name>/<image files>.")
+    return classes, items
+
+
+def center_crop_arr(image: Any, image_size: int) -> np.ndarray:
+    """ADM's center crop, as DiT's ``train.py`` uses it: a PIL image -> uint8 (image_size, image_size, 3).
+
+    Follows guided-diffusion's ``image_datasets.center_crop_arr`` (openai/guided-diffusion, MIT).
+    """
+    from PIL import Image
+
+    while min(*image.size) >= 2 * image_size:  # repeated halving: cheap antialiasing before the bicubic step
+        image = image.resize(tuple(x // 2 for x in image.size), resample=Image.BOX)
+    scale = image_size / min(*image.size)
+    image = image.resize(tuple(round(x * scale) for x in image.size), resample=Image.BICUBIC)
+    arr = np.asarray(image.convert("RGB"))
+    top, left = (arr.shape[0] - image_size) // 2, (arr.shape[1] - image_size) // 2
+    return arr[top:top + image_size, left:left + image_size]
+
+
+def _pixels(paths: list[Path], image_size: int) -> Tensor:
+    """(N, 3, S, S) in [-1, 1]: DiT's ToTensor + Normalize(0.5, 0.5) after the center crop."""
+    from PIL import Image
+
+    arrays = []
+    for path in paths:
+        with Image.open(path) as image:
+            arrays.append(center_crop_arr(image.convert("RGB"), image_size))
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+# ---- the VAE --------------------------------------------------------------------------------------------------
+
+
+def load_vae(source: str, device: str = "cpu") -> torch.nn.Module:
+    """diffusers ``AutoencoderKL`` from a local folder or a Hub id, in eval mode.
+
+    Raises:
+        FileNotFoundError: a local path that does not exist, or a Hub id that cannot be fetched (offline, not
+            cached), with how to provide the VAE.
+    """
+    from diffusers import AutoencoderKL
+
+    path = Path(source).expanduser()
+    looks_local = path.is_absolute() or source.startswith((".", "~")) or source.count("/") != 1
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"VAE folder {path} has no config.json: give a folder written by "
+                                    "AutoencoderKL.save_pretrained (config.json + weights).")  # fmt: skip
+        return AutoencoderKL.from_pretrained(str(path)).to(device).eval()
+    if looks_local:
+        raise FileNotFoundError(f"VAE folder {source} does not exist; pass --vae with a folder holding an "
+                                f"AutoencoderKL (config.json + weights) or a Hub id such as {DEFAULT_VAE}.")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:
+        return AutoencoderKL.from_pretrained(source, local_files_only=offline).to(device).eval()
+    except (OSError, ValueError) as err:  # diffusers raises OSError (EnvironmentError) for missing repos/files
+        raise FileNotFoundError(
+            f"Could not load the VAE {source!r} from the Hugging Face Hub or its local cache ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}). On a machine with Hub access run "
+            f"`huggingface-cli download {source} --local-dir sd-vae` (or load it once there to fill the cache), "
+            "copy the folder here and pass --vae path/to/sd-vae."
+        ) from None
+
+
+def image_generator(seed: int, index: int) -> torch.Generator:
+    """The generator of image ``index``'s posterior draw(s): one per image, so batching changes nothing."""
+    return torch.Generator().manual_seed((seed << 32) + index)
+
+
+@torch.no_grad()
+def encode(vae: torch.nn.Module, pixels: Tensor, mode: str, generators: list[torch.Generator]) -> Tensor:
+    """Scaled latents of ``pixels`` in [-1, 1]: a posterior draw (or its mean) times 0.18215.
+
+    The draw is ``mean + std * noise``, what diffusers' ``latent_dist.sample(generator)`` computes, with the noise
+    of each image from its own generator (a CPU generator: the same numbers on every device).
+    """
+    dist = vae.encode(pixels).latent_dist
+    latent = dist.mean
+    if mode == "sample":
+        noise = torch.stack([torch.randn(latent.shape[1:], generator=g) for g in generators])
+        latent = latent + dist.std * noise.to(latent.device, latent.dtype)
+    return latent * SD_VAE_SCALE
+
+
+# ---- shards ---------------------------------------------------------------------------------------------------
+
+
+def shard_path(out: Path, index: int) -> Path:
+    return out / f"shard_{index:05d}.safetensors"
+
+
+def _shard_is_complete(path: Path, expected: int, record: dict[str, Any]) -> bool:
+    """Whether ``path`` is a whole shard of this extraction with ``expected`` images (any doubt: redo it)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("extraction") != record["digest"]:
+                return False
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+        check_shard(tensors, path)
+    except Exception:  # a truncated or foreign file: it is redone, never trusted
+        return False
+    latents = tensors[LATENTS_KEY]
+    return len(latents) == expected and tuple(latents.shape[1:]) == tuple(record["latent_shape"]) and (
+        (FLIPPED_KEY in tensors) == record["flip"])  # fmt: skip
+
+
+def _write_shard(path: Path, tensors: dict[str, Tensor], digest: str) -> None:
+    """Write to a hidden temporary file, then rename: a shard exists whole or not at all."""
+    from safetensors.torch import save_file
+
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(tensors, str(partial), metadata={"extraction": digest})
+    os.replace(partial, path)
+
+
+def _record(images: Path, classes: list[str], items: list[tuple[Path, int]], vae: str, image_size: int,
+            shard_size: int, mode: str, flip: bool, dtype: str, seed: int,
+            latent_shape: tuple) -> dict[str, Any]:  # fmt: skip
+    listing = hashlib.sha256("\n".join(f"{p.relative_to(images)}\t{y}" for p, y in items).encode()).hexdigest()
+    record = {"images": str(images.resolve()), "num_images": len(items), "image_list_sha256": listing,
+              "vae": vae, "scale": SD_VAE_SCALE, "image_size": image_size, "shard_size": shard_size, "mode": mode,
+              "flip": flip, "dtype": dtype, "seed": seed, "latent_shape": list(latent_shape)}  # fmt: skip
+    record["digest"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    record["classes"] = classes
+    return record
+
+
+def _prepare_out(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Create ``out``, or keep it for a resume of the same extraction; refuse anything else without overwrite."""
+    record_file = out / RECORD_NAME
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder.")
+    if out.is_dir() and any(out.iterdir()):
+        same = False
+        if record_file.is_file():
+            try:
+                same = json.loads(record_file.read_text()).get("digest") == record["digest"]
+            except json.JSONDecodeError:
+                same = False
+        if not same:
+            if not overwrite:
+                what = "another extraction (other images, VAE or settings)" if record_file.is_file() else "other files"
+                raise FileExistsError(f"--out {out} holds {what}; nothing was written. Choose another folder or "
+                                      "pass --overwrite to replace it.")  # fmt: skip
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.partial"):  # left by an interrupted run
+        stale.unlink()
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.Module = DEFAULT_VAE,
+                    image_size: int = 256, shard_size: int = 4096, batch_size: int = 32, mode: str = "sample",
+                    flip: bool = False, dtype: str = "float32", seed: int = 0, device: str = "cpu",
+                    overwrite: bool = False, progress: bool = True) -> dict[str, int]:  # fmt: skip
+    """Encode every image under ``images`` into latent shards in ``out`` (see the module docstring).
+
+    Args:
+        images: ImageNet-style folder ``<class_name>/<image files>``.
+        out: shard folder; an interrupted extraction into it resumes.
+        vae: a Hub id, a local folder, or an ``AutoencoderKL`` (its name is then recorded as ``"<module>"``).
+        image_size: crop side, divisible by 8.
+        shard_size / batch_size: images per shard / per encoder call.
+        mode: ``"sample"`` (DiT) or ``"mean"``.
+        flip: also store the latents of the flipped images.
+        dtype: ``"float32"`` or ``"float16"`` storage.
+        seed: image ``i`` draws from ``torch.Generator().manual_seed((seed << 32) + i)``.
+        device: where the VAE runs.
+        overwrite: replace an output folder that holds another extraction.
+        progress: show a progress bar.
+
+    Returns:
+        ``{"shards": total, "written": newly written, "skipped": already complete, "images": count}``.
+
+    Raises:
+        ValueError: a bad size, mode or dtype. FileNotFoundError: missing images or VAE. FileExistsError: ``out``
+            holds another extraction and ``overwrite`` is False.
+    """
+    from derf_zoo.norms.registry import unknown_name_error
+
+    for name, value in (("image_size", image_size), ("shard_size", shard_size), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if image_size % VAE_FACTOR:
+        raise ValueError(f"image_size must be divisible by {VAE_FACTOR} (the VAE's downsampling), got {image_size}; "
+                         f"e.g. {max(VAE_FACTOR, image_size // VAE_FACTOR * VAE_FACTOR)}.")  # fmt: skip
+    if mode not in MODES:
+        raise unknown_name_error("mode", mode, MODES)
+    if dtype not in ("float32", "float16"):
+        raise unknown_name_error("dtype", dtype, ("float32", "float16"))
+    images, out = Path(images), Path(out)
+    classes, items = list_images(images)
+    vae_name = vae if isinstance(vae, str) else "<module>"
+    model = load_vae(vae, device) if isinstance(vae, str) else vae.to(device).eval()
+    factor = 2 ** (len(model.config.block_out_channels) - 1)
+    if factor != VAE_FACTOR:
+        raise ValueError(f"The VAE downsamples by {factor}, not {VAE_FACTOR} as Stable Diffusion's (and DiT) do.")
+    side = image_size // VAE_FACTOR
+    record = _record(images, classes, items, vae_name, image_size, shard_size, mode, flip, dtype, seed,
+                     (model.config.latent_channels, side, side))  # fmt: skip
+    _prepare_out(out, record, overwrite)
+
+    num_shards = -(-len(items) // shard_size)
+    stored = getattr(torch, dtype)
+    written = skipped = 0
+    from tqdm import tqdm
+
+    with tqdm(total=len(items), unit="img", desc="extract-latents", disable=not progress, dynamic_ncols=True) as bar:
+        for index in range(num_shards):
+            chunk = items[index * shard_size:(index + 1) * shard_size]
+            path = shard_path(out, index)
+            if _shard_is_complete(path, len(chunk), record):
+                skipped += 1
+                bar.update(len(chunk))
+                continue
+            latents, flipped = [], []
+            for start in range(0, len(chunk), batch_size):
+                batch = chunk[start:start + batch_size]
+                first = index * shard_size + start
+                generators = [image_generator(seed, first + j) for j in range(len(batch))]
+                x = _pixels([p for p, _ in batch], image_size).to(device)
+                latents.append(encode(model, x, mode, generators).to("cpu", stored))
+                if flip:  # the same generators, continued: the flipped image's own draw
+                    flipped.append(encode(model, x.flip(-1), mode, generators).to("cpu", stored))
+                bar.update(len(batch))
+            tensors = {LATENTS_KEY: torch.cat(latents), LABELS_KEY: torch.tensor([y for _, y in chunk])}
+            if flip:
+                tensors[FLIPPED_KEY] = torch.cat(flipped)
+            _write_shard(path, {k: v.contiguous() for k, v in tensors.items()}, record["digest"])
+            written += 1
+    return {"shards": num_shards, "written": written, "skipped": skipped, "images": len(items)}
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        done = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
+                               shard_size=args.shard_size, batch_size=args.batch_size, mode=args.mode, flip=args.flip,
+                               dtype=args.dtype, seed=args.seed, device=args.device, overwrite=args.overwrite,
+                               progress=not args.no_progress)  # fmt: skip
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise SystemExit(f"derf-zoo extract-latents: {err}") from None
+    print(f"{args.out}: {done['shards']} shards of {done['images']} images ({done['written']} written, "
+          f"{done['skipped']} already complete). Train with data.class_path derf_zoo.data.LatentDataModule, "
+          f"data.init_args.root {args.out}.")  # fmt: skip
+    return 0
