@@ -31,7 +31,7 @@ def _input_line(cfg: Mapping[str, Any], model: nn.Module) -> str:
     length = _dna_length(cfg, model)
     if length is not None:  # token ids, not an image: no mean/std/crop
         return (f"- **Input:** DNA token ids (batch, length), length <= {length}; A C G T N = ids 7 8 9 10 11 "
-                "(`derf_zoo.data.DNATokenizer`)\n")
+                "(the HyenaDNA/Caduceus character tokenizer)\n")
     if "input_size" not in cfg:
         return ""
     return (f"- **Input:** {tuple(cfg['input_size'])}, mean {tuple(cfg.get('mean', ()))}, "
