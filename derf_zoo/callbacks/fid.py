@@ -102,8 +102,9 @@ def inception_metric(weights_path: str | None) -> Any:
         return FrechetInceptionDistance(feature=2048, reset_real_features=False,
                                         feature_extractor_weights_path=weights_path, sync_on_compute=False)  # fmt: skip
     except ModuleNotFoundError as err:
-        raise RuntimeError(f"FID feature 'inception' needs torch-fidelity (pip install torch-fidelity) and the "
-                           f"Inception weights, which it downloads ({err}). {hint}") from None
+        raise RuntimeError(f"FID feature 'inception' needs torch-fidelity ({err}; pip install torch-fidelity) and "
+                           "its Inception weights, which it downloads from GitHub on first use: impossible on an "
+                           f"offline machine. {hint}") from None
     except OSError as err:  # the weights download failed (urllib's URLError is an OSError)
         raise RuntimeError(f"FID feature 'inception': the Inception weights cannot be downloaded ({err}). "
                            f"{hint}") from None
