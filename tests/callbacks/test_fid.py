@@ -98,3 +98,13 @@ def test_module_without_width_and_data_without_validation(fit_dit):
         fit_dit([FID(torch.nn.Flatten(), **FAST)])
     with pytest.raises(ValueError, match="no validation images; pass reference_stats"):
         fit_dit([FID("vit_nano_ln.digits", **FAST)], datamodule=NoValidation(batch_size=8))
+
+
+def test_released_vit_features_are_the_demo_judges():
+    # FID("vit_nano_ln.digits") sees the digits as the demo's judge does (bilinear to 16x16, digits mean/std)
+    from derf_zoo.commands.demo.dit import JudgeFeatures
+
+    vit = resolve_feature("vit_nano_ln.digits")
+    images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(vit(images), JudgeFeatures(vit.model)(images / 255.0))
