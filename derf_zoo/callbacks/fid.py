@@ -245,13 +245,17 @@ class FID(L.Callback):
 
     def evaluate(self, trainer: L.Trainer, network: nn.Module) -> float:
         """FID of ``network``'s samples against the real statistics (computed on first use)."""
+        device = device_of(network)
+        # setup() runs before Lightning moves the model to its accelerator: follow the network there now
+        self.metric = self.metric.to(device)
+        if self.vae is not None:
+            self.vae = self.vae.to(device)
         if not self._real_ready:
             modules = [m for m in (self.extractor, self.vae) if m is not None]
             with sandbox(*modules):
                 self._update_real(trainer)
         self.metric.reset()  # the fake statistics only: reset_real_features=False
         labels = fid_labels(self.num_samples, network.num_classes)
-        device = device_of(network)
         with sandbox(*[m for m in (network, self.extractor, self.vae) if m is not None]):
             for i, y in enumerate(labels.split(self.batch_size)):
                 # batch i's noise is seeded seed + i (draw seeds each of its batches from the seed it is given)
