@@ -35,7 +35,7 @@ def test_recipe_holds_the_papers_settings(recipe):
     cfg = yaml.safe_load(recipe.read_text())
     header = "".join(line for line in recipe.read_text().splitlines(keepends=True) if line.startswith("#"))
     assert "Tab. 9" in header and "srun" in header and "One GPU" in header
-    assert "derf-zoo extract-latents" in header and "Inception" in header  # how to get the data; no offline FID
+    assert "derf-zoo extract-latents" in header and "Inception" in header  # how to get the data; FID offline
     model = cfg["model"]["init_args"]
     opt = model["optimizer"]["init_args"]
     assert (opt["lr"], opt["weight_decay"], opt["betas"]) == (1e-4, 0.0, [0.9, 0.999])
@@ -43,6 +43,11 @@ def test_recipe_holds_the_papers_settings(recipe):
     assert cfg["trainer"]["devices"] * cfg["data"]["init_args"]["batch_size"] == 256
     ema = [c for c in cfg["trainer"]["callbacks"] if c["class_path"].endswith("EMAWeightAveraging")]
     assert ema and ema[0]["init_args"]["decay"] == 0.9999
+    # progress signals while training (the paper's FID-50K comes after it, from derf-zoo sample + ADM's suite)
+    by_class = {c["class_path"].rsplit(".", 1)[-1]: c.get("init_args", {}) for c in cfg["trainer"]["callbacks"]}
+    assert by_class["SampleGrid"]["vae"] == by_class["FID"]["vae"] == "stabilityai/sd-vae-ft-ema"
+    assert by_class["FID"]["feature"] == "inception" and by_class["FID"]["num_samples"] == 5000
+    assert by_class["FID"]["reference_stats"].endswith("VIRTUAL_imagenet256_labeled.npz") and "FID-50K" in header
     # the recipe's explicit init flags and norm are the entry point's (PAPER.md §3.2)
     name = model["model"]
     layernorm, b_model, xl = name.endswith("_ln"), "_b_" in name, "_xl_" in name

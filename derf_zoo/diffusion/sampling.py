@@ -1,0 +1,123 @@
+"""Drawing class-conditional samples from a DiT: the core of ``derf-zoo sample`` and the sampling callbacks.
+
+:func:`sample_model_space` runs the reverse process (DDPM or DDIM, classifier-free guidance) from seeded noise,
+:func:`draw` turns its output into uint8 images (decoding latents through a Stable Diffusion VAE for a latent DiT)
+and :func:`grid_image` lays them out as one picture. Nothing here touches the global RNG: every batch draws from
+its own ``torch.Generator`` seeded ``seed + i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["DEFAULT_STEPS", "LATENT_CHANNELS", "PIXEL_CHANNELS", "SAMPLERS", "check_vae", "decode_latents", "draw",
+           "grid_image", "is_latent", "sample_model_space"]
+
+SAMPLERS = ("ddpm", "ddim")
+#: Channels of a pixel-space DiT (grey, RGB) and of a latent DiT (the Stable Diffusion VAE's latent channels).
+PIXEL_CHANNELS, LATENT_CHANNELS = (1, 3), 4
+DEFAULT_STEPS = {"ddpm": 250, "ddim": 50}
+
+
+def is_latent(model: nn.Module) -> bool:
+    """Whether ``model`` is a latent DiT: it has the SD VAE's 4 latent channels (a pixel model has 1 or 3).
+
+    The channel count decides because it is what the network was built with; a ``pretrained_cfg`` saying
+    ``"space": "latent"`` (the ImageNet DiTs) agrees with it, one saying otherwise does not override it.
+    """
+    return getattr(model, "in_channels", None) == LATENT_CHANNELS
+
+
+def check_vae(model: nn.Module, vae: str | nn.Module | None) -> None:
+    """ValueError unless a latent DiT has a VAE with its latent channels and a pixel DiT has none."""
+    if is_latent(model):
+        if vae is None:
+            trained_on = (getattr(model, "pretrained_cfg", None) or {}).get("vae") or "stabilityai/sd-vae-ft-ema"
+            raise ValueError(f"This is a latent DiT ({model.in_channels} channels: Stable Diffusion VAE latents); its "
+                             f"samples need a decoder: pass --vae {trained_on} (a Hub id) or --vae path/to/folder "
+                             "(an AutoencoderKL saved with save_pretrained).")  # fmt: skip
+        if not isinstance(vae, str) and vae.config.latent_channels != model.in_channels:
+            raise ValueError(f"The VAE has {vae.config.latent_channels} latent channels, the DiT "
+                             f"{model.in_channels}: they were not trained together.")  # fmt: skip
+    elif vae is not None:
+        raise ValueError(f"--vae is for latent DiTs ({LATENT_CHANNELS} channels); this model works in pixel space "
+                         f"({model.in_channels} channel(s)) and has nothing to decode: drop --vae.")  # fmt: skip
+
+
+@torch.no_grad()
+def decode_latents(vae: nn.Module, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Scaled SD-VAE latents (N, 4, h, w) -> uint8 images (N, 3, 8h, 8w), ``batch_size`` latents per decoder call.
+
+    Follows DiT's ``sample_ddp.py`` (facebookresearch/DiT): ``vae.decode(latents / 0.18215).sample`` in [-1, 1],
+    then ``torch.clamp(127.5 * x + 128.0, 0, 255)`` cast to uint8 (a cast truncates: round half up of 127.5 (x + 1)).
+    """
+    from derf_zoo.data.latents import SD_VAE_SCALE
+
+    if batch_size < 1:
+        raise ValueError(f"--decode-batch-size must be >= 1, got {batch_size}.")
+    param = next(vae.parameters())
+    out = []
+    for z in latents.split(batch_size):
+        x = vae.decode(z.to(param.device, param.dtype) / SD_VAE_SCALE).sample
+        out.append(torch.clamp(127.5 * x.float() + 128.0, 0, 255).to("cpu", torch.uint8))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sample_model_space(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, sampler: str = "ddpm",
+                       steps: int = 250, seed: int = 0, batch_size: int = 256,
+                       device: str = "cpu") -> Iterator[torch.Tensor]:  # fmt: skip
+    """The raw samples (pixels in [-1, 1], or scaled latents) for ``labels``, one float batch at a time on
+    ``device``; batch ``i`` draws from the generator seeded ``seed + i``."""
+    from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
+
+    respacing = f"ddim{steps}" if sampler == "ddim" else str(steps)
+    diffusion = create_diffusion(respacing, learn_sigma=getattr(model, "learn_sigma", True))
+    model = model.to(device).eval()
+    guided = ClassifierFreeGuidance(model, cfg_scale)
+    for i, y in enumerate(labels.split(batch_size)):
+        y = y.to(device)
+        shape = (len(y), model.in_channels, model.input_size, model.input_size)
+        generator = torch.Generator(device).manual_seed(seed + i)
+        yield diffusion.sample_loop(guided, shape, method=sampler, model_kwargs={"y": y}, generator=generator)
+
+
+def draw(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, sampler: str = "ddpm", steps: int = 250,
+         seed: int = 0, batch_size: int = 256, device: str = "cpu", vae: nn.Module | None = None,
+         decode_batch_size: int = 32) -> torch.Tensor:  # fmt: skip
+    """Samples for ``labels`` as uint8 (N, C, H, W); batch ``i`` draws from the generator seeded ``seed + i``.
+
+    A latent DiT's samples are decoded by ``vae`` (required for it, refused for a pixel DiT) batch by batch, so
+    only uint8 images are kept: (N, 3, 8 x input_size, 8 x input_size).
+    """
+    from derf_zoo.data.generation import to_pixels
+
+    check_vae(model, vae)
+    if vae is not None:
+        vae = vae.to(device).eval()
+    out = []
+    for x in sample_model_space(model, labels, cfg_scale=cfg_scale, sampler=sampler, steps=steps, seed=seed,
+                                batch_size=batch_size, device=device):  # fmt: skip
+        if vae is not None:
+            out.append(decode_latents(vae, x, decode_batch_size))
+        else:
+            out.append((to_pixels(x.float().cpu()) * 255).round().to(torch.uint8))
+    return torch.cat(out)
+
+
+def grid_image(images: torch.Tensor, rows: int, min_cell: int = 32) -> np.ndarray:
+    """uint8 (N, C, H, W) class-major -> one (H', W', 3) picture: ``rows`` rows, a 1-px white border per cell,
+    small images enlarged (nearest) to at least ``min_cell`` pixels."""
+    n, c, h, w = images.shape
+    scale = max(1, -(-min_cell // max(h, w)))
+    x = images.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+    x = torch.nn.functional.pad(x, (1, 1, 1, 1), value=255)
+    x = x.expand(-1, 3, -1, -1) if c == 1 else x
+    cols = n // rows
+    side_h, side_w = x.shape[-2:]
+    return x.reshape(rows, cols, 3, side_h, side_w).permute(0, 3, 1, 4, 2).reshape(rows * side_h, cols * side_w,
+                                                                                  3).numpy()  # fmt: skip
