@@ -50,13 +50,13 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=None, help="only these (HyenaDNA, Caduceus); default: all")
     args = parser.parse_args()
 
+    import torch
+
     import derf_zoo
     from derf_zoo.commands.demo import dna
     from derf_zoo.hub import load_into
     from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
     from derf_zoo.recipes import recipe_path
-
-    import torch
 
     torch.set_num_threads(1)  # as the demo part: bit-reproducible runs, and faster for these tiny models
     entries = []

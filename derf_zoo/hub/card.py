@@ -32,6 +32,8 @@ def _input_line(cfg: Mapping[str, Any], model: nn.Module) -> str:
     if length is not None:  # token ids, not an image: no mean/std/crop
         return (f"- **Input:** DNA token ids (batch, length), length <= {length}; A C G T N = ids 7 8 9 10 11 "
                 "(the HyenaDNA/Caduceus character tokenizer)\n")
+    if "sample_rate" in cfg:  # raw audio (wav2vec 2.0): no mean/std/crop either
+        return f"- **Input:** mono waveform (batch, samples) at {cfg['sample_rate']} Hz, float in [-1, 1]\n"
     if "input_size" not in cfg:
         return ""
     return (f"- **Input:** {tuple(cfg['input_size'])}, mean {tuple(cfg.get('mean', ()))}, "

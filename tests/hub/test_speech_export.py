@@ -33,6 +33,7 @@ def test_export_of_a_speech_pretraining_checkpoint(tmp_path, capsys):
     stated = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert set(stated) == {"loss", "contrastive"} and 2.0 < stated["loss"] < 10.0
     assert "loss: pretraining loss on held-out audio, bits per masked frame" in card.text  # the metric explained
+    assert "mono waveform (batch, samples) at 16000 Hz" in card.text and "interpolation" not in card.text
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "wav2vec2_tiny_derf" and config["model_args"]["embed_dim"] == 32
     # the exported weights reproduce the card's loss under the task's evaluation (same data, same seeds)

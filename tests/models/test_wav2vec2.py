@@ -171,7 +171,7 @@ def test_entry_points_and_sizes():
     lv60 = create_model("wav2vec2_large", **small)
     assert not base.norm_first and paper.norm_first and isinstance(paper.encoder_norm, Derf)
     assert paper.encoder_norm.alpha_init == 0.5 and paper.feature_extractor.conv_layers[0].conv.bias is None
-    # The paper's Large keeps fairseq's default CNN (the official yaml sets no extractor_mode); the generic one is LV-60.
+    # The paper's Large keeps fairseq's default CNN (its yaml sets no extractor_mode); the generic one is LV-60.
     assert large.norm_first and large.feature_extractor.conv_layers[0].conv.bias is None
     assert lv60.feature_extractor.conv_layers[0].conv.bias is not None
     assert large.quantizer.max_temp == 2.0 and large.quantizer.min_temp == 0.1
