@@ -92,7 +92,10 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True):
 
     import derf_zoo.callbacks
     import derf_zoo.data
-    import derf_zoo.tasks  # noqa: F401  (imported so recipes can name these classes)
+    import derf_zoo.tasks  # (imported so recipes can name these classes)
+
+    for name in derf_zoo.data.__all__:  # the data package loads lazily: load every DataModule for the CLI's subclasses
+        getattr(derf_zoo.data, name)
 
     if args is not None:  # an explicit command line (demo, tests, scripts): Lightning need not warn about sys.argv
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)

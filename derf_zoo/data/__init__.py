@@ -1,30 +1,42 @@
-"""LightningDataModules per domain, and the small datasets embedded in the package."""
+"""LightningDataModules per domain, and the small datasets embedded in the package.
 
-from derf_zoo.data.digits import DigitsDataModule, load_digits
-from derf_zoo.data.dna import DNATokenizer
-from derf_zoo.data.fashion_mnist import FashionMNISTDataModule, load_fashion_mnist
-from derf_zoo.data.generation import DigitsGenerationDataModule
-from derf_zoo.data.genome import GenomeDataModule
-from derf_zoo.data.genomes import EcoliVsLambdaDataModule
-from derf_zoo.data.genomic_benchmarks import GenomicBenchmarksDataModule
-from derf_zoo.data.images import ImageDataModule
-from derf_zoo.data.latents import LatentDataModule
-from derf_zoo.data.speech import SpeechDataModule
-from derf_zoo.data.speech_manifest import read_manifest, write_manifest
+The names load on first use (PEP 562): model families import the DNA tokenizer's constants from
+``derf_zoo.data.dna`` without pulling in every DataModule and Lightning with it.
+"""
 
-__all__ = [
-    "DNATokenizer",
-    "DigitsDataModule",
-    "DigitsGenerationDataModule",
-    "EcoliVsLambdaDataModule",
-    "FashionMNISTDataModule",
-    "GenomeDataModule",
-    "GenomicBenchmarksDataModule",
-    "ImageDataModule",
-    "LatentDataModule",
-    "SpeechDataModule",
-    "load_digits",
-    "load_fashion_mnist",
-    "read_manifest",
-    "write_manifest",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the submodule that defines it
+_SOURCES = {
+    "DNATokenizer": "dna",
+    "DigitsDataModule": "digits",
+    "DigitsGenerationDataModule": "generation",
+    "EcoliVsLambdaDataModule": "genomes",
+    "FashionMNISTDataModule": "fashion_mnist",
+    "GenomeDataModule": "genome",
+    "GenomicBenchmarksDataModule": "genomic_benchmarks",
+    "ImageDataModule": "images",
+    "LatentDataModule": "latents",
+    "SpeechDataModule": "speech",
+    "load_digits": "digits",
+    "load_fashion_mnist": "fashion_mnist",
+    "read_manifest": "speech_manifest",
+    "write_manifest": "speech_manifest",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'derf_zoo.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"derf_zoo.data.{_SOURCES[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SOURCES})
