@@ -55,6 +55,16 @@ def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
     raise TypeError(f"A speech batch is a dict with 'input_values' (and 'attention_mask'), got {type(batch).__name__}.")
 
 
+def _with_loss(out: Any) -> Any:
+    """``out`` if it holds a pretraining loss; a clear error otherwise (a model that masked nothing returns none)."""
+    if getattr(out, "loss", None) is None:
+        mask = getattr(out, "mask_time_indices", None)
+        masked = "no mask" if mask is None else f"{int(mask.sum())} masked frame(s)"
+        raise ValueError(f"The wav2vec 2.0 model returned no loss for this batch ({masked}): pretraining needs "
+                         "masked frames in every row (check mask_prob, min_masks, short utterances).")  # fmt: skip
+    return out
+
+
 class SpeechPretraining(Task):
     """Pretrain a wav2vec 2.0 model (contrastive + diversity + feature penalty) and report its validation loss.
 
@@ -104,6 +114,7 @@ class SpeechPretraining(Task):
     @staticmethod
     def parts(out: Any) -> dict[str, Tensor]:
         """Per-masked-frame values (bits) of a model output, plus perplexity and the masked fraction."""
+        out = _with_loss(out)
         n = out.sample_size.clamp_min(1).float()
         mask = out.mask_time_indices
         frames = mask.numel() if out.padding_mask is None else (~out.padding_mask).sum()
@@ -120,7 +131,7 @@ class SpeechPretraining(Task):
     def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
         self.model.set_num_updates(self.global_step)  # the Gumbel temperature of this update
         x, attention_mask = _unpack(batch)
-        out = self.model(x, attention_mask=attention_mask)
+        out = _with_loss(self.model(x, attention_mask=attention_mask))
         parts = self.parts(out)
         n = int(out.sample_size)
         self.log("train/loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
@@ -134,7 +145,7 @@ class SpeechPretraining(Task):
     def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
         """Summed loss in bits over the masked frames (random masks and negatives) and their number."""
         x, attention_mask = _unpack(batch)
-        out = self.model(x, attention_mask=attention_mask)
+        out = _with_loss(self.model(x, attention_mask=attention_mask))
         return out.loss / LN2, int(out.sample_size)
 
     @classmethod
@@ -147,7 +158,8 @@ class SpeechPretraining(Task):
         with torch.no_grad():
             for i, batch in enumerate(loader):
                 x, attention_mask = _unpack(batch)
-                out = model(x, attention_mask=attention_mask, generator=torch.Generator().manual_seed(seed + i))
+                out = _with_loss(model(x, attention_mask=attention_mask,
+                                       generator=torch.Generator().manual_seed(seed + i)))  # fmt: skip
                 loss += float(out.loss)
                 contrastive += float(out.contrastive_loss)
                 frames += int(out.sample_size)

@@ -72,6 +72,19 @@ def test_losses_parts_and_deterministic_evaluate():
         SpeechPretraining("wav2vec2_tiny_ln", model_args={**TINY, "pretraining": False})
 
 
+def test_a_batch_without_a_loss_is_an_error_not_an_attribute_error():
+    task = SpeechPretraining("wav2vec2_tiny_derf", model_args=TINY)
+    batch = synthetic_waveforms(1, 8000, 0)[0]
+    # a model that masks nothing returns no loss: the task says so instead of failing on None.clamp_min
+    task.model.sample_mask = lambda frames, padding, n, generator=None: torch.zeros(n, frames, dtype=torch.bool)
+    with pytest.raises(ValueError, match="no loss"):
+        task.training_loss(batch, 0)
+    with pytest.raises(ValueError, match="no loss"):
+        task.evaluation_loss(batch)
+    with pytest.raises(ValueError, match="no loss"):
+        task.validation_step(batch, 0)
+
+
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
     task = SpeechPretraining("wav2vec2_tiny_ln", model_args={**TINY, "dropout": 0.0, "dropout_input": 0.0,
