@@ -9,8 +9,9 @@ the masked frames and the task divides by their number (fairseq normalises gradi
 logged loss is per masked frame in bits (``/ ln 2``), as fairseq logs it, so ``val/loss`` is the number the
 Derf and DyT papers report (wav2vec 2.0 Base: LN 1.95, Derf 1.93). The Gumbel temperature follows the global
 step (``max(2 * 0.999995**step, 0.5)`` for Base) and lives in the model's state, so a checkpoint keeps it.
-Validation draws its masks and negatives from ``eval_seed + batch_idx``, so it is deterministic across epochs,
-runs and norms. Gradient clipping is the Trainer's (``trainer.gradient_clip_val``, fairseq's ``clip_norm``;
+Validation draws its masks and negatives from ``eval_seed + batch_idx`` (``evaluation_loss`` from ``eval_seed``),
+with their own generators, so it is deterministic across epochs, runs and norms and leaves the global RNG alone.
+Gradient clipping is the Trainer's (``trainer.gradient_clip_val``, fairseq's ``clip_norm``;
 fairseq's wav2vec 2.0 pretraining configs leave it at 0 = off).
 """
 
@@ -109,7 +110,18 @@ class SpeechPretraining(Task):
     def model_inputs(self, batch: Any) -> tuple[tuple, dict[str, Any]]:
         """The waveforms and padding mask, with masks/negatives from ``eval_seed`` (alpha calibration)."""
         x, attention_mask = _unpack(batch)
-        return (x,), {"attention_mask": attention_mask, "generator": torch.Generator().manual_seed(self.eval_seed)}
+        return (x,), {"attention_mask": attention_mask, "generator": self.eval_generator()}
+
+    def eval_generator(self, batch_idx: int = 0) -> torch.Generator:
+        """The generator of the masks and negatives of evaluation batch ``batch_idx``.
+
+        Args:
+            batch_idx: index of the batch in its loader; validation's batch ``i`` uses ``eval_seed + i``.
+
+        Returns:
+            A CPU generator seeded with ``eval_seed + batch_idx`` (the global RNG stays untouched).
+        """
+        return torch.Generator().manual_seed(self.eval_seed + batch_idx)
 
     @staticmethod
     def parts(out: Any) -> dict[str, Tensor]:
@@ -143,9 +155,10 @@ class SpeechPretraining(Task):
         return out.loss / out.sample_size.clamp_min(1)
 
     def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
-        """Summed loss in bits over the masked frames (random masks and negatives) and their number."""
+        """Summed loss in bits over the masked frames and their number, with the masks and negatives of
+        ``eval_seed`` (as validation's first batch): the same batch always gets the same value."""
         x, attention_mask = _unpack(batch)
-        out = _with_loss(self.model(x, attention_mask=attention_mask))
+        out = _with_loss(self.model(x, attention_mask=attention_mask, generator=self.eval_generator()))
         return out.loss / LN2, int(out.sample_size)
 
     @classmethod
@@ -171,8 +184,7 @@ class SpeechPretraining(Task):
 
     def _evaluate(self, batch: Any, batch_idx: int, split: str) -> None:
         x, attention_mask = _unpack(batch)
-        out = self.model(x, attention_mask=attention_mask,
-                         generator=torch.Generator().manual_seed(self.eval_seed + batch_idx))  # fmt: skip
+        out = self.model(x, attention_mask=attention_mask, generator=self.eval_generator(batch_idx))
         parts = self.parts(out)
         n = int(out.sample_size)  # weighting by masked frames makes the epoch value sum(loss) / sum(frames)
         self.log(f"{split}/loss", parts["loss"], prog_bar=True, sync_dist=True, batch_size=n)
