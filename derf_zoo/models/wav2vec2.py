@@ -293,9 +293,20 @@ class Wav2Vec2(nn.Module, HubMixin):
         init_weights(self, bert)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the Transformer blocks' activations in the backward pass instead of storing them (timm's switch).
+
+        Args:
+            enable: turn checkpointing on (True) or off (False); the CNN feature extractor is never checkpointed.
+        """
         self.backbone.set_grad_checkpointing(enable)
 
     def no_weight_decay(self) -> set[str]:
+        """Names of parameters the optimizer should not decay (timm's convention, read by
+        :func:`derf_zoo.tasks.optim.param_groups`, which also spares every 1-D parameter).
+
+        Returns:
+            ``{"mask_emb"}``: the learned mask embedding, a single vector that replaces masked frames.
+        """
         return {"mask_emb"}
 
     def set_num_updates(self, step: int) -> None:

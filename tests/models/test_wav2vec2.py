@@ -1,9 +1,12 @@
 """wav2vec 2.0: masking and negatives semantics, temperature, gradient multiplier, norm sites, padding, layouts."""
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
 
+from derf_zoo.layers.gumbel_quantizer import GumbelQuantizer
 from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.models import create_model, list_models
 from derf_zoo.models.wav2vec2 import Wav2Vec2, from_fairseq, to_fairseq
@@ -222,3 +225,13 @@ def test_a_too_short_row_is_named_instead_of_unmasking_the_batch():
     att[1, 45:] = 0
     with pytest.raises(ValueError, match=r"Row 1 \(1 frame\(s\), 45 samples\).*samples"):
         model(x, attention_mask=att, generator=g)
+
+
+@pytest.mark.parametrize("method", [GumbelQuantizer.temperature_at, Wav2Vec2.set_grad_checkpointing,
+                                    Wav2Vec2.no_weight_decay], ids=lambda f: f.__qualname__)  # fmt: skip
+def test_public_methods_have_google_style_docstrings(method):
+    doc = inspect.getdoc(method) or ""
+    sig = inspect.signature(method)
+    assert doc.split("\n")[0].strip()
+    assert ("Args:" in doc) == (len(sig.parameters) > 1)  # more than self
+    assert ("Returns:" in doc) == (sig.return_annotation not in (None, "None"))
