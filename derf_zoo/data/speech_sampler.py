@@ -4,8 +4,10 @@ fairseq (``RawAudioDataset.ordered_indices`` + ``data_utils.batch_by_size`` + ``
 utterances by length (ties broken by a per-epoch permutation), packs consecutive ones greedily while
 ``len(batch) * longest <= max_tokens`` (the cost counts padding), shuffles the batches per epoch and deals them
 out to the ranks. This module does the same with its own code, and makes the batch count a multiple of the
-world size by halving the largest batches (every utterance still appears exactly once per epoch and no rank
-waits for another at the end of an epoch).
+world size by halving the largest batches, so no rank waits for another at the end of an epoch and every
+utterance appears exactly once per epoch. The exception: when every batch already holds a single utterance and
+their number is still not a multiple of the world size (fewer utterances than ranks, say), batches are repeated
+from the start of the epoch's list (as ``DistributedSampler`` pads), so some utterances appear twice.
 """
 
 from __future__ import annotations

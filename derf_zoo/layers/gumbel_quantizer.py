@@ -69,6 +69,14 @@ class GumbelQuantizer(nn.Module):
         nn.init.zeros_(self.weight_proj.bias)
 
     def temperature_at(self, step: int) -> float:
+        """The Gumbel-softmax temperature of optimizer step ``step`` (fairseq's ``latent_temp`` schedule).
+
+        Args:
+            step: the optimizer step (updates so far, 0 at the start).
+
+        Returns:
+            ``max(max_temp * temp_decay ** step, min_temp)``: ``max_temp`` at step 0, decaying to ``min_temp``.
+        """
         return max(self.max_temp * self.temp_decay**step, self.min_temp)
 
     def set_num_updates(self, step: int) -> None:

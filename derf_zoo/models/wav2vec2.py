@@ -44,7 +44,7 @@ from derf_zoo.layers.conv_position import ConvPositionEmbedding
 from derf_zoo.layers.grad_multiply import grad_multiply
 from derf_zoo.layers.gumbel_quantizer import GumbelQuantizer
 from derf_zoo.layers.init import init_weights
-from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
+from derf_zoo.layers.span_masking import TooFewMaskedFramesError, compute_mask_indices, sample_negative_indices
 from derf_zoo.models._builder import build_model, check_int
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
@@ -293,9 +293,20 @@ class Wav2Vec2(nn.Module, HubMixin):
         init_weights(self, bert)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the Transformer blocks' activations in the backward pass instead of storing them (timm's switch).
+
+        Args:
+            enable: turn checkpointing on (True) or off (False); the CNN feature extractor is never checkpointed.
+        """
         self.backbone.set_grad_checkpointing(enable)
 
     def no_weight_decay(self) -> set[str]:
+        """Names of parameters the optimizer should not decay (timm's convention, read by
+        :func:`derf_zoo.tasks.optim.param_groups`, which also spares every 1-D parameter).
+
+        Returns:
+            ``{"mask_emb"}``: the learned mask embedding, a single vector that replaces masked frames.
+        """
         return {"mask_emb"}
 
     def set_num_updates(self, step: int) -> None:
@@ -318,10 +329,25 @@ class Wav2Vec2(nn.Module, HubMixin):
 
     def sample_mask(self, frames: int, padding_mask: Tensor | None, batch: int,
                     generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-        """A span mask for ``batch`` rows of ``frames`` frames (fairseq semantics, padding never masked)."""
+        """A span mask for ``batch`` rows of ``frames`` frames (fairseq semantics, padding never masked).
+
+        Raises:
+            TooFewMaskedFramesError: a row gets fewer than 2 masked frames (every row is cut to the batch's
+                fewest, and the negatives need 2), e.g. one very short utterance in the batch.
+        """
         lengths = None if padding_mask is None else (~padding_mask).sum(-1).cpu()
         return compute_mask_indices((batch, frames), self.mask_prob, self.mask_length, lengths, self.min_masks,
-                                    generator=generator)  # fmt: skip
+                                    generator=generator, min_masked=2)  # fmt: skip
+
+    def samples_for_frames(self, frames: int) -> int:
+        """The fewest input samples that give ``frames`` frames (the CNN's lengths are monotone: bisect them)."""
+        lo, hi = 1, 1
+        while int(self.output_lengths(torch.tensor([hi]))) < frames:
+            lo, hi = hi + 1, hi * 2
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if int(self.output_lengths(torch.tensor([mid]))) < frames else (lo, mid)
+        return lo
 
     def encode(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
         """Projected features (B, T, D) -> encoder output: position conv, encoder norm, blocks."""
@@ -363,7 +389,13 @@ class Wav2Vec2(nn.Module, HubMixin):
         x = self.dropout_input(self.post_extract_proj(features))
 
         if mask_time_indices is None and self.pretraining:
-            mask_time_indices = self.sample_mask(frames, padding_mask, batch, generator).to(x.device)
+            try:
+                mask_time_indices = self.sample_mask(frames, padding_mask, batch, generator).to(x.device)
+            except TooFewMaskedFramesError as err:
+                samples = input_values.shape[-1] if attention_mask is None else int(attention_mask[err.row].sum())
+                raise ValueError(f"{err} Row {err.row} ({err.frames} frame(s), {samples} samples) is too short: "
+                                 f"keep utterances of at least {self.samples_for_frames(self.mask_length)} samples "
+                                 f"({self.mask_length} frames, one mask span).") from err  # fmt: skip
         if mask_time_indices is not None:
             mask_time_indices = mask_time_indices.to(device=x.device, dtype=torch.bool)
             if mask_time_indices.shape != (batch, frames):

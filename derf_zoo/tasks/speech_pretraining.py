@@ -9,8 +9,9 @@ the masked frames and the task divides by their number (fairseq normalises gradi
 logged loss is per masked frame in bits (``/ ln 2``), as fairseq logs it, so ``val/loss`` is the number the
 Derf and DyT papers report (wav2vec 2.0 Base: LN 1.95, Derf 1.93). The Gumbel temperature follows the global
 step (``max(2 * 0.999995**step, 0.5)`` for Base) and lives in the model's state, so a checkpoint keeps it.
-Validation draws its masks and negatives from ``eval_seed + batch_idx``, so it is deterministic across epochs,
-runs and norms. Gradient clipping is the Trainer's (``trainer.gradient_clip_val``, fairseq's ``clip_norm``;
+Validation draws its masks and negatives from ``eval_seed + batch_idx`` (``evaluation_loss`` from ``eval_seed``),
+with their own generators, so it is deterministic across epochs, runs and norms and leaves the global RNG alone.
+Gradient clipping is the Trainer's (``trainer.gradient_clip_val``, fairseq's ``clip_norm``;
 fairseq's wav2vec 2.0 pretraining configs leave it at 0 = off).
 """
 
@@ -53,6 +54,16 @@ def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
         return batch[0], batch[1] if len(batch) > 1 else None
     raise TypeError(f"A speech batch is a dict with 'input_values' (and 'attention_mask'), got {type(batch).__name__}.")
+
+
+def _with_loss(out: Any) -> Any:
+    """``out`` if it holds a pretraining loss; a clear error otherwise (a model that masked nothing returns none)."""
+    if getattr(out, "loss", None) is None:
+        mask = getattr(out, "mask_time_indices", None)
+        masked = "no mask" if mask is None else f"{int(mask.sum())} masked frame(s)"
+        raise ValueError(f"The wav2vec 2.0 model returned no loss for this batch ({masked}): pretraining needs "
+                         "masked frames in every row (check mask_prob, min_masks, short utterances).")  # fmt: skip
+    return out
 
 
 class SpeechPretraining(Task):
@@ -99,11 +110,23 @@ class SpeechPretraining(Task):
     def model_inputs(self, batch: Any) -> tuple[tuple, dict[str, Any]]:
         """The waveforms and padding mask, with masks/negatives from ``eval_seed`` (alpha calibration)."""
         x, attention_mask = _unpack(batch)
-        return (x,), {"attention_mask": attention_mask, "generator": torch.Generator().manual_seed(self.eval_seed)}
+        return (x,), {"attention_mask": attention_mask, "generator": self.eval_generator()}
+
+    def eval_generator(self, batch_idx: int = 0) -> torch.Generator:
+        """The generator of the masks and negatives of evaluation batch ``batch_idx``.
+
+        Args:
+            batch_idx: index of the batch in its loader; validation's batch ``i`` uses ``eval_seed + i``.
+
+        Returns:
+            A CPU generator seeded with ``eval_seed + batch_idx`` (the global RNG stays untouched).
+        """
+        return torch.Generator().manual_seed(self.eval_seed + batch_idx)
 
     @staticmethod
     def parts(out: Any) -> dict[str, Tensor]:
         """Per-masked-frame values (bits) of a model output, plus perplexity and the masked fraction."""
+        out = _with_loss(out)
         n = out.sample_size.clamp_min(1).float()
         mask = out.mask_time_indices
         frames = mask.numel() if out.padding_mask is None else (~out.padding_mask).sum()
@@ -120,7 +143,7 @@ class SpeechPretraining(Task):
     def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
         self.model.set_num_updates(self.global_step)  # the Gumbel temperature of this update
         x, attention_mask = _unpack(batch)
-        out = self.model(x, attention_mask=attention_mask)
+        out = _with_loss(self.model(x, attention_mask=attention_mask))
         parts = self.parts(out)
         n = int(out.sample_size)
         self.log("train/loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
@@ -132,9 +155,10 @@ class SpeechPretraining(Task):
         return out.loss / out.sample_size.clamp_min(1)
 
     def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
-        """Summed loss in bits over the masked frames (random masks and negatives) and their number."""
+        """Summed loss in bits over the masked frames and their number, with the masks and negatives of
+        ``eval_seed`` (as validation's first batch): the same batch always gets the same value."""
         x, attention_mask = _unpack(batch)
-        out = self.model(x, attention_mask=attention_mask)
+        out = _with_loss(self.model(x, attention_mask=attention_mask, generator=self.eval_generator()))
         return out.loss / LN2, int(out.sample_size)
 
     @classmethod
@@ -147,7 +171,8 @@ class SpeechPretraining(Task):
         with torch.no_grad():
             for i, batch in enumerate(loader):
                 x, attention_mask = _unpack(batch)
-                out = model(x, attention_mask=attention_mask, generator=torch.Generator().manual_seed(seed + i))
+                out = _with_loss(model(x, attention_mask=attention_mask,
+                                       generator=torch.Generator().manual_seed(seed + i)))  # fmt: skip
                 loss += float(out.loss)
                 contrastive += float(out.contrastive_loss)
                 frames += int(out.sample_size)
@@ -159,8 +184,7 @@ class SpeechPretraining(Task):
 
     def _evaluate(self, batch: Any, batch_idx: int, split: str) -> None:
         x, attention_mask = _unpack(batch)
-        out = self.model(x, attention_mask=attention_mask,
-                         generator=torch.Generator().manual_seed(self.eval_seed + batch_idx))  # fmt: skip
+        out = self.model(x, attention_mask=attention_mask, generator=self.eval_generator(batch_idx))
         parts = self.parts(out)
         n = int(out.sample_size)  # weighting by masked frames makes the epoch value sum(loss) / sum(frames)
         self.log(f"{split}/loss", parts["loss"], prog_bar=True, sync_dist=True, batch_size=n)

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import DistributedSampler
 
-from derf_zoo.data import SpeechDataModule, read_manifest, write_manifest
+from derf_zoo.data import SpeechDataModule, read_manifest, speech_sampler, write_manifest
 from derf_zoo.data.audio import AudioError, read_audio
 from derf_zoo.data.speech import SpeechCollater, SpeechDataset
 from derf_zoo.data.speech_sampler import LengthBucketBatchSampler
@@ -203,6 +203,14 @@ def test_two_ranks_get_disjoint_shards_of_equal_length(n):
     assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == list(range(n))
     counts = [len(LengthBucketBatchSampler(sizes=sizes, max_tokens=8000, num_replicas=2, rank=r)) for r in (0, 1)]
     assert counts[0] == counts[1]  # no rank waits for the other at the end of an epoch
+
+
+def test_fewer_utterances_than_ranks_repeat_batches_as_documented():
+    # every rank must get a batch, so one utterance on three ranks is dealt three times (as DistributedSampler pads)
+    shards = [list(LengthBucketBatchSampler(sizes=[1000], max_tokens=2000, num_replicas=3, rank=r)) for r in range(3)]
+    assert shards == [[[0]]] * 3
+    doc = " ".join(speech_sampler.__doc__.split())
+    assert "fewer utterances than ranks" in doc and "repeated" in doc
 
 
 def test_rank_comes_from_the_distributed_sampler_lightning_injects():

@@ -1,9 +1,12 @@
 """wav2vec 2.0: masking and negatives semantics, temperature, gradient multiplier, norm sites, padding, layouts."""
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
 
+from derf_zoo.layers.gumbel_quantizer import GumbelQuantizer
 from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.models import create_model, list_models
 from derf_zoo.models.wav2vec2 import Wav2Vec2, from_fairseq, to_fairseq
@@ -197,3 +200,38 @@ def test_save_pretrained_round_trip_keeps_the_temperature(tmp_path):
     g = torch.Generator
     torch.testing.assert_close(back(x, mask_time_indices=m, generator=g().manual_seed(0)).loss,
                                model(x, mask_time_indices=m, generator=g().manual_seed(0)).loss)  # fmt: skip
+
+
+def test_a_too_short_row_is_named_instead_of_unmasking_the_batch():
+    # fairseq cuts every row to the fewest masked frames: one 1-frame row would leave the whole batch unmasked.
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"Row 1 \(1 frame\(s\)\).*at least 2"):
+        compute_mask_indices((2, 50), 0.65, 10, lengths=torch.tensor([50, 1]), min_masks=2, min_masked=2, generator=g)
+    # a normal batch gets the very same mask (fairseq's draws) with or without the check
+    kw = dict(lengths=torch.tensor([200, 120, 57]), min_masks=2)
+    checked, plain = (compute_mask_indices((3, 200), 0.65, 10, **kw, min_masked=k,
+                                           generator=torch.Generator().manual_seed(3)) for k in (2, 0))  # fmt: skip
+    assert torch.equal(checked, plain)
+    # without min_masked the old semantics hold (an all-False mask, no error)
+    m = compute_mask_indices((2, 50), 0.65, 10, lengths=torch.tensor([50, 1]), min_masks=2, generator=g)
+    assert m.sum(1).max() <= 1
+    # the negatives' error names the short row, not row 0
+    with pytest.raises(ValueError, match=r"Row\(s\) \[1\]"):
+        sample_negative_indices(torch.tensor([[True, True, False], [False, True, False]]), 3)
+    # the pretraining model names the row in samples too, and how many samples a row needs
+    model = tiny()
+    x = torch.randn(2, 800)
+    att = torch.ones(2, 800, dtype=torch.long)
+    att[1, 45:] = 0
+    with pytest.raises(ValueError, match=r"Row 1 \(1 frame\(s\), 45 samples\).*samples"):
+        model(x, attention_mask=att, generator=g)
+
+
+@pytest.mark.parametrize("method", [GumbelQuantizer.temperature_at, Wav2Vec2.set_grad_checkpointing,
+                                    Wav2Vec2.no_weight_decay], ids=lambda f: f.__qualname__)  # fmt: skip
+def test_public_methods_have_google_style_docstrings(method):
+    doc = inspect.getdoc(method) or ""
+    sig = inspect.signature(method)
+    assert doc.split("\n")[0].strip()
+    assert ("Args:" in doc) == (len(sig.parameters) > 1)  # more than self
+    assert ("Returns:" in doc) == (sig.return_annotation not in (None, "None"))

@@ -80,6 +80,17 @@ def test_recipe_holds_the_papers_settings(recipe):
     assert get_model_entry(model["model"]).recipe == f"recipes/wav2vec2/{recipe.name}"
 
 
+@pytest.mark.parametrize("recipe", list_recipes(), ids=lambda p: p.stem)
+def test_ddp_recipe_that_skips_blocks_finds_unused_parameters(recipe):
+    # LayerDrop leaves the skipped blocks' parameters without gradients; plain DDP then fails at the next step.
+    cfg = yaml.safe_load(recipe.read_text())
+    init = (cfg.get("model") or {}).get("init_args") or {}
+    layer_drop = float((init.get("model_args") or {}).get("layer_drop") or 0.0)
+    strategy = str((cfg.get("trainer") or {}).get("strategy", "auto"))
+    if layer_drop > 0 and strategy.startswith("ddp"):
+        assert strategy == "ddp_find_unused_parameters_true", f"{recipe.name}: layer_drop={layer_drop}, {strategy}"
+
+
 @pytest.mark.parametrize("recipe", DEMO, ids=lambda p: p.stem)
 def test_demo_recipes_differ_only_in_the_norm(recipe):
     cfg, other = (yaml.safe_load(p.read_text()) for p in (recipe, DEMO[1 - DEMO.index(recipe)]))

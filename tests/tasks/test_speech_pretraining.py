@@ -72,6 +72,33 @@ def test_losses_parts_and_deterministic_evaluate():
         SpeechPretraining("wav2vec2_tiny_ln", model_args={**TINY, "pretraining": False})
 
 
+def test_a_batch_without_a_loss_is_an_error_not_an_attribute_error():
+    task = SpeechPretraining("wav2vec2_tiny_derf", model_args=TINY)
+    batch = synthetic_waveforms(1, 8000, 0)[0]
+    # a model that masks nothing returns no loss: the task says so instead of failing on None.clamp_min
+    task.model.sample_mask = lambda frames, padding, n, generator=None: torch.zeros(n, frames, dtype=torch.bool)
+    with pytest.raises(ValueError, match="no loss"):
+        task.training_loss(batch, 0)
+    with pytest.raises(ValueError, match="no loss"):
+        task.evaluation_loss(batch)
+    with pytest.raises(ValueError, match="no loss"):
+        task.validation_step(batch, 0)
+
+
+def test_evaluation_loss_is_deterministic_and_leaves_the_global_rng_alone():
+    task = SpeechPretraining("wav2vec2_tiny_derf", model_args=TINY, eval_seed=7).eval()
+    batch = synthetic_waveforms(1, 8000, 0)[0]
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        first, again = task.evaluation_loss(batch), task.evaluation_loss(batch)
+    assert torch.equal(torch.get_rng_state(), state)  # masks and negatives come from the eval seed
+    assert first[1] == again[1] and torch.equal(first[0], again[0])
+    # the same masks and negatives as validation's first batch
+    (x,), kwargs = task.model_inputs(batch)
+    with torch.no_grad():
+        torch.testing.assert_close(first[0], task.model(x, **kwargs).loss / math.log(2))
+
+
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
     task = SpeechPretraining("wav2vec2_tiny_ln", model_args={**TINY, "dropout": 0.0, "dropout_input": 0.0,
