@@ -176,8 +176,9 @@ class Caduceus(nn.Module, HubMixin):
     @torch.no_grad()
     def init_weights(self) -> None:
         """The reference's init: Mamba's own (see :class:`~derf_zoo.layers.mamba.Mamba`), embedding N(0, 0.02),
-        and each ``out_proj`` re-drawn with PyTorch's default and scaled by ``1/sqrt(n_layer)`` (GPT-2's
-        residual scaling, ``rescale_prenorm_residual``)."""
+        and every ``out_proj`` (both directions when ``bidirectional_weight_tie=False``) re-drawn with PyTorch's
+        default and scaled by ``1/sqrt(n_layer)`` (GPT-2's residual scaling, ``rescale_prenorm_residual`` of the
+        reference's ``_init_weights``, which matches every parameter named ``out_proj.weight``)."""
 
         def default(module: nn.Module) -> None:
             if isinstance(module, nn.Embedding):
@@ -186,9 +187,10 @@ class Caduceus(nn.Module, HubMixin):
         init_weights(self, default)
         for module in self.modules():
             if isinstance(module, BiMamba):
-                out_proj = module.mamba_fwd.out_proj
-                nn.init.kaiming_uniform_(out_proj.weight, a=math.sqrt(5))
-                out_proj.weight /= math.sqrt(self.n_layer)
+                for mamba in (module.mamba_fwd, module.mamba_rev):
+                    if mamba.out_proj is not None:  # a weight-tied reverse Mamba borrows the forward out_proj
+                        nn.init.kaiming_uniform_(mamba.out_proj.weight, a=math.sqrt(5))
+                        mamba.out_proj.weight /= math.sqrt(self.n_layer)
 
     @property
     def embedding_weight(self) -> Tensor:

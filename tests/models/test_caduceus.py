@@ -177,12 +177,17 @@ def test_entry_points_sizes_and_bad_input():
     assert tuple(dna_complement_map(16)[: len(DNA_COMPLEMENT)].tolist()) == DNA_COMPLEMENT
 
 
-def test_out_proj_scaled_and_embedding_init():
-    model = Caduceus(**{**TINY, "n_layer": 4, "d_model": 64})
+@pytest.mark.parametrize("weight_tie", [True, False])
+def test_out_proj_scaled_and_embedding_init(weight_tie):
+    model = Caduceus(**{**TINY, "n_layer": 4, "d_model": 64, "bidirectional_weight_tie": weight_tie})
     assert abs(model.word_embeddings.weight.std().item() - 0.02) < 0.005
-    w = model.backbone.blocks[0].mixer.mamba_fwd.out_proj.weight
-    bound = (1 / w.shape[1]) ** 0.5 / 4**0.5  # kaiming-uniform(a=sqrt 5) bound 1/sqrt(fan_in), over sqrt(n_layer)
-    assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
+    mixer = model.backbone.blocks[0].mixer
+    out_projs = [mixer.mamba_fwd.out_proj] + ([] if weight_tie else [mixer.mamba_rev.out_proj])
+    assert weight_tie == (mixer.mamba_rev.out_proj is None)
+    for proj in out_projs:  # the reference rescales every out_proj.weight, the reverse direction's too
+        w = proj.weight
+        bound = (1 / w.shape[1]) ** 0.5 / 4**0.5  # kaiming-uniform(a=sqrt 5) bound 1/sqrt(fan_in), over sqrt(n_layer)
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
 
 
 def test_save_pretrained_round_trip(tmp_path):
