@@ -30,7 +30,7 @@ from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import WeightsMismatchError, load_into
 from derf_zoo.layers import init_weights
 from derf_zoo.layers.bimamba import BiMamba
-from derf_zoo.layers.rcps import RCPSEmbedding, RCPSWrapper, rcps_lm_logits, reverse_complement_ids
+from derf_zoo.layers.rcps import RCPSEmbedding, RCPSWrapper, _reverse_complement_with_map, rcps_lm_logits
 from derf_zoo.layers.selective_scan import DEFAULT_CHUNK_SIZE
 from derf_zoo.models._builder import build_model, check_int
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
@@ -218,7 +218,7 @@ class Caduceus(nn.Module, HubMixin):
     def rc_averaged_logits(self, input_ids: Tensor) -> Tensor:
         """Mean of the logits and of the reverse complement's logits mapped back (flipped, complement-permuted)."""
         logits = self.forward_head(self.forward_features(input_ids))
-        rc_ids = reverse_complement_ids(input_ids, self.complement_map)
+        rc_ids = _reverse_complement_with_map(input_ids, self.complement_map)  # every padded-vocab id
         rc_logits = self.forward_head(self.forward_features(rc_ids)).flip(1)[..., self.complement_map]
         return (logits + rc_logits) / 2
 

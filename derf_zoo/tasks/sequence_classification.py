@@ -27,9 +27,9 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from derf_zoo.data.dna import A_ID, PAD_ID, reverse_complement_ids
+from derf_zoo.models._context import check_context
 from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
 from derf_zoo.tasks.classification import top1_and_loss
-from derf_zoo.tasks.dna_lm import check_context
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["DNASequenceClassifier", "SequenceClassification", "backbone_state_dict", "feature_dim"]
