@@ -9,6 +9,9 @@ longer sequences; training runs 10 epochs and the papers average 5 seeds of the 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,16 +187,39 @@ def write_sequences(root: str | Path, task: str, splits: dict[str, Labelled], cl
                     overwrite: bool = False) -> Path:  # fmt: skip
     """Write ``{"train": [...], "test": [...]}`` in the GenomicBenchmarks layout under ``<root>/<task>``.
 
+    The task is written to a temporary folder next to ``<root>/<task>`` and swapped in once complete, so an
+    overwrite leaves no sequence or class folder of the old data behind (the reader would pick those up) and an
+    interrupted write leaves the old task intact. The old folder is deleted only after the new one is in place.
+
     Raises:
-        FileExistsError: the task folder exists and ``overwrite`` is False.
+        FileExistsError: the task folder exists and ``overwrite`` is False (nothing is written or deleted).
     """
-    folder = Path(root) / task
+    root = Path(root)
+    folder = root / task
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True to replace its files.")
-    for split in SPLITS:
-        for label, name in enumerate(classes):
-            out = folder / split / name
-            out.mkdir(parents=True, exist_ok=True)
-            for i, (seq, _) in enumerate(item for item in splits[split] if item[1] == label):
-                (out / f"{i}.txt").write_text(seq)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{task}.writing-", dir=root))
+    try:
+        for split in SPLITS:
+            for label, name in enumerate(classes):
+                out = staging / split / name
+                out.mkdir(parents=True, exist_ok=True)
+                for i, (seq, _) in enumerate(item for item in splits[split] if item[1] == label):
+                    (out / f"{i}.txt").write_text(seq)
+        if not folder.exists():
+            os.replace(staging, folder)
+            return folder
+        # A directory cannot be renamed onto a non-empty one: move the old task aside, then swap the new one in.
+        retired = Path(tempfile.mkdtemp(prefix=f".{task}.replaced-", dir=root))
+        os.replace(folder, retired / task)
+        try:
+            os.replace(staging, folder)
+        except BaseException:
+            os.replace(retired / task, folder)  # put the old task back
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(retired)
     return folder

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["RCPSEmbedding", "RCPSWrapper", "rcps_lm_logits", "reverse_complement_ids"]
+__all__ = ["RCPSEmbedding", "RCPSWrapper", "rcps_lm_logits"]
 
 
-def reverse_complement_ids(input_ids: Tensor, complement_map: Tensor) -> Tensor:
+def _reverse_complement_with_map(input_ids: Tensor, complement_map: Tensor) -> Tensor:
     """Token ids (B, L) -> ids of the reverse complement: complemented and reversed along L."""
     return complement_map[input_ids.flip(-1)]
 
@@ -52,7 +52,7 @@ class RCPSEmbedding(nn.Module):
 
     def forward(self, input_ids: Tensor) -> Tensor:
         fwd = self.embedding(input_ids)
-        rc = self.embedding(reverse_complement_ids(input_ids, self.complement_map)).flip(dims=(-2, -1))
+        rc = self.embedding(_reverse_complement_with_map(input_ids, self.complement_map)).flip(dims=(-2, -1))
         return torch.cat([fwd, rc], dim=-1)
 
 

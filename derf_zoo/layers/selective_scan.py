@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "LinearScan", "linear_scan", "selective_scan", "selective_scan_reference"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "LinearScan", "linear_scan", "selective_scan", "selective_scan_bld",
+           "selective_scan_reference"]
 
 #: Chunk length of the parallel scan (a power of two). On CPU short chunks win: each doubling step is a pass
 #: over the whole (B, L, D, N) state, while the carry loop over L / chunk steps is cheap (benchmarks/caduceus_step.py).
@@ -221,8 +222,26 @@ def selective_scan_bld(
     delta_softplus: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Tensor:
-    """The chunked selective scan in the token-major layout the Mamba block holds: u, delta, z (B, L, d_inner),
-    B and C (B, L, d_state); returns y (B, L, d_inner). Same arithmetic as :func:`selective_scan`, no transposes.
+    """The chunked selective scan in the token-major layout the Mamba block holds (length before channels).
+
+    Same arithmetic as :func:`selective_scan` (``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``,
+    ``y_t = C_t h_t + D u_t``, gated by ``silu(z_t)``), without transposing the block's activations to
+    mamba_ssm's channel-major layout and back. Computed in float32 at least; the output has ``u``'s dtype.
+
+    Args:
+        u: input (batch, length, d_inner).
+        delta: step sizes (batch, length, d_inner), before ``delta_bias`` and softplus.
+        A: state matrix (d_inner, d_state), negative for a stable recurrence.
+        B: input projection (batch, length, d_state) (input-dependent, Mamba's "selective" B).
+        C: output projection (batch, length, d_state).
+        D: skip connection (d_inner,), or None.
+        z: gate (batch, length, d_inner): the output is multiplied by ``silu(z)``; None for no gate.
+        delta_bias: added to ``delta`` (d_inner,), or None.
+        delta_softplus: apply softplus to ``delta`` (after the bias).
+        chunk_size: chunk length of the parallel scan (see :func:`linear_scan`).
+
+    Returns:
+        y (batch, length, d_inner).
     """
     dtype_in = u.dtype
     u, delta = _wide(u), _wide(delta)

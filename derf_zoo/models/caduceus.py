@@ -30,7 +30,7 @@ from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import WeightsMismatchError, load_into
 from derf_zoo.layers import init_weights
 from derf_zoo.layers.bimamba import BiMamba
-from derf_zoo.layers.rcps import RCPSEmbedding, RCPSWrapper, rcps_lm_logits, reverse_complement_ids
+from derf_zoo.layers.rcps import RCPSEmbedding, RCPSWrapper, _reverse_complement_with_map, rcps_lm_logits
 from derf_zoo.layers.selective_scan import DEFAULT_CHUNK_SIZE
 from derf_zoo.models._builder import build_model, check_int
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
@@ -176,8 +176,9 @@ class Caduceus(nn.Module, HubMixin):
     @torch.no_grad()
     def init_weights(self) -> None:
         """The reference's init: Mamba's own (see :class:`~derf_zoo.layers.mamba.Mamba`), embedding N(0, 0.02),
-        and each ``out_proj`` re-drawn with PyTorch's default and scaled by ``1/sqrt(n_layer)`` (GPT-2's
-        residual scaling, ``rescale_prenorm_residual``)."""
+        and every ``out_proj`` (both directions when ``bidirectional_weight_tie=False``) re-drawn with PyTorch's
+        default and scaled by ``1/sqrt(n_layer)`` (GPT-2's residual scaling, ``rescale_prenorm_residual`` of the
+        reference's ``_init_weights``, which matches every parameter named ``out_proj.weight``)."""
 
         def default(module: nn.Module) -> None:
             if isinstance(module, nn.Embedding):
@@ -186,9 +187,10 @@ class Caduceus(nn.Module, HubMixin):
         init_weights(self, default)
         for module in self.modules():
             if isinstance(module, BiMamba):
-                out_proj = module.mamba_fwd.out_proj
-                nn.init.kaiming_uniform_(out_proj.weight, a=math.sqrt(5))
-                out_proj.weight /= math.sqrt(self.n_layer)
+                for mamba in (module.mamba_fwd, module.mamba_rev):
+                    if mamba.out_proj is not None:  # a weight-tied reverse Mamba borrows the forward out_proj
+                        nn.init.kaiming_uniform_(mamba.out_proj.weight, a=math.sqrt(5))
+                        mamba.out_proj.weight /= math.sqrt(self.n_layer)
 
     @property
     def embedding_weight(self) -> Tensor:
@@ -216,7 +218,7 @@ class Caduceus(nn.Module, HubMixin):
     def rc_averaged_logits(self, input_ids: Tensor) -> Tensor:
         """Mean of the logits and of the reverse complement's logits mapped back (flipped, complement-permuted)."""
         logits = self.forward_head(self.forward_features(input_ids))
-        rc_ids = reverse_complement_ids(input_ids, self.complement_map)
+        rc_ids = _reverse_complement_with_map(input_ids, self.complement_map)  # every padded-vocab id
         rc_logits = self.forward_head(self.forward_features(rc_ids)).flip(1)[..., self.complement_map]
         return (logits + rc_logits) / 2
 

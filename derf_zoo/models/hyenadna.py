@@ -35,6 +35,7 @@ from derf_zoo.layers import init_weights
 from derf_zoo.layers.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
 from derf_zoo.models._builder import build_model, check_int
+from derf_zoo.models._context import check_context
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
 from derf_zoo.norms.sites import is_norm
@@ -167,10 +168,7 @@ class HyenaDNA(nn.Module, HubMixin):
         if input_ids.dim() != 2 or input_ids.dtype.is_floating_point:
             raise ValueError(f"HyenaDNA expects token ids of shape (batch, length) and an integer dtype, got "
                              f"{tuple(input_ids.shape)} {input_ids.dtype}.")  # fmt: skip
-        if input_ids.shape[1] > self.max_seq_len:
-            raise ValueError(f"HyenaDNA: the input has length {input_ids.shape[1]}, longer than this model's "
-                             f"max_seq_len={self.max_seq_len}; use windows of at most {self.max_seq_len} tokens "
-                             "or build the model with a larger max_seq_len.")  # fmt: skip
+        check_context(self, input_ids.shape[1])
 
     def forward_features(self, input_ids: Tensor) -> Tensor:
         """Token ids (B, L) -> hidden states (B, L, d_model) after the final norm."""

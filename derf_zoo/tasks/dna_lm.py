@@ -29,6 +29,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from derf_zoo.data.dna import PAD_ID, causal_lm_pair, mask_tokens
+from derf_zoo.models._context import check_context  # re-exported: the tasks' name for the models' check
 from derf_zoo.tasks.base import TASK_KEY, MetricSpec, NonFinite, Task
 from derf_zoo.tasks.schedules import Schedule
 
@@ -45,15 +46,6 @@ def _tokens(batch: Any) -> Tensor:
         got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
         raise ValueError(f"DNALanguageModeling expects batches of int64 token ids (B, L), got {got}.")
     return tokens
-
-
-def check_context(model: nn.Module, length: int, max_len: int | None = None) -> None:
-    """Raise a ValueError naming both numbers when ``length`` tokens exceed the context: ``max_len`` if given, else
-    the model's ``max_seq_len`` attribute (None or absent: no limit)."""
-    limit = max_len if max_len is not None else getattr(model, "max_seq_len", None)
-    if limit is not None and length > limit:
-        raise ValueError(f"Inputs of {length} tokens are longer than the model's context of {limit} tokens; use "
-                         f"windows of at most {limit} (the DataModule's seq_len / max_length).")  # fmt: skip
 
 
 def lm_pair(tokens: Tensor, mode: LMMode, mlm_probability: float = 0.15,

@@ -27,9 +27,9 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from derf_zoo.data.dna import A_ID, PAD_ID, reverse_complement_ids
+from derf_zoo.models._context import check_context
 from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
 from derf_zoo.tasks.classification import top1_and_loss
-from derf_zoo.tasks.dna_lm import check_context
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["DNASequenceClassifier", "SequenceClassification", "backbone_state_dict", "feature_dim"]
@@ -60,6 +60,15 @@ def feature_dim(backbone: nn.Module) -> int:
 class DNASequenceClassifier(nn.Module):
     """``backbone.forward_features`` -> mean over non-pad tokens -> dropout -> linear head.
 
+    For an RC-equivariant backbone (``backbone.rcps``, Caduceus-PS: hidden state ``[forward half, reverse-complement
+    half flipped in length and channels]``) the two halves are pooled separately, the reverse-complement half's
+    channels flipped back, and ONE shared ``d_model -> num_classes`` head scores each; the logits are averaged.
+    Reverse complementing the input swaps the two pooled halves, so the logits are RC-invariant by construction, as in
+    the reference's ``CaduceusForSequenceClassification`` (kuleshov-group/caduceus), which averages the two
+    ``score`` outputs. The invariance is to the strand flip of the whole row, padding included
+    (``reverse_complement_ids(ids)`` moves left padding to the right): pad tokens are inputs of the scans, so
+    reverse-complementing only the non-pad run in place changes the hidden states.
+
     Args:
         backbone: a module with ``forward_features(input_ids) -> (B, L, D)``.
         num_classes: outputs of the head.
@@ -77,8 +86,13 @@ class DNASequenceClassifier(nn.Module):
         self.backbone = backbone
         self.num_classes, self.rc_average, self.pad_id = num_classes, rc_average, pad_id
         self.num_features = feature_dim(backbone)
+        self.rc_equivariant = bool(getattr(backbone, "rcps", False))
+        if self.rc_equivariant and self.num_features % 2:
+            raise ValueError(f"An RC-equivariant backbone (rcps=True) has a forward and a reverse-complement half, "
+                             f"so its width must be even; got {self.num_features}.")  # fmt: skip
         self.head_drop = nn.Dropout(dropout)
-        self.head = nn.Linear(self.num_features, num_classes)
+        head_in = self.num_features // 2 if self.rc_equivariant else self.num_features
+        self.head = nn.Linear(head_in, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
@@ -87,13 +101,26 @@ class DNASequenceClassifier(nn.Module):
         return getattr(self.backbone, "max_seq_len", None)
 
     def pooled(self, input_ids: Tensor) -> Tensor:
-        """Mean of the hidden states over the non-pad tokens, ``(B, D)`` (an all-pad row pools to zeros)."""
+        """Mean of the hidden states over the non-pad tokens, ``(B, D)`` (an all-pad row pools to zeros).
+
+        For an RC-equivariant backbone ``(B, 2, D/2)``: the forward half and the reverse-complement half (its
+        channels flipped back), pooled separately.
+        """
         hidden = self.backbone.forward_features(input_ids)
         keep = (input_ids != self.pad_id).unsqueeze(-1).to(hidden.dtype)
+        if self.rc_equivariant:
+            half = hidden.shape[-1] // 2
+            # The RC half is stored flipped in length and channels, so its position l already describes input
+            # token l (which the padding mask indexes); flipping its channels back gives the head's channel order.
+            # (The reference flips length too, harmless there: its plain mean covers every position.)
+            hidden = torch.stack([hidden[..., :half], hidden[..., half:].flip(-1)], dim=-2)
+            keep = keep.unsqueeze(-1)
         return (hidden * keep).sum(1) / keep.sum(1).clamp_min(1.0)
 
     def _logits(self, input_ids: Tensor) -> Tensor:
-        return self.head(self.head_drop(self.pooled(input_ids)))
+        logits = self.head(self.head_drop(self.pooled(input_ids)))
+        # RC-equivariant: one shared head scored each strand's pooled half; their mean is RC-invariant.
+        return logits.mean(dim=-2) if self.rc_equivariant else logits
 
     def forward(self, input_ids: Tensor) -> Tensor:
         logits = self._logits(input_ids)

@@ -263,3 +263,18 @@ def test_loader_arguments_are_checked():
         EcoliVsLambdaDataModule(num_workers=-1)
     with pytest.raises(ValueError, match=r"GenomicBenchmarksDataModule: batch_size .*got 2\.5"):
         GenomicBenchmarksDataModule("root", "task", batch_size=2.5)
+
+
+def test_write_sequences_overwrite_replaces_the_whole_task(tmp_path):
+    def splits(n, classes):
+        return {s: [(_random_seq(20, i), i % len(classes)) for i in range(n)] for s in ("train", "test")}
+
+    write_sequences(tmp_path, "toy_task", splits(5, "abc"), ("a", "b", "c"))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_sequences(tmp_path, "toy_task", splits(2, "ab"), ("a", "b"))
+    assert len(read_genomic_benchmark(tmp_path, "toy_task")[0]["train"]) == 5  # refused: nothing deleted
+    write_sequences(tmp_path, "toy_task", splits(2, "ab"), ("a", "b"), overwrite=True)
+    data, classes = read_genomic_benchmark(tmp_path, "toy_task")
+    assert classes == ["a", "b"]  # the old class folder "c" is gone
+    assert [len(data[s]) for s in ("train", "test")] == [2, 2]  # and so are the old 2.txt ... 4.txt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy_task"]  # no staging or retired folder left

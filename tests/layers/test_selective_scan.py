@@ -113,3 +113,14 @@ def test_cuda_kernel_matches_the_chunked_scan():  # pragma: no cover - needs a G
     y_kernel = selective_scan(**x, delta_softplus=True)
     y_torch = selective_scan(**x, delta_softplus=True, use_cuda_kernel=False)
     torch.testing.assert_close(y_kernel, y_torch, rtol=1e-3, atol=1e-3)
+
+
+def test_token_major_scan_is_public_and_equals_the_sequential_loop():
+    from derf_zoo.layers import selective_scan as module
+
+    assert "selective_scan_bld" in module.__all__
+    t = {k: v.detach() for k, v in _inputs(2, 3, 29, 4).items()}
+    ref = selective_scan_reference(**t, delta_softplus=True)  # (B, D, L)
+    token_major = {k: v.transpose(1, 2) if v.dim() == 3 else v for k, v in t.items()}  # (B, L, D), (B, L, N)
+    out = module.selective_scan_bld(**token_major, delta_softplus=True, chunk_size=8)
+    torch.testing.assert_close(out, ref.transpose(1, 2), rtol=1e-10, atol=1e-10)

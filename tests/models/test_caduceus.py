@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from derf_zoo.data.dna import reverse_complement_ids
 from derf_zoo.hub.state_dict import WeightsMismatchError
-from derf_zoo.layers.rcps import RCPSWrapper, reverse_complement_ids
+from derf_zoo.layers import rcps
+from derf_zoo.layers.rcps import RCPSWrapper
 from derf_zoo.models import create_model, get_family
 from derf_zoo.models.caduceus import (
     DNA_COMPLEMENT,
@@ -40,7 +42,7 @@ def test_caduceus_ps_is_reverse_complement_equivariant(norm):
     ids = _ids()
     cmap = dna_complement_map(model.padded_vocab_size)
     logits = model(ids)
-    logits_rc = model(reverse_complement_ids(ids, cmap))
+    logits_rc = model(reverse_complement_ids(ids))
     torch.testing.assert_close(logits_rc, logits.flip(1)[..., cmap], rtol=1e-10, atol=1e-10)
 
 
@@ -48,7 +50,7 @@ def test_caduceus_ph_is_not_equivariant_but_its_rc_average_is():
     model = Caduceus(rcps=False, **TINY).double().eval()
     ids = _ids()
     cmap = dna_complement_map(model.padded_vocab_size)
-    rc = reverse_complement_ids(ids, cmap)
+    rc = reverse_complement_ids(ids)
     assert not torch.allclose(model(rc), model(ids).flip(1)[..., cmap], atol=1e-6)
     model.rc_average = True
     torch.testing.assert_close(model(rc), model(ids).flip(1)[..., cmap], rtol=1e-10, atol=1e-10)
@@ -101,7 +103,7 @@ def test_caduceus_ps_swap_halves_equals_the_reference_fused_block():
     ids = _ids()
     torch.testing.assert_close(model(ids), _reference_ps_fused_logits(model, ids), rtol=1e-10, atol=1e-10)
     cmap = model.complement_map  # still equivariant: swapping halves commutes with the RC flip
-    torch.testing.assert_close(model(reverse_complement_ids(ids, cmap)), model(ids).flip(1)[..., cmap])
+    torch.testing.assert_close(model(reverse_complement_ids(ids)), model(ids).flip(1)[..., cmap])
 
 
 @pytest.mark.parametrize("rcps", [False, True])
@@ -177,12 +179,17 @@ def test_entry_points_sizes_and_bad_input():
     assert tuple(dna_complement_map(16)[: len(DNA_COMPLEMENT)].tolist()) == DNA_COMPLEMENT
 
 
-def test_out_proj_scaled_and_embedding_init():
-    model = Caduceus(**{**TINY, "n_layer": 4, "d_model": 64})
+@pytest.mark.parametrize("weight_tie", [True, False])
+def test_out_proj_scaled_and_embedding_init(weight_tie):
+    model = Caduceus(**{**TINY, "n_layer": 4, "d_model": 64, "bidirectional_weight_tie": weight_tie})
     assert abs(model.word_embeddings.weight.std().item() - 0.02) < 0.005
-    w = model.backbone.blocks[0].mixer.mamba_fwd.out_proj.weight
-    bound = (1 / w.shape[1]) ** 0.5 / 4**0.5  # kaiming-uniform(a=sqrt 5) bound 1/sqrt(fan_in), over sqrt(n_layer)
-    assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
+    mixer = model.backbone.blocks[0].mixer
+    out_projs = [mixer.mamba_fwd.out_proj] + ([] if weight_tie else [mixer.mamba_rev.out_proj])
+    assert weight_tie == (mixer.mamba_rev.out_proj is None)
+    for proj in out_projs:  # the reference rescales every out_proj.weight, the reverse direction's too
+        w = proj.weight
+        bound = (1 / w.shape[1]) ** 0.5 / 4**0.5  # kaiming-uniform(a=sqrt 5) bound 1/sqrt(fan_in), over sqrt(n_layer)
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
 
 
 def test_save_pretrained_round_trip(tmp_path):
@@ -194,3 +201,12 @@ def test_save_pretrained_round_trip(tmp_path):
     ids = _ids()
     assert isinstance(loaded, Caduceus) and loaded.rcps
     torch.testing.assert_close(loaded(ids), model(ids), rtol=0, atol=0)
+
+
+def test_one_public_reverse_complement_ids():
+    """The data module's ``reverse_complement_ids(ids, pad_id=None)`` is the public one; the RCPS layers' helper,
+    which takes the model's padded complement map, is private and agrees with it on the tokenizer's ids."""
+    assert not hasattr(rcps, "reverse_complement_ids") and "reverse_complement_ids" not in rcps.__all__
+    ids = _ids()
+    mapped = rcps._reverse_complement_with_map(ids, dna_complement_map(16))
+    torch.testing.assert_close(mapped, reverse_complement_ids(ids))

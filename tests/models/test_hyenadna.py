@@ -168,7 +168,7 @@ def test_the_head_is_tied_to_the_embedding():
 
 def test_an_input_longer_than_the_max_length_is_refused_by_name():
     model = _tiny()
-    with pytest.raises(ValueError, match=r"length 41, longer than this model's max_seq_len=40"):
+    with pytest.raises(ValueError, match=r"41 tokens are longer than the model's context of 40 tokens \(max_seq_len"):
         model(torch.zeros(1, 41, dtype=torch.long))
     with pytest.raises(ValueError, match="l_max=16"):
         HyenaOperator(8, filter_order=8, l_max=16)(torch.zeros(1, 17, 8))

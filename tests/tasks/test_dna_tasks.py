@@ -192,3 +192,24 @@ def test_classification_checks_classes_and_context(tmp_path):
     short = SequenceClassification(TinyDNA(max_seq_len=32), num_classes=2)
     with pytest.raises(ValueError, match="50 tokens are longer than the model's context of 32"):
         short(torch.full((1, 50), 7))
+
+
+def test_caduceus_ps_classifier_is_reverse_complement_invariant():
+    """One shared d_model head on each pooled strand half, logits averaged (the reference's RCPS classifier)."""
+    from derf_zoo.models.caduceus import Caduceus
+
+    torch.manual_seed(0)
+    backbone = Caduceus(rcps=True, d_model=8, n_layer=2, d_state=4)
+    clf = DNASequenceClassifier(backbone, 3).double().eval()
+    assert clf.head.in_features == 8  # one half's width, not the concatenated 2 * d_model
+    with torch.no_grad():
+        clf.head.weight.normal_()  # large enough that a non-invariant head shows
+        clf.head.bias.normal_()
+    ids = DNATokenizer().batch_encode(["ACGTTGCAAT", "GGAC", "TTAGC"], 10)  # rows 2 and 3 left-padded
+    assert (ids[1:, 0] == PAD_ID).all()
+    logits = clf(ids)
+    # The strand flip of the whole row (padding moves to the other end, and the padding-aware mean follows it).
+    torch.testing.assert_close(clf(reverse_complement_ids(ids)), logits, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(clf.train()(reverse_complement_ids(ids)), clf(ids), rtol=1e-10, atol=1e-10)
+    # Padding is excluded from the mean but not from the scans: equal up to where the padding sits.
+    assert torch.allclose(clf.eval()(ids[:1]), logits[:1])
