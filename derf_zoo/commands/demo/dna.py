@@ -103,10 +103,28 @@ def noise(a: RunResult, b: RunResult) -> float:
     return 2 * math.sqrt(sum(r.test_acc * (1 - r.test_acc) / r.test_count for r in (a, b)))
 
 
+def above_chance(r: RunResult) -> bool:
+    """Whether a fine-tuned model's test top-1 exceeds the 50 % of a balanced two-class task by two standard errors."""
+    return r.test_acc - 0.5 > 2 * math.sqrt(0.25 / r.test_count)
+
+
+def learned_dna(r: RunResult) -> bool:
+    """Whether pretraining beat the ln 4 nats per base of guessing A, C, G and T uniformly."""
+    return r.val_loss < math.log(4) - 1e-3
+
+
 def verdict(derf: RunResult, baseline: RunResult) -> str:
-    """Which norm wins on test top-1, and whether the gap exceeds two standard errors of the difference."""
+    """Which norm wins on test top-1, and whether the gap exceeds two standard errors of the difference; when
+    neither model rose above chance, say that instead of naming a winner."""
     gap, two_se = derf.test_acc - baseline.test_acc, noise(derf, baseline)
     where = f"{derf.test_count} test windows"
+    if not (above_chance(derf) or above_chance(baseline)):
+        stuck = [r.norm for r in (derf, baseline) if not learned_dna(r)]
+        why = (f"; {' and '.join(stuck)} pretraining did not beat ln 4 = {math.log(4):.4f} nats per base (no DNA "
+               "learned beyond base frequencies)" if stuck else "")  # fmt: skip
+        return (f"{derf.model}: neither model rose above chance on E. coli vs lambda ({100 * derf.test_acc:.1f}% and "
+                f"{100 * baseline.test_acc:.1f}% test top-1, 50% ± {100 * 2 * math.sqrt(0.25 / derf.test_count):.1f}"
+                f"){why}: this run cannot compare the norms.")  # fmt: skip
     if gap == 0:
         return (f"{derf.model}: Derf and {baseline.norm} tie at {100 * derf.test_acc:.1f}% test top-1 "
                 f"(noise ±{100 * two_se:.1f} points on {where}).")  # fmt: skip
