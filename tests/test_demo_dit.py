@@ -12,7 +12,7 @@ def test_dit_demo_part_runs_and_reports(tmp_path, monkeypatch, capsys):
     torch.manual_seed(0)
     result = PARTS["dit"].run_part(tmp_path, epochs=1, progress=False)
     assert result.family == "DiT" and not result.higher_is_better
-    assert result.derf > 0 and result.layernorm > 0 and result.noise > 0
+    assert result.derf > 0 and result.baseline_value > 0 and result.noise > 0
     assert result.pictures[0].is_file() and result.pictures[0].stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "judged by the released digits ViT" in printed and "real training digits (reference)" in printed

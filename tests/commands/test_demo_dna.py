@@ -34,7 +34,7 @@ def test_verdict_names_no_winner_when_both_stay_at_chance():
 
 def test_summary_names_each_familys_own_baseline():
     row = PartResult(family="Caduceus", data="E. coli vs lambda", metric="test top-1 (%)", higher_is_better=True,
-                     derf=60.0, layernorm=75.0, noise=5.0, baseline="RMSNorm")  # fmt: skip
+                     derf=60.0, baseline_value=75.0, noise=5.0, baseline="RMSNorm")  # fmt: skip
     assert verdict(row) == "RMSNorm better, beyond the noise"
 
 

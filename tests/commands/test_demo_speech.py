@@ -54,7 +54,7 @@ def test_speech_part_runs_and_reports(tmp_path, capsys):
     assert verdict(result) in text and "bits per masked frame" in text
     assert result.family == "wav2vec 2.0" and result.metric == "val loss (bits)" and not result.higher_is_better
     # after one epoch (4 updates) both models sit near chance: log2(21) bits for 20 negatives, plus the rest
-    assert 3.0 < result.derf < 8.0 and 3.0 < result.layernorm < 8.0 and result.derf != result.layernorm
+    assert 3.0 < result.derf < 8.0 and 3.0 < result.baseline_value < 8.0 and result.derf != result.baseline_value
     assert 0 < result.noise < 2.0
     (picture,) = result.pictures
     assert picture == tmp_path / "curves.png" and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

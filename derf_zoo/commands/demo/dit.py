@@ -245,5 +245,5 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
     derf, ln = by_norm["Derf"], by_norm["LayerNorm"]
     return PartResult(family="DiT", data=f"digits ({len(derf.val_losses)} val images)",
                       metric="val diffusion loss (x100)", higher_is_better=False,
-                      derf=100 * float(derf.val_losses.mean()), layernorm=100 * float(ln.val_losses.mean()),
+                      derf=100 * float(derf.val_losses.mean()), baseline_value=100 * float(ln.val_losses.mean()),
                       noise=100 * paired_noise(derf.val_losses, ln.val_losses), pictures=[picture])  # fmt: skip

@@ -201,7 +201,7 @@ def _run_models(out: Path, epochs: int | None, progress: bool) -> list[PartResul
         derf, base = by_tag["derf"], by_tag[model.baseline]
         summary.append(PartResult(
             family=model.family, data=f"E. coli vs lambda ({derf.test_count} test windows)", metric="test top-1 (%)",
-            higher_is_better=True, derf=100 * derf.test_acc, layernorm=100 * base.test_acc,
+            higher_is_better=True, derf=100 * derf.test_acc, baseline_value=100 * base.test_acc,
             noise=100 * noise(derf, base), baseline=base.norm,
         ))  # fmt: skip
     print()

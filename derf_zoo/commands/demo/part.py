@@ -20,8 +20,7 @@ class PartResult:
         data: what it ran on (``"1,797 real handwritten digits"``).
         metric: the headline metric (``"val top-1 (%)"``).
         higher_is_better: the metric's direction.
-        derf / layernorm: the metric for Derf and for the baseline (``layernorm`` holds the baseline's value,
-            whatever norm that is).
+        derf / baseline_value: the metric for Derf and for the family's default norm (:attr:`baseline`).
         noise: two standard errors of the difference (evaluation noise); a gap beyond it is called real.
         pictures: plots the part wrote.
     """
@@ -31,7 +30,7 @@ class PartResult:
     metric: str
     higher_is_better: bool
     derf: float
-    layernorm: float
+    baseline_value: float
     noise: float
     pictures: list[Path] = field(default_factory=list)
     baseline: str = "LayerNorm"  # the family's default norm that Derf replaces (Caduceus: "RMSNorm")
@@ -55,7 +54,7 @@ def choose_norms(family: str, norms: list[str] | None, available: dict[str, str]
 
 def verdict(r: PartResult) -> str:
     """A plain sentence: who wins and whether the gap exceeds the noise."""
-    gap = r.derf - r.layernorm if r.higher_is_better else r.layernorm - r.derf
+    gap = r.derf - r.baseline_value if r.higher_is_better else r.baseline_value - r.derf
     if gap == 0:
         return "tie"
     winner = "Derf" if gap > 0 else r.baseline
@@ -72,7 +71,7 @@ def print_summary(results: list[PartResult]) -> None:
     for column in ("family", "data", "metric", "Derf", "default norm", "noise (2 SE)", "verdict"):
         table.add_column(column, justify="left" if column in ("family", "data", "metric", "verdict") else "right")
     for r in results:
-        table.add_row(r.family, r.data, r.metric, f"{r.derf:.2f}", f"{r.layernorm:.2f} ({r.baseline})",
+        table.add_row(r.family, r.data, r.metric, f"{r.derf:.2f}", f"{r.baseline_value:.2f} ({r.baseline})",
                       f"±{r.noise:.2f}", verdict(r))  # fmt: skip
     console = Console(width=max(Console().width, 120))
     console.print()
