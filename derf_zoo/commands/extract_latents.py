@@ -36,11 +36,11 @@ from torch import Tensor
 
 from derf_zoo.data.images import _IMAGE_EXTENSIONS
 from derf_zoo.data.latents import FLIPPED_KEY, LABELS_KEY, LATENTS_KEY, SD_VAE_SCALE, check_shard
+from derf_zoo.diffusion.vae import DEFAULT_VAE, load_vae  # re-exported: the loader lives with the diffusion code
 
 __all__ = ["DEFAULT_VAE", "MODES", "center_crop_arr", "encode", "extract_latents", "image_generator", "list_images",
            "load_vae"]
 
-DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"
 MODES = ("sample", "mean")
 RECORD_NAME = "extract_latents.json"
 #: The VAE halves the side three times (block_out_channels of length 4).
@@ -120,37 +120,6 @@ def _pixels(paths: list[Path], image_size: int) -> Tensor:
 
 
 # ---- the VAE --------------------------------------------------------------------------------------------------
-
-
-def load_vae(source: str, device: str = "cpu") -> torch.nn.Module:
-    """diffusers ``AutoencoderKL`` from a local folder or a Hub id, in eval mode.
-
-    Raises:
-        FileNotFoundError: a local path that does not exist, or a Hub id that cannot be fetched (offline, not
-            cached), with how to provide the VAE.
-    """
-    from diffusers import AutoencoderKL
-
-    path = Path(source).expanduser()
-    looks_local = path.is_absolute() or source.startswith((".", "~")) or source.count("/") != 1
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"VAE folder {path} has no config.json: give a folder written by "
-                                    "AutoencoderKL.save_pretrained (config.json + weights).")  # fmt: skip
-        return AutoencoderKL.from_pretrained(str(path)).to(device).eval()
-    if looks_local:
-        raise FileNotFoundError(f"VAE folder {source} does not exist; pass --vae with a folder holding an "
-                                f"AutoencoderKL (config.json + weights) or a Hub id such as {DEFAULT_VAE}.")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    try:
-        return AutoencoderKL.from_pretrained(source, local_files_only=offline).to(device).eval()
-    except (OSError, ValueError) as err:  # diffusers raises OSError (EnvironmentError) for missing repos/files
-        raise FileNotFoundError(
-            f"Could not load the VAE {source!r} from the Hugging Face Hub or its local cache ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'no detail'}). On a machine with Hub access run "
-            f"`huggingface-cli download {source} --local-dir sd-vae` (or load it once there to fill the cache), "
-            "copy the folder here and pass --vae path/to/sd-vae."
-        ) from None
 
 
 def image_generator(seed: int, index: int) -> torch.Generator:
