@@ -11,11 +11,11 @@ that folder, and measured on the reloaded weights with the demo's own code:
   and the share (%) it classifies as the class asked for. Not an Inception FID: Inception's weights cannot be
   downloaded here, and its features of 8x8 digits would mean little anyway.
 
-    python scripts/release_dit_digits.py [--out outputs/dit_release] [--dest derf_zoo/checkpoints]
+    python scripts/release_dit_digits.py [--out outputs/dit_release] [--dest derf_zoo/checkpoints] [--overwrite]
 
 Writes ``<dest>/dit_nano_{derf,ln}.digits/`` (config.json, model.safetensors, README.md) and
 ``<dest>/dit_digits_manifest_entries.yaml`` (the entries to paste into derf_zoo/checkpoints/manifest.yaml,
-sha256 pinned).
+sha256 pinned). A release folder that already exists is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/dit_release"), help="training runs")
     parser.add_argument("--dest", type=Path, default=Path("derf_zoo/checkpoints"))
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe (only for a quick check)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing release folders (default: refuse)")
     args = parser.parse_args()
 
     import derf_zoo
@@ -96,7 +97,8 @@ def main() -> None:
         )
         folder = model.save_pretrained(
             args.dest / name, name=name, metrics=metrics, dataset=DATASET, split=SPLIT, recipe=recipe,
-            produced_by=produced_by, eval_protocol=PROTOCOL, license="apache-2.0", overwrite=True,
+            produced_by=produced_by, eval_protocol=PROTOCOL, license="apache-2.0",
+            overwrite=args.overwrite,
         )  # fmt: skip
         sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
         metric_text = ", ".join(f"{k}: {v}" for k, v in metrics.items())

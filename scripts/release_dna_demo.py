@@ -7,9 +7,11 @@ pretrained LM's final-epoch weights, and re-measures them on the held-out E. col
 (``DNALanguageModeling.evaluate`` with the recipe's data and evaluation masks of seed 0).
 
     python scripts/release_dna_demo.py [--out outputs/release_dna] [--dest derf_zoo/checkpoints] [--families Caduceus]
+        [--overwrite]
 
 Writes ``<dest>/<arch>_<norm>.ecoli/`` (config.json, model.safetensors, README.md) and
 ``<out>/dna_manifest_entries.yaml`` (the entries to append to derf_zoo/checkpoints/manifest.yaml, sha256 pinned).
+A release folder that already exists is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/release_dna"))
     parser.add_argument("--dest", type=Path, default=Path("derf_zoo/checkpoints"))
     parser.add_argument("--families", nargs="+", default=None, help="only these (HyenaDNA, Caduceus); default: all")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing release folders (default: refuse)")
     args = parser.parse_args()
 
     import torch
@@ -80,7 +83,8 @@ def main() -> None:
             )
             folder = model.save_pretrained(
                 args.dest / name, name=name, metrics=metrics, dataset=DATASET, split=split,
-                recipe=f"recipes/{recipe_name}", produced_by=produced_by, license="apache-2.0", overwrite=True,
+                recipe=f"recipes/{recipe_name}", produced_by=produced_by, license="apache-2.0",
+                overwrite=args.overwrite,
                 eval_protocol=("DNALanguageModeling.evaluate on the recipe's validation windows (fixed, "
                                "non-overlapping); loss in nats per predicted base, acc = per-base top-1 (%); masked "
                                "models: 15 % of bases masked with the masks of seed 0"),

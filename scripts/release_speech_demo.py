@@ -5,11 +5,12 @@ Trains both with the demo's recipes (``recipes/wav2vec2/wav2vec2_tiny_{derf,ln}_
 re-measured with ``--eval``), reloads the exported weights, measures the demo's headline on them (the 4 embedded
 validation clips, each whole, 8 fixed mask draws: seeds 0-7) and writes the release folders with those numbers.
 
-    python scripts/release_speech_demo.py [--out outputs/release_speech] [--dest derf_zoo/checkpoints]
+    python scripts/release_speech_demo.py [--out outputs/release_speech] [--dest derf_zoo/checkpoints] [--overwrite]
 
 Writes ``<dest>/wav2vec2_tiny_{derf,ln}.speech/`` (config.json, model.safetensors, README.md) and
 ``<dest>/speech_manifest_entries.yaml`` (the entries to paste at the end of derf_zoo/checkpoints/manifest.yaml,
-sha256 pinned). About 1.5 minutes of CPU time in all.
+sha256 pinned). About 1.5 minutes of CPU time in all. Existing export or release folders are refused unless
+``--overwrite``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/release_speech"))
     parser.add_argument("--dest", type=Path, default=Path("derf_zoo/checkpoints"))
+    parser.add_argument("--overwrite", action="store_true", help="replace export and release folders that already "
+                        "exist (default: refuse)")
     args = parser.parse_args()
 
     import torch
@@ -52,7 +55,7 @@ def main() -> None:
     for tag, run in runs.items():
         name, recipe = f"wav2vec2_tiny_{tag}.speech", f"recipes/wav2vec2/wav2vec2_tiny_{tag}_speech.yaml"
         exported, recorded = export_checkpoint(run.checkpoint, args.out / "export" / name, evaluate=True, name=name,
-                                               recipe=recipe, dataset=DATASET, overwrite=True)  # fmt: skip
+                                               recipe=recipe, dataset=DATASET, overwrite=args.overwrite)  # fmt: skip
         model = derf_zoo.from_pretrained(exported).eval()
         clips = speech.clip_losses(model)
         # the export holds the trained weights (float32 sums: thread counts change the last bits)
@@ -68,7 +71,7 @@ def main() -> None:
         folder = model.save_pretrained(args.dest / name, name=name, metrics=metrics, dataset=DATASET, split=SPLIT,
                                        recipe=recipe, produced_by=produced_by, eval_protocol=PROTOCOL,
                                        task_type="feature-extraction", license="apache-2.0",
-                                       overwrite=True)  # fmt: skip
+                                       overwrite=args.overwrite)  # fmt: skip
         sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
         shown = ", ".join(f"{k}: {v}" for k, v in metrics.items())
         entries.append(

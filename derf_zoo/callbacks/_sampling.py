@@ -84,9 +84,9 @@ def resolve_vae(owner: str, network: nn.Module, vae: str | nn.Module | None, dev
                              "decoder: pass vae=stabilityai/sd-vae-ft-ema (a Hub id), a local AutoencoderKL folder, "
                              "or the module.")  # fmt: skip
         if isinstance(vae, str):
-            from diffusers import AutoencoderKL
+            from derf_zoo.diffusion.vae import load_vae
 
-            vae = AutoencoderKL.from_pretrained(vae)
+            return load_vae(vae, device)
         return vae.to(device).eval()
     if vae is not None:
         raise ValueError(f"{owner}: vae is for latent DiTs (4 channels); this model works in pixel space "

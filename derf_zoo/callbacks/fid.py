@@ -141,6 +141,14 @@ class FID(L.Callback):
     and the same seed every time. The paper's FID-50K is computed after training instead (``derf-zoo sample`` ->
     ``.npz`` -> ADM's evaluator): this callback is a cheaper progress signal.
 
+    Under DDP only rank 0 draws and featurises; the others wait for it in the broadcast of the value. A long
+    evaluation (large ``num_samples``, many ``steps``, a slow extractor) can outlast the process group's timeout
+    (NCCL: 30 min by default, ``DDPStrategy(timeout=...)``) and kill the run: keep ``num_samples`` modest (a few
+    thousand at most) and leave the full FID to ``derf-zoo sample`` after training. Every rank logs rank 0's value,
+    so ``val/fid`` exists everywhere; still, do not make ``ModelCheckpoint(monitor="val/fid")`` decide under DDP
+    (the value is logged at the end of the training epoch, only every ``every_n_epochs`` epochs): monitor a
+    validation loss and read ``val/fid`` from the logs.
+
     Args:
         feature: ``"inception"``, a released or registered model name, an import path, or an ``nn.Module``.
         num_samples: samples drawn (>= 2).
@@ -268,7 +276,12 @@ class FID(L.Callback):
         return value
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
+        if not due(trainer, self.every_n_epochs):  # the same answer on every rank: all of them go on or none
             return
-        value = self.evaluate(trainer, sampling_network(trainer, pl_module, self.use_average))
-        pl_module.log("val/fid", value, rank_zero_only=True)
+        value = self.evaluate(trainer, sampling_network(trainer, pl_module, self.use_average)) \
+            if trainer.is_global_zero else float("nan")  # fmt: skip
+        # every rank calls the broadcast (a collective: none is left waiting) and logs rank 0's value, so a
+        # monitor of val/fid finds the same number on each rank
+        value = float(trainer.strategy.broadcast(value, src=0))
+        self.last_value = value
+        pl_module.log("val/fid", value)

@@ -16,7 +16,9 @@ with ``--flip``, ``latents_flipped`` (the latents of the horizontally flipped im
 
 Resumable: run the same command again and complete shards are kept; a shard is written to a temporary file and
 renamed into place only when whole, so an interrupted run never leaves a partial shard. An output folder that holds
-another extraction (other input, VAE or settings) is refused unless ``--overwrite``.
+another extraction (other input, VAE or settings) is refused unless ``--overwrite``, which then deletes only that
+extraction's shards and record; a folder without ``extract_latents.json`` is never emptied, and ``--out`` may not
+be, or contain, the image folder.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,11 @@ from torch import Tensor
 
 from derf_zoo.data.images import _IMAGE_EXTENSIONS
 from derf_zoo.data.latents import FLIPPED_KEY, LABELS_KEY, LATENTS_KEY, SD_VAE_SCALE, check_shard
+from derf_zoo.diffusion.vae import DEFAULT_VAE, load_vae  # re-exported: the loader lives with the diffusion code
 
 __all__ = ["DEFAULT_VAE", "MODES", "center_crop_arr", "encode", "extract_latents", "image_generator", "list_images",
            "load_vae"]
 
-DEFAULT_VAE = "stabilityai/sd-vae-ft-ema"
 MODES = ("sample", "mean")
 RECORD_NAME = "extract_latents.json"
 #: The VAE halves the side three times (block_out_channels of length 4).
@@ -64,7 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (image i: (seed << 32) + i)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace an output folder holding another extraction")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder holding another extraction "
+                   f"(only its shards and {RECORD_NAME} are deleted)")
     p.set_defaults(run=run)
 
 
@@ -118,37 +120,6 @@ def _pixels(paths: list[Path], image_size: int) -> Tensor:
 
 
 # ---- the VAE --------------------------------------------------------------------------------------------------
-
-
-def load_vae(source: str, device: str = "cpu") -> torch.nn.Module:
-    """diffusers ``AutoencoderKL`` from a local folder or a Hub id, in eval mode.
-
-    Raises:
-        FileNotFoundError: a local path that does not exist, or a Hub id that cannot be fetched (offline, not
-            cached), with how to provide the VAE.
-    """
-    from diffusers import AutoencoderKL
-
-    path = Path(source).expanduser()
-    looks_local = path.is_absolute() or source.startswith((".", "~")) or source.count("/") != 1
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"VAE folder {path} has no config.json: give a folder written by "
-                                    "AutoencoderKL.save_pretrained (config.json + weights).")  # fmt: skip
-        return AutoencoderKL.from_pretrained(str(path)).to(device).eval()
-    if looks_local:
-        raise FileNotFoundError(f"VAE folder {source} does not exist; pass --vae with a folder holding an "
-                                f"AutoencoderKL (config.json + weights) or a Hub id such as {DEFAULT_VAE}.")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    try:
-        return AutoencoderKL.from_pretrained(source, local_files_only=offline).to(device).eval()
-    except (OSError, ValueError) as err:  # diffusers raises OSError (EnvironmentError) for missing repos/files
-        raise FileNotFoundError(
-            f"Could not load the VAE {source!r} from the Hugging Face Hub or its local cache ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'no detail'}). On a machine with Hub access run "
-            f"`huggingface-cli download {source} --local-dir sd-vae` (or load it once there to fill the cache), "
-            "copy the folder here and pass --vae path/to/sd-vae."
-        ) from None
 
 
 def image_generator(seed: int, index: int) -> torch.Generator:
@@ -218,11 +189,32 @@ def _record(images: Path, classes: list[str], items: list[tuple[Path, int]], vae
     return record
 
 
-def _prepare_out(out: Path, record: dict[str, Any], overwrite: bool) -> None:
-    """Create ``out``, or keep it for a resume of the same extraction; refuse anything else without overwrite."""
+def _is_within(inner: Path, outer: Path) -> bool:
+    """Whether ``inner`` is ``outer`` or lies below it (paths resolved: links and ``..`` do not hide it)."""
+    inner, outer = inner.resolve(), outer.resolve()
+    return inner == outer or outer in inner.parents
+
+
+def _clear_extraction(out: Path) -> None:
+    """Remove what an extraction wrote into ``out`` (its shards, partial shards and record), nothing else."""
+    for path in [*out.glob("shard_*.safetensors"), *out.glob(".shard_*.safetensors.partial"), out / RECORD_NAME]:
+        if path.is_file():
+            path.unlink()
+
+
+def _prepare_out(out: Path, images: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Create ``out``, or keep it for a resume of the same extraction; refuse anything else without overwrite.
+
+    ``overwrite`` replaces only an earlier extraction (a folder with its ``extract_latents.json``): its shards and
+    record are deleted, any other file stays. A folder without the record is never emptied (it may be ``~/data``),
+    and ``out`` may not be, or hold, the image folder.
+    """
     record_file = out / RECORD_NAME
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} exists and is not a folder.")
+    if _is_within(images, out):
+        raise FileExistsError(f"--out {out} is or contains the image folder {images}: the shards would mix with the "
+                              "images; nothing was written. Choose a folder outside it.")  # fmt: skip
     if out.is_dir() and any(out.iterdir()):
         same = False
         if record_file.is_file():
@@ -231,11 +223,15 @@ def _prepare_out(out: Path, record: dict[str, Any], overwrite: bool) -> None:
             except json.JSONDecodeError:
                 same = False
         if not same:
+            if not record_file.is_file():
+                why = (f"--overwrite replaces only an extraction folder (one with its {RECORD_NAME}), so it was not "
+                       "removed" if overwrite else "nothing was written")  # fmt: skip
+                raise FileExistsError(f"--out {out} holds other files and no {RECORD_NAME}: it is not an extraction "
+                                      f"folder; {why}. Choose an empty or new folder.")  # fmt: skip
             if not overwrite:
-                what = "another extraction (other images, VAE or settings)" if record_file.is_file() else "other files"
-                raise FileExistsError(f"--out {out} holds {what}; nothing was written. Choose another folder or "
-                                      "pass --overwrite to replace it.")  # fmt: skip
-            shutil.rmtree(out)
+                raise FileExistsError(f"--out {out} holds another extraction (other images, VAE or settings); nothing "
+                                      "was written. Choose another folder or pass --overwrite to replace it.")
+            _clear_extraction(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.partial"):  # left by an interrupted run
         stale.unlink()
@@ -259,7 +255,8 @@ def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.
         dtype: ``"float32"`` or ``"float16"`` storage.
         seed: image ``i`` draws from ``torch.Generator().manual_seed((seed << 32) + i)``.
         device: where the VAE runs.
-        overwrite: replace an output folder that holds another extraction.
+        overwrite: replace another extraction in ``out`` (its shards and record only; a folder without the record
+            is refused).
         progress: show a progress bar.
 
     Returns:
@@ -291,7 +288,7 @@ def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.
     side = image_size // VAE_FACTOR
     record = _record(images, classes, items, vae_name, image_size, shard_size, mode, flip, dtype, seed,
                      (model.config.latent_channels, side, side))  # fmt: skip
-    _prepare_out(out, record, overwrite)
+    _prepare_out(out, images, record, overwrite)
 
     num_shards = -(-len(items) // shard_size)
     stored = getattr(torch, dtype)

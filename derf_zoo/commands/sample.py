@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         check_vae(model, args.vae)  # before loading anything: a missing or superfluous --vae fails at once
         vae = None
         if args.vae is not None:
-            from derf_zoo.commands.extract_latents import load_vae
+            from derf_zoo.diffusion.vae import load_vae
 
             vae = load_vae(args.vae, args.device)
         labels = torch.tensor(classes).repeat_interleave(args.per_class)

@@ -33,19 +33,25 @@ def is_latent(model: nn.Module) -> bool:
 
 
 def check_vae(model: nn.Module, vae: str | nn.Module | None) -> None:
-    """ValueError unless a latent DiT has a VAE with its latent channels and a pixel DiT has none."""
+    """ValueError unless a latent DiT has a VAE with its latent channels and a pixel DiT has none.
+
+    Called by ``derf-zoo sample`` and the sampling callbacks alike, so the messages name both spellings of the
+    argument.
+    """
     if is_latent(model):
         if vae is None:
             trained_on = (getattr(model, "pretrained_cfg", None) or {}).get("vae") or "stabilityai/sd-vae-ft-ema"
             raise ValueError(f"This is a latent DiT ({model.in_channels} channels: Stable Diffusion VAE latents); its "
-                             f"samples need a decoder: pass --vae {trained_on} (a Hub id) or --vae path/to/folder "
-                             "(an AutoencoderKL saved with save_pretrained).")  # fmt: skip
+                             f"samples need a decoder: set the vae argument (`--vae` on the command line) to "
+                             f"{trained_on} (a Hub id) or to a folder holding an AutoencoderKL saved with "
+                             "save_pretrained.")  # fmt: skip
         if not isinstance(vae, str) and vae.config.latent_channels != model.in_channels:
             raise ValueError(f"The VAE has {vae.config.latent_channels} latent channels, the DiT "
                              f"{model.in_channels}: they were not trained together.")  # fmt: skip
     elif vae is not None:
-        raise ValueError(f"--vae is for latent DiTs ({LATENT_CHANNELS} channels); this model works in pixel space "
-                         f"({model.in_channels} channel(s)) and has nothing to decode: drop --vae.")  # fmt: skip
+        raise ValueError(f"The vae argument (`--vae` on the command line) is for latent DiTs ({LATENT_CHANNELS} "
+                         f"channels); this model works in pixel space ({model.in_channels} channel(s)) and has "
+                         "nothing to decode: drop the vae argument.")  # fmt: skip
 
 
 @torch.no_grad()

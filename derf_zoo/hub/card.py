@@ -19,39 +19,30 @@ CITATION = """@misc{derf2025,
 }"""
 
 
-def _dna_length(cfg: Mapping[str, Any], model: nn.Module) -> int | None:
-    """The context of a DNA token model (HyenaDNA ``space: dna``, Caduceus ``vocabulary: dna_char``), else None."""
-    if cfg.get("space") != "dna" and cfg.get("vocabulary") != "dna_char":
-        return None
-    length = getattr(model, "max_seq_len", None) or next(iter(cfg.get("input_size", (1024,))))
-    return int(length)
+def _fill(template: str, cfg: Mapping[str, Any], model: nn.Module, name: str | None) -> str:
+    """A family's card text with its fields filled: ``{name}`` (the released name or a folder placeholder),
+    ``{input_size}``, ``{cfg[key]}`` (the data config) and ``{model.attr}`` (the built model)."""
+    return template.format(name=name or "path/to/this/folder", input_size=tuple(cfg.get("input_size", ())), cfg=cfg,
+                           model=model)  # fmt: skip
 
 
-def _input_line(cfg: Mapping[str, Any], model: nn.Module) -> str:
-    length = _dna_length(cfg, model)
-    if length is not None:  # token ids, not an image: no mean/std/crop
-        return (f"- **Input:** DNA token ids (batch, length), length <= {length}; A C G T N = ids 7 8 9 10 11 "
-                "(the HyenaDNA/Caduceus character tokenizer)\n")
-    if "sample_rate" in cfg:  # raw audio (wav2vec 2.0): no mean/std/crop either
-        return f"- **Input:** mono waveform (batch, samples) at {cfg['sample_rate']} Hz, float in [-1, 1]\n"
+def _input_line(cfg: Mapping[str, Any], model: nn.Module, name: str | None = None) -> str:
+    """The card's Input line: the family's ``card_input`` where it sets one, else an image's size and preprocessing."""
+    if "card_input" in cfg:
+        return f"- **Input:** {_fill(cfg['card_input'], cfg, model, name)}\n"
     if "input_size" not in cfg:
         return ""
     return (f"- **Input:** {tuple(cfg['input_size'])}, mean {tuple(cfg.get('mean', ()))}, "
             f"std {tuple(cfg.get('std', ()))}, crop {cfg.get('crop_pct')}, {cfg.get('interpolation')} interpolation\n")
 
 
-def _example_call(cfg: Mapping[str, Any], model: nn.Module, task_type: str | None = None,
-                  name: str | None = None) -> str:  # fmt: skip
-    length = _dna_length(cfg, model)
-    if length is not None:
-        return f"\nlogits = model(torch.randint(7, 11, (1, {min(length, 256)})))  # random A/C/G/T ids"
+def _example_call(cfg: Mapping[str, Any], model: nn.Module, name: str | None = None) -> str:
+    """The Usage lines after loading: the family's ``card_example`` where it sets one, else a call on random input
+    of ``input_size``."""
+    if "card_example" in cfg:
+        return "\n" + _fill(cfg["card_example"], cfg, model, name)
     if "input_size" not in cfg:
         return ""
-    if task_type == "unconditional-image-generation":  # a DiT: called on a noisy image, its timestep and class
-        shape = tuple(cfg["input_size"])
-        return (f"\nx_t, t, y = torch.randn(2, *{shape}), torch.tensor([999, 500]), torch.tensor([0, 1])"
-                "\noutput = model(x_t, t, y)  # predicted noise (and variance with learn_sigma)"
-                f"\n# samples: derf-zoo sample {name or 'path/to/this/folder'} --out grid.png")
     return f"\noutput = model(torch.randn(1, *{tuple(cfg['input_size'])}))"
 
 
@@ -80,7 +71,9 @@ def model_card(
     The front matter parses with ``huggingface_hub.ModelCard``; with metrics and a dataset it holds a
     ``model-index`` so the Hub shows the result. ``task_type`` (a Hugging Face pipeline tag) comes from the task
     that trained the weights or, for a model saved from Python, from its family (``config["task_type"]``);
-    ``metrics`` are the values as that task reports them (accuracies in percent).
+    ``metrics`` are the values as that task reports them (accuracies in percent). The Input line and the usage
+    example come from the family's data config (``card_input``, ``card_example``: see :func:`_fill` for their
+    fields) or, without them, describe an image model.
     """
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -102,7 +95,9 @@ def model_card(
     )  # fmt: skip
     alphas = site_alphas(model)
     alpha_text = ", ".join(f"{site} {value:.3g}" for site, value in alphas.items()) or "none (no point-wise norm)"
-    cfg = config.get("pretrained_cfg", {})
+    # the family's card texts (card_input, card_example) live in the model's data config, not in config.json
+    live = getattr(model, "pretrained_cfg", None) or {}
+    cfg = {**config.get("pretrained_cfg", {}), **{k: v for k, v in live.items() if k.startswith("card_")}}
     metric_lines = "\n".join(f"| {k} | {v:.4g} |" for k, v in (metrics or {}).items()) or "| - | not measured |"
     if name:
         load = f'derf_zoo.create_model("{name}", pretrained=True)'
@@ -118,7 +113,7 @@ normalization-free Transformers (arXiv 2512.10938). Its norm layers are `{norm}`
 ## Model details
 
 - **Architecture:** `{architecture}`, {_count(model) / 1e6:.3f} M parameters
-{_input_line(cfg, model)}- **Norm:** `{norm}`; mean alpha per site: {alpha_text}
+{_input_line(cfg, model, name)}- **Norm:** `{norm}`; mean alpha per site: {alpha_text}
 - **Weights:** {weights_kind or "as trained"}
 - **Produced by:** {produced_by or "derf_zoo"}
 - **Recipe:** {f"`{recipe}`" if recipe else "-"}
@@ -135,7 +130,7 @@ Dataset: {dataset or "-"}{f", split {split}" if split else ""}. {eval_protocol o
 
 ```python
 import derf_zoo, torch
-model = {load}{_example_call(cfg, model, task_type, name)}
+model = {load}{_example_call(cfg, model, name)}
 ```
 
 ## Citation

@@ -82,7 +82,9 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     if not cfg.get("architecture") or args is None:
         raise ValueError(f"{type(model).__name__} was not built through derf_zoo's registry (no architecture / "
                          "model_args to record); build it with derf_zoo.create_model(...) to save it.")  # fmt: skip
-    data_cfg = {k: v for k, v in cfg.items() if k not in ("architecture", "tag", "task_type")}
+    # card_* are the family's model-card texts (the registry supplies them): not data, not saved
+    data_cfg = {k: v for k, v in cfg.items()
+                if k not in ("architecture", "tag", "task_type") and not k.startswith("card_")}  # fmt: skip
     args = dict(args)
     if "norm" in args:
         args["norm"] = _saved_norm(model, args["norm"])

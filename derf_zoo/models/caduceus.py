@@ -234,7 +234,12 @@ class Caduceus(nn.Module, HubMixin):
 #: The 1k-context GenomicBenchmarks models behind the papers' numbers (``caduceus-{ph,ps}_seqlen-1k_d_model-118_
 #: n_layer-4_lr-8e-3``): d_model 118 (per half for PS), 4 layers, d_state 16, expand 2, vocab 12 -> 16.
 _1K = {"d_model": 118, "n_layer": 4, "d_state": 16, "d_conv": 4, "expand": 2}
-DNA_DATA_CFG = {"input_size": (1024,), "vocabulary": "dna_char", "classifier": None}
+#: The model card's Input line and usage example (derf_zoo.hub.card fills {input_size}): token ids, not an image.
+CARD_INPUT = ("DNA token ids (batch, length), length <= {input_size[0]}; A C G T N = ids 7 8 9 10 11 (the "
+              "HyenaDNA/Caduceus character tokenizer)")
+CARD_EXAMPLE = "logits = model(torch.randint(7, 11, (1, 256)))  # random A/C/G/T ids"
+DNA_DATA_CFG = {"input_size": (1024,), "vocabulary": "dna_char", "classifier": None, "card_input": CARD_INPUT,
+                "card_example": CARD_EXAMPLE}
 
 # Paper §3.4: Derf alpha 0.5, shift 0 (the default "derf"), weight and bias; RMSNorm eps 1e-5 (the reference's).
 _NORMS = {"derf": "derf", "rmsnorm": "rmsnorm"}

@@ -75,6 +75,11 @@ FAMILY = register_family(ModelFamily(
     key_maps={"official": official_to_zoo_key},
 ))  # fmt: skip
 
+#: The model card's usage lines (derf_zoo.hub.card fills {input_size} and {name}): a DiT is called on a noisy input,
+#: its timestep and its class.
+CARD_EXAMPLE = ("x_t, t, y = torch.randn(2, *{input_size}), torch.tensor([999, 500]), torch.tensor([0, 1])"
+                "\noutput = model(x_t, t, y)  # predicted noise (and variance with learn_sigma)"
+                "\n# samples: derf-zoo sample {name} --out grid.png")
 LATENT_DATA_CFG = {
     "input_size": (4, 32, 32),
     "space": "latent",
@@ -82,6 +87,7 @@ LATENT_DATA_CFG = {
     "latent_scale": 0.18215,
     "first_conv": "x_embedder.proj",
     "classifier": None,
+    "card_example": CARD_EXAMPLE,
 }
 DIGITS_DATA_CFG = {
     "input_size": (1, 8, 8),
@@ -90,6 +96,7 @@ DIGITS_DATA_CFG = {
     "std": (0.5,),
     "first_conv": "x_embedder.proj",
     "classifier": None,
+    "card_example": CARD_EXAMPLE,
 }
 
 

@@ -83,8 +83,13 @@ FAMILY = register_family(ModelFamily(
     task_type="text-generation", key_maps={"hyenadna": hyenadna_to_zoo_key},
 ))  # fmt: skip
 
+#: The model card's Input line and usage example (derf_zoo.hub.card fills the {model.*} fields): token ids.
+CARD_INPUT = ("DNA token ids (batch, length), length <= {model.max_seq_len}; A C G T N = ids 7 8 9 10 11 (the "
+              "HyenaDNA/Caduceus character tokenizer)")
+CARD_EXAMPLE = "logits = model(torch.randint(7, 11, (1, {model.card_example_length})))  # random A/C/G/T ids"
 DNA_DATA_CFG = {"space": "dna", "vocab_size": DNA_VOCAB_SIZE, "pad_token_id": PAD_ID,
-                "first_conv": None, "classifier": None}  # fmt: skip
+                "first_conv": None, "classifier": None, "card_input": CARD_INPUT,
+                "card_example": CARD_EXAMPLE}  # fmt: skip
 
 
 def _tanh_gelu() -> nn.Module:
@@ -163,6 +168,11 @@ class HyenaDNA(nn.Module, HubMixin):
 
     def no_weight_decay(self) -> set[str]:
         return set()
+
+    @property
+    def card_example_length(self) -> int:
+        """The window of the model card's usage example: 256 tokens, fewer when ``max_seq_len`` is shorter."""
+        return min(self.max_seq_len, 256)
 
     def _check_input(self, input_ids: Tensor) -> None:
         if input_ids.dim() != 2 or input_ids.dtype.is_floating_point:

@@ -55,8 +55,9 @@ __all__ = ["NORM_SITES", "Wav2Vec2", "Wav2Vec2Output", "from_fairseq", "from_tra
 #: The norm slot of wav2vec 2.0: before/after attention, before/after the MLP, and the encoder's own norm.
 NORM_SITES = ("attn", "mlp", "encoder")
 # One second of 16 kHz audio per example. The model takes (batch, samples): no channel axis, so the model card's usage
-# line, torch.randn(1, *input_size), builds a valid input.
-AUDIO_DATA_CFG = {"sample_rate": 16000, "input_size": (16000,)}
+# line, torch.randn(1, *input_size), builds a valid input; its Input line is the family's (card_input).
+AUDIO_DATA_CFG = {"sample_rate": 16000, "input_size": (16000,),
+                  "card_input": "mono waveform (batch, samples) at {cfg[sample_rate]} Hz, float in [-1, 1]"}
 
 
 def hf_to_zoo_key(key: str) -> str:

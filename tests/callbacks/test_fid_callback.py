@@ -108,3 +108,42 @@ def test_released_vit_features_are_the_demo_judges():
     images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
     with torch.no_grad():
         torch.testing.assert_close(vit(images), JudgeFeatures(vit.model)(images / 255.0))
+
+
+def test_every_rank_logs_rank_zeros_value_through_the_broadcast(fit_dit, monkeypatch):
+    """Single process: the value goes through ``strategy.broadcast`` and is logged. Another rank (a stand-in trainer)
+    does not sample, calls the same broadcast and logs the value it receives."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    sent = []
+    real = SingleDeviceStrategy.broadcast
+
+    def spy(self, obj, src=0):
+        sent.append(obj)
+        return real(self, obj, src)
+
+    monkeypatch.setattr(SingleDeviceStrategy, "broadcast", spy)
+    fid = FID("vit_nano_ln.digits", **FAST)
+    _, trainer = fit_dit([fid])
+    assert fid.last_value in sent and float(trainer.callback_metrics["val/fid"]) == pytest.approx(fid.last_value)
+
+    class OtherRank:
+        fast_dev_run = sanity_checking = is_global_zero = False
+        current_epoch = 0
+
+        class strategy:  # stands in for trainer.strategy
+            @staticmethod
+            def broadcast(obj, src=0):
+                assert src == 0 and obj != obj  # this rank has no value of its own (NaN)
+                return 12.5
+
+    logged = {}
+
+    class Module:
+        def log(self, name, value, **kwargs):
+            logged[name] = (value, kwargs)
+
+    other = FID("vit_nano_ln.digits", **FAST)
+    other.evaluate = lambda *args: pytest.fail("only rank 0 samples")
+    other.on_train_epoch_end(OtherRank(), Module())
+    assert logged == {"val/fid": (12.5, {})} and other.last_value == 12.5

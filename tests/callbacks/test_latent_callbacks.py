@@ -68,3 +68,21 @@ def test_latent_dit_needs_a_vae_and_stats_must_exist(tmp_path):
         fit(tmp_path, [SampleGrid(steps=2)])
     with pytest.raises(FileNotFoundError, match=r"reference_stats .*missing\.npz does not exist"):
         fit(tmp_path, [FID(MeanColour(), num_samples=4, vae=tiny_vae(), reference_stats=str(tmp_path / "missing.npz"))])
+
+
+def test_a_vae_given_by_name_loads_through_the_shared_loader(tmp_path, monkeypatch):
+    """A folder string loads in eval mode; a missing folder or an uncached Hub id offline fail with the loader's
+    FileNotFoundError (how to provide the VAE), as in ``derf-zoo sample``."""
+    from derf_zoo.callbacks._sampling import resolve_vae
+    from derf_zoo.models import create_model
+
+    network = create_model("dit_b_4_derf", **TINY_LATENT)
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    vae = resolve_vae("FID", network, str(tmp_path / "vae"), torch.device("cpu"))
+    assert not vae.training and vae.config.latent_channels == 4
+    with pytest.raises(FileNotFoundError, match=r"VAE folder .*missing_vae does not exist.*vae argument"):
+        resolve_vae("FID", network, str(tmp_path / "missing_vae"), torch.device("cpu"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
+    with pytest.raises(FileNotFoundError, match=r"'stabilityai/sd-vae-ft-ema'.*huggingface-cli download"):
+        resolve_vae("FID", network, "stabilityai/sd-vae-ft-ema", torch.device("cpu"))

@@ -168,6 +168,38 @@ def test_cli_refuses_another_extraction_without_overwrite(vae_folder, images, tm
     assert (other / "keep.txt").read_text() == "mine"
 
 
+def test_overwrite_never_removes_a_folder_that_is_not_an_extraction(vae_folder, images, tmp_path):
+    """--overwrite on a folder without the record (say ~/data) refuses and deletes nothing."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"data holds other files and no extract_latents.json.*not removed"):
+        xl.extract_latents(images, data, vae=str(vae_folder), image_size=SIZE, overwrite=True, progress=False)
+    assert (data / "sub" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in data.iterdir()) == ["sub"]
+
+
+def test_overwrite_deletes_only_the_shards_and_the_record(vae_folder, images, tmp_path):
+    out = tmp_path / "latents"
+    kwargs = dict(vae=str(vae_folder), image_size=SIZE, shard_size=4, progress=False)
+    assert xl.extract_latents(images, out, **kwargs)["shards"] == 3
+    (out / "README.txt").write_text("notes")
+    (out / "sub").mkdir()
+    assert xl.extract_latents(images, out, **{**kwargs, "shard_size": 9}, overwrite=True)["written"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", xl.RECORD_NAME, "shard_00000.safetensors", "sub"]
+    assert json.loads((out / xl.RECORD_NAME).read_text())["shard_size"] == 9
+
+
+@pytest.mark.parametrize("where", ["equal", "parent"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_out_may_not_be_or_contain_the_image_folder(vae_folder, images, where, overwrite):
+    out = images if where == "equal" else images.parent
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match=rf"--out {out} is or contains the image folder {images}"):
+        xl.extract_latents(images, out, vae=str(vae_folder), image_size=SIZE, overwrite=overwrite, progress=False)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 def test_bad_inputs_name_the_value(vae_folder, images, tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="no_such_dir does not exist"):

@@ -108,7 +108,8 @@ def test_sample_latent_dit_from_diffusion_checkpoint(vae_folder, tmp_path):
     ckpt = tmp_path / "last.ckpt"
     trainer.save_checkpoint(ckpt)
     out = tmp_path / "s.png"
-    with pytest.raises(SystemExit, match=r"latent DiT.*--vae stabilityai/sd-vae-ft-ema"):
+    with pytest.raises(SystemExit, match=r"latent DiT.*vae argument \(`--vae` on the command line\) to "
+                                         r"stabilityai/sd-vae-ft-ema"):
         main(["sample", str(ckpt), "--out", str(out), "--per-class", "1", "--steps", "2"])
     assert not out.exists()
     assert main(["sample", str(ckpt), "--out", str(out), "--per-class", "1", "--steps", "2",
@@ -119,10 +120,10 @@ def test_sample_latent_dit_from_diffusion_checkpoint(vae_folder, tmp_path):
 
 def test_latent_dit_without_vae_names_the_option(latent_folder, tmp_path):
     out = tmp_path / "x.png"
-    with pytest.raises(SystemExit, match=r"latent DiT.*pass --vae"):
+    with pytest.raises(SystemExit, match=r"latent DiT.*the vae argument \(`--vae` on the command line\)"):
         main(["sample", str(latent_folder), "--out", str(out), "--steps", "2"])
     assert not out.exists() and not out.with_suffix(".npz").exists()
-    with pytest.raises(ValueError, match="pass --vae"):
+    with pytest.raises(ValueError, match=r"the vae argument \(`--vae` on the command line\)"):
         draw(load_dit(str(latent_folder)), torch.tensor([0]), steps=2)
 
 
@@ -136,7 +137,8 @@ def test_missing_vae_folder_is_named(latent_folder, tmp_path):
 def test_pixel_dit_refuses_a_vae(vae_folder, tmp_path):
     folder = create_model("dit_nano_derf", hidden_size=16, depth=1, num_heads=2, num_classes=3,
                           input_size=4).save_pretrained(tmp_path / "pixel")  # fmt: skip
-    with pytest.raises(SystemExit, match=r"--vae is for latent DiTs.*pixel space \(1 channel"):
+    with pytest.raises(SystemExit, match=r"The vae argument \(`--vae` on the command line\) is for latent DiTs.*"
+                                         r"pixel space \(1 channel.*drop the vae argument"):
         main(["sample", str(folder), "--out", str(tmp_path / "x.png"), "--steps", "2", "--vae", str(vae_folder)])
 
 
