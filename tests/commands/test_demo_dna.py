@@ -36,6 +36,8 @@ def test_summary_names_each_familys_own_baseline():
     row = PartResult(family="Caduceus", data="E. coli vs lambda", metric="test top-1 (%)", higher_is_better=True,
                      derf=60.0, baseline_value=75.0, noise=5.0, baseline="RMSNorm")  # fmt: skip
     assert verdict(row) == "RMSNorm better, beyond the noise"
+    row.own_verdict = "both at chance: no comparison"  # what the DNA part sets when neither model learned the task
+    assert verdict(row) == "both at chance: no comparison"
 
 
 def test_unknown_norm_is_refused_with_the_valid_ones():

@@ -203,6 +203,7 @@ def _run_models(out: Path, epochs: int | None, progress: bool) -> list[PartResul
             family=model.family, data=f"E. coli vs lambda ({derf.test_count} test windows)", metric="test top-1 (%)",
             higher_is_better=True, derf=100 * derf.test_acc, baseline_value=100 * base.test_acc,
             noise=100 * noise(derf, base), baseline=base.norm,
+            own_verdict=None if above_chance(derf) or above_chance(base) else "both at chance: no comparison",
         ))  # fmt: skip
     print()
     print_results(results)

@@ -23,6 +23,8 @@ class PartResult:
         derf / baseline_value: the metric for Derf and for the family's default norm (:attr:`baseline`).
         noise: two standard errors of the difference (evaluation noise); a gap beyond it is called real.
         pictures: plots the part wrote.
+        baseline: the family's default norm that Derf replaces.
+        own_verdict: the part's verdict when comparing the two numbers would mislead (both models at chance).
     """
 
     family: str
@@ -34,6 +36,7 @@ class PartResult:
     noise: float
     pictures: list[Path] = field(default_factory=list)
     baseline: str = "LayerNorm"  # the family's default norm that Derf replaces (Caduceus: "RMSNorm")
+    own_verdict: str | None = None
 
 
 def choose_norms(family: str, norms: list[str] | None, available: dict[str, str]) -> list[str]:
@@ -53,7 +56,9 @@ def choose_norms(family: str, norms: list[str] | None, available: dict[str, str]
 
 
 def verdict(r: PartResult) -> str:
-    """A plain sentence: who wins and whether the gap exceeds the noise."""
+    """A plain sentence: who wins and whether the gap exceeds the noise (or the part's own verdict)."""
+    if r.own_verdict:
+        return r.own_verdict
     gap = r.derf - r.baseline_value if r.higher_is_better else r.baseline_value - r.derf
     if gap == 0:
         return "tie"
