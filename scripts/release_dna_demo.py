@@ -1,8 +1,9 @@
 """Train, export and measure the DNA demo's pretrained models: the release folders of ``<arch>_<norm>.ecoli``.
 
 For every model of the demo's DNA part (HyenaDNA nano with Derf and LayerNorm; Caduceus nano with Derf and RMSNorm
-when that family is installed), this runs exactly what ``derf-zoo demo dna`` runs (the ``recipes/dna/*_ecoli.yaml``
-pretraining, then the ``*_ecoli_vs_lambda.yaml`` fine-tuning from its checkpoint, then the test split), exports the
+when that family is installed), this runs exactly what ``derf-zoo demo dna`` runs (the
+``recipes/{hyenadna,caduceus}/*_ecoli.yaml`` pretraining, then the ``*_ecoli_vs_lambda.yaml`` fine-tuning from
+its checkpoint, then the test split), exports the
 pretrained LM's final-epoch weights, and re-measures them on the held-out E. coli windows the way the tests do
 (``DNALanguageModeling.evaluate`` with the recipe's data and evaluation masks of seed 0).
 
@@ -69,7 +70,7 @@ def main() -> None:
         for tag in ("derf", demo_model.baseline):
             run = dna.train_one(demo_model, tag, args.out, None, progress=False)
             arch = f"{demo_model.arch}_{tag}"
-            name, recipe_name = f"{arch}.ecoli", f"dna/{arch}_ecoli.yaml"
+            name, recipe_name = f"{arch}.ecoli", f"{arch.split('_')[0]}/{arch}_ecoli.yaml"
             model = derf_zoo.create_model(arch).eval()
             load_into(model, network_weights(load_lightning_checkpoint(run.pretrain_checkpoint), None)[0],
                       source=str(run.pretrain_checkpoint))  # fmt: skip
@@ -78,7 +79,8 @@ def main() -> None:
             produced_by = (
                 f"trained by derf_zoo: `derf-zoo demo dna` / scripts/release_dna_demo.py, recipes/{recipe_name} "
                 f"(seed 0), final-epoch weights; fine-tuned from them on E. coli vs lambda "
-                f"(recipes/dna/{arch}_ecoli_vs_lambda.yaml): val top-1 {100 * run.finetune_val_acc:.1f} % "
+                f"(recipes/{recipe_name.replace('_ecoli.yaml', '_ecoli_vs_lambda.yaml')}): "
+                f"val top-1 {100 * run.finetune_val_acc:.1f} % "
                 f"({run.val_count} windows), test top-1 {100 * run.test_acc:.1f} % ({run.test_count} windows)"
             )
             folder = model.save_pretrained(

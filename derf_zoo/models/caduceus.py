@@ -264,25 +264,25 @@ def caduceus_ps_1k(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     return _build("caduceus_ps_1k", True, None, pretrained, kwargs)
 
 
-@register_model(family="caduceus", recipe="recipes/dna/caduceus_ph_1k_derf_hg38.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ph_1k_derf_hg38.yaml")
 def caduceus_ph_1k_derf(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-Ph 1k with Derf (alpha 0.5, weight and bias) in every RMSNorm site: the paper's row."""
     return _build("caduceus_ph_1k_derf", False, "derf", pretrained, kwargs)
 
 
-@register_model(family="caduceus", recipe="recipes/dna/caduceus_ph_1k_rmsnorm_hg38.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ph_1k_rmsnorm_hg38.yaml")
 def caduceus_ph_1k_rmsnorm(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-Ph 1k with RMSNorm (eps 1e-5): the paper's baseline row."""
     return _build("caduceus_ph_1k_rmsnorm", False, "rmsnorm", pretrained, kwargs)
 
 
-@register_model(family="caduceus", recipe="recipes/dna/caduceus_ps_1k_derf_hg38.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ps_1k_derf_hg38.yaml")
 def caduceus_ps_1k_derf(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-PS 1k with Derf (alpha 0.5, weight and bias) in every RMSNorm site: the paper's row."""
     return _build("caduceus_ps_1k_derf", True, "derf", pretrained, kwargs)
 
 
-@register_model(family="caduceus", recipe="recipes/dna/caduceus_ps_1k_rmsnorm_hg38.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ps_1k_rmsnorm_hg38.yaml")
 def caduceus_ps_1k_rmsnorm(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-PS 1k with RMSNorm (eps 1e-5): the paper's baseline row."""
     return _build("caduceus_ps_1k_rmsnorm", True, "rmsnorm", pretrained, kwargs)
@@ -298,13 +298,13 @@ def caduceus_nano(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     return _build("caduceus_nano", False, None, pretrained, {**_NANO, **kwargs})
 
 
-@register_model(family="caduceus", recipe="recipes/dna/caduceus_nano_derf_ecoli.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_nano_derf_ecoli.yaml")
 def caduceus_nano_derf(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-Ph nano with Derf (alpha 0.5, shift 0, weight and bias) in every norm site, pretrained on E. coli."""
     return _build("caduceus_nano_derf", False, _NORMS["derf"], pretrained, {**_NANO, **kwargs})
 
 
-@register_model(family="caduceus", recipe="recipes/dna/caduceus_nano_rmsnorm_ecoli.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_nano_rmsnorm_ecoli.yaml")
 def caduceus_nano_rmsnorm(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-Ph nano with RMSNorm (eps 1e-5) in every norm site, Caduceus' default, pretrained on E. coli."""
     return _build("caduceus_nano_rmsnorm", False, _NORMS["rmsnorm"], pretrained, {**_NANO, **kwargs})

@@ -236,12 +236,12 @@ def hyenadna_small_32k(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA small (width 256, 4 layers, 32k context: max length 32770); any ``norm=`` (LayerNorm default)."""
     return _build("hyenadna_small_32k", "small_32k", pretrained, kwargs)
 
-@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_tiny_1k_derf_hg38.yaml")
+@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_tiny_1k_derf_hg38.yaml")
 def hyenadna_tiny_1k_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA tiny-1k with Derf (alpha 0.5, shift 0) in every norm site: the paper's row."""
     return _build("hyenadna_tiny_1k_derf", "tiny_1k", pretrained, kwargs, _PAPER_NORMS["derf"])
 
-@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_tiny_1k_ln_hg38.yaml")
+@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_tiny_1k_ln_hg38.yaml")
 def hyenadna_tiny_1k_ln(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA tiny-1k with LayerNorm in every norm site: the paper's baseline row."""
     return _build("hyenadna_tiny_1k_ln", "tiny_1k", pretrained, kwargs, _PAPER_NORMS["ln"])
@@ -263,13 +263,13 @@ def hyenadna_nano(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     return _build("hyenadna_nano", "nano", pretrained, kwargs)
 
 
-@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_nano_derf_ecoli.yaml")
+@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_nano_derf_ecoli.yaml")
 def hyenadna_nano_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA nano with Derf (alpha 0.5, shift 0) in every norm site, pretrained on the embedded E. coli."""
     return _build("hyenadna_nano_derf", "nano", pretrained, kwargs, _PAPER_NORMS["derf"])
 
 
-@register_model(family="hyenadna", recipe="recipes/dna/hyenadna_nano_ln_ecoli.yaml")
+@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_nano_ln_ecoli.yaml")
 def hyenadna_nano_ln(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA nano with LayerNorm in every norm site, pretrained on the embedded E. coli."""
     return _build("hyenadna_nano_ln", "nano", pretrained, kwargs, _PAPER_NORMS["ln"])

@@ -14,14 +14,15 @@ from derf_zoo.training import lightning_cli
 
 def test_export_of_a_pretrained_dna_lm_loads_back_with_the_same_logits(tmp_path):
     run = tmp_path / "run"
-    cli = lightning_cli(["fit", "-c", str(recipe_path("dna/hyenadna_nano_derf_ecoli.yaml")), "--trainer.max_steps=2",
+    recipe = "hyenadna/hyenadna_nano_derf_ecoli.yaml"
+    cli = lightning_cli(["fit", "-c", str(recipe_path(recipe)), "--trainer.max_steps=2",
                          "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
                          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run}",
                          f"--checkpoint.dirpath={run / 'ckpt'}"])  # fmt: skip
     trained = cli.model.model.eval()
     out = tmp_path / "export"
     assert main(["export", "--ckpt", str(run / "ckpt" / "last.ckpt"), "--out", str(out), "--eval",
-                 "--name", "hyenadna_nano_derf.mine", "--recipe", "recipes/dna/hyenadna_nano_derf_ecoli.yaml"]) == 0
+                 "--name", "hyenadna_nano_derf.mine", "--recipe", f"recipes/{recipe}"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "hyenadna_nano_derf" and config["task_type"] == "text-generation"
     card = (out / "README.md").read_text()

@@ -9,9 +9,10 @@ from derf_zoo.models import get_model_entry
 from derf_zoo.recipes import list_recipes
 from derf_zoo.training import lightning_cli
 
-PRETRAIN = list_recipes("dna/*_hg38.yaml")
-FINETUNE = list_recipes("dna/*_genomic_benchmarks.yaml")
-DEMO = list_recipes("dna/*_ecoli*.yaml")
+FAMILIES = ("hyenadna", "caduceus")  # one recipe folder per family
+PRETRAIN = [p for f in FAMILIES for p in list_recipes(f"{f}/*_hg38.yaml")]
+FINETUNE = [p for f in FAMILIES for p in list_recipes(f"{f}/*_genomic_benchmarks.yaml")]
+DEMO = [p for f in FAMILIES for p in list_recipes(f"{f}/*_ecoli*.yaml")]
 CPU = ["--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",
        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 #: A small stand-in of each architecture keeps a CPU step fast (the full sizes are covered by the model tests).
@@ -55,10 +56,10 @@ def test_every_model_and_norm_has_its_recipes():
     paper += [f"caduceus_{v}_1k_{n}" for v in ("ph", "ps") for n in ("derf", "rmsnorm")]
     for model in paper:
         assert {f"{model}_hg38", f"{model}_genomic_benchmarks"} <= stems
-        assert get_model_entry(model).recipe == f"recipes/dna/{model}_hg38.yaml"
+        assert get_model_entry(model).recipe == f"recipes/{model.split('_')[0]}/{model}_hg38.yaml"
     assert len(PRETRAIN) == len(FINETUNE) == len(paper)
     for model in ("hyenadna_nano_derf", "hyenadna_nano_ln", "caduceus_nano_derf", "caduceus_nano_rmsnorm"):
-        assert get_model_entry(model).recipe == f"recipes/dna/{model}_ecoli.yaml"
+        assert get_model_entry(model).recipe == f"recipes/{model.split('_')[0]}/{model}_ecoli.yaml"
         assert {p.stem for p in DEMO} >= {f"{model}_ecoli", f"{model}_ecoli_vs_lambda"}
 
 

@@ -1,6 +1,6 @@
 """The demo's DNA part: tiny HyenaDNA (Derf vs LayerNorm) and tiny Caduceus (Derf vs RMSNorm) on real genomes.
 
-Each model and norm pretrains on the embedded E. coli genome (``recipes/dna/<arch>_<norm>_ecoli.yaml``: causal LM
+Each model and norm pretrains on the embedded E. coli genome (``recipes/<family>/<arch>_<norm>_ecoli.yaml``: causal LM
 for HyenaDNA, masked LM for Caduceus), then fine-tunes from that checkpoint to tell E. coli from phage lambda
 (``..._ecoli_vs_lambda.yaml``), same recipe and seed for both norms of a model. The table gives the pretraining
 validation loss and perplexity (held-out end of the genome) and the fine-tuned validation and test top-1; the
@@ -32,6 +32,11 @@ class DemoModel:
     arch: str
     norms: dict[str, str]
     baseline: str  # the tag of the family's default norm
+
+    @property
+    def recipe_dir(self) -> str:
+        """The family's recipe folder (``hyenadna``, ``caduceus``)."""
+        return self.arch.split("_")[0]
 
 
 MODELS = (
@@ -83,10 +88,10 @@ def train_one(model: DemoModel, tag: str, out: Path, epochs: int | None, progres
     """Pretrain ``model`` with norm ``tag`` on E. coli, fine-tune it on E. coli vs lambda, test it."""
     stem = f"{model.arch}_{tag}"
     start = time.perf_counter()
-    pre = _run(f"dna/{stem}_ecoli.yaml", out / f"{stem}_ecoli", epochs, progress, [])
+    pre = _run(f"{model.recipe_dir}/{stem}_ecoli.yaml", out / f"{stem}_ecoli", epochs, progress, [])
     metrics = {k: float(v) for k, v in pre.trainer.callback_metrics.items()}
     checkpoint = Path(pre.trainer.checkpoint_callback.last_model_path)
-    ft = _run(f"dna/{stem}_ecoli_vs_lambda.yaml", out / f"{stem}_ecoli_vs_lambda", epochs, progress,
+    ft = _run(f"{model.recipe_dir}/{stem}_ecoli_vs_lambda.yaml", out / f"{stem}_ecoli_vs_lambda", epochs, progress,
               [f"--model.init_args.init_from={checkpoint}"])  # fmt: skip
     val_acc = float(ft.trainer.callback_metrics["val/acc1"])
     ft.trainer.test(ft.model, datamodule=ft.datamodule, verbose=False)
@@ -195,7 +200,8 @@ def _run_models(out: Path, epochs: int | None, progress: bool) -> list[PartResul
     for model in models:
         by_tag = {}
         for tag in ("derf", model.baseline):
-            print(f"\n== {model.family} + {model.norms[tag]}: recipes/dna/{model.arch}_{tag}_ecoli[_vs_lambda].yaml")
+            recipes = f"recipes/{model.recipe_dir}/{model.arch}_{tag}_ecoli[_vs_lambda].yaml"
+            print(f"\n== {model.family} + {model.norms[tag]}: {recipes}")
             by_tag[tag] = train_one(model, tag, out, epochs, progress)
             results.append(by_tag[tag])
         derf, base = by_tag["derf"], by_tag[model.baseline]
