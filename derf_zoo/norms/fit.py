@@ -204,16 +204,16 @@ def _search(objective: _Projected, alpha0: float, center: float, uses_shift: boo
         # shift = offset - alpha * mean(x): offset 0 centres the input of f on the data's mean
         return (offset - math.exp(log_alpha) * center) if uses_shift else 0.0
 
-    grid = [math.log(alpha0) + t for t in torch.linspace(math.log(1 / 16), math.log(16), 25).tolist()]
+    grid = [math.log(alpha0) + t for t in torch.linspace(math.log(1 / 16), math.log(16), 17).tolist()]
     scored = sorted((value(a, shift_at(a, 0.0)), a, 0.0) for a in grid)
     if uses_shift:
-        offsets = torch.linspace(-1.5, 1.5, 9).tolist()
-        scored = sorted(scored[:1] + [(value(a, shift_at(a, o)), a, o) for _, a, _ in scored[:3] for o in offsets])
+        offsets = torch.linspace(-1.5, 1.5, 7).tolist()
+        scored = sorted(scored[:1] + [(value(a, shift_at(a, o)), a, o) for _, a, _ in scored[:2] for o in offsets])
     best_value, log_alpha, offset = scored[0]
     start = (log_alpha, shift_at(log_alpha, offset))
 
     params = [torch.tensor(start[0], requires_grad=True), torch.tensor(start[1], requires_grad=uses_shift)]
-    optimizer = torch.optim.LBFGS([p for p in params if p.requires_grad], lr=1.0, max_iter=25,
+    optimizer = torch.optim.LBFGS([p for p in params if p.requires_grad], lr=1.0, max_iter=20,
                                   line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:

@@ -41,7 +41,8 @@ from derf_zoo.tasks.distill import check_distill_args, describe_teacher, init_st
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
-__all__ = ["CALIBRATED_KEY", "METRICS_KEY", "NORMS_FITTED_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network"]
+__all__ = ["CALIBRATED_KEY", "METRICS_KEY", "NORMS_FITTED_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network",
+           "module_args"]
 
 # A task built in Python records its optimizer argument (by default the torch.optim.AdamW class) and its schedule in
 # its hyperparameters; Lightning resumes with weights_only=True, which must be allowed to name these classes.
@@ -73,6 +74,11 @@ class MetricSpec:
     def report(self, value: float) -> float:
         """The logged value as a card shows it (x100 for a percentage)."""
         return 100.0 * value if self.percent else value
+
+
+def module_args(**values: Any) -> list[str]:
+    """The names of the arguments given as built modules: not hyperparameters (a checkpoint records plain data)."""
+    return [name for name, value in values.items() if isinstance(value, nn.Module)]
 
 
 def build_network(model: str | nn.Module, model_args: dict[str, Any] | None) -> nn.Module:

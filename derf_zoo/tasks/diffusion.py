@@ -17,7 +17,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from derf_zoo.diffusion import GaussianDiffusion, create_diffusion
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.distill import mse_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["Diffusion"]
@@ -33,11 +34,33 @@ def _draws(diffusion: GaussianDiffusion, x: Tensor, generator: torch.Generator |
     return t.to(x.device), noise.to(x.device)
 
 
+class _WithTeacher(nn.Module):
+    """The student as the diffusion loss calls it, also recording the MSE to the teacher at the same inputs."""
+
+    def __init__(self, student: nn.Module, teacher_forward: Any) -> None:
+        super().__init__()
+        self.student = student
+        object.__setattr__(self, "teacher_forward", teacher_forward)
+        self.distill: Tensor | None = None
+
+    def __getattr__(self, name: str) -> Any:  # learn_sigma, num_classes, ...: the student's
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.student, name)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        out = self.student(*args, **kwargs)
+        self.distill = mse_to_teacher(out, self.teacher_forward(*args, **kwargs), "denoiser outputs")
+        return out
+
+
 class Diffusion(Task):
     """Train and evaluate a class-conditional denoiser (DiT) with the Gaussian diffusion loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite / teacher / fit_norms /
+            distill_weight / distill_temperature: see :class:`Task`.
         diffusion_steps: steps of the training process (DiT: 1000).
         noise_schedule: ``"linear"`` (DiT) or ``"squaredcos_cap_v2"``.
         eval_seed: seed of the validation draws (timesteps and noise; batch ``i`` uses ``eval_seed + i``).
@@ -61,9 +84,14 @@ class Diffusion(Task):
         eval_seed: int = 0,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite, teacher=teacher,
+                         fit_norms=fit_norms, distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.diffusion = self.make_diffusion(self.model, diffusion_steps, noise_schedule)
         self.eval_seed = int(eval_seed)
 
@@ -92,18 +120,25 @@ class Diffusion(Task):
         t, noise = _draws(self.diffusion, x, torch.Generator().manual_seed(self.eval_seed))
         return (self.diffusion.q_sample(x, t, noise), t, y), {}
 
-    def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> dict[str, Tensor]:
+    def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None,
+                model: nn.Module | None = None) -> dict[str, Tensor]:  # fmt: skip
         x, y = batch
         t, noise = _draws(self.diffusion, x, generator)
-        return self.diffusion.training_losses(self.model, x, t, model_kwargs={"y": y}, noise=noise)
+        return self.diffusion.training_losses(model or self.model, x, t, model_kwargs={"y": y}, noise=noise)
 
     def training_loss(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        terms = self._losses(batch, None)
+        student = _WithTeacher(self.model, self.teacher_forward) if self.distilling() else None
+        terms = self._losses(batch, None, student)
         loss = terms["loss"].mean()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train/mse", terms["mse"].mean(), on_step=False, on_epoch=True)
         if "vb" in terms:
             self.log("train/vb", terms["vb"].mean(), on_step=False, on_epoch=True)
+        if student is not None:
+            # MSE to the teacher's whole output at the same noised inputs: epsilon and, with learn_sigma, the
+            # variance interpolation channels.
+            self.log("train/distill", student.distill, on_step=True, on_epoch=True)
+            loss = loss + self.distill_weight * student.distill
         return loss
 
     def evaluation_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from derf_zoo.data.dna import PAD_ID, causal_lm_pair, mask_tokens
 from derf_zoo.models._context import check_context  # re-exported: the tasks' name for the models' check
-from derf_zoo.tasks.base import TASK_KEY, MetricSpec, NonFinite, Task
+from derf_zoo.tasks.base import TASK_KEY, MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.distill import kl_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["DNALanguageModeling", "check_context", "lm_pair", "lm_token_stats", "model_lm_mode"]
@@ -81,7 +82,8 @@ class DNALanguageModeling(Task):
     """Pretrain a DNA language model (HyenaDNA causal, Caduceus masked) on genome windows.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite / teacher / fit_norms /
+            distill_weight / distill_temperature: see :class:`Task`.
         mode: ``"causal"`` (next token) or ``"masked"`` (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
         eval_seed: validation/test masks of batch ``i`` come from ``eval_seed + i``.
@@ -107,13 +109,18 @@ class DNALanguageModeling(Task):
         max_len: int | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
         if mode not in TASK_TYPES:
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite, teacher=teacher,
+                         fit_norms=fit_norms, distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.mode, self.mlm_probability, self.eval_seed, self.max_len = mode, mlm_probability, int(eval_seed), max_len
         self.task_type = TASK_TYPES[mode]
         # Per split: summed loss, correct predictions and scored tokens of the epoch (reduced over ranks at its end).
@@ -145,10 +152,16 @@ class DNALanguageModeling(Task):
         return (self._pair(batch, torch.Generator().manual_seed(self.eval_seed))[0],), {}
 
     def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
-        loss_sum, correct, n = self._stats(batch, None)
+        inputs, targets = self._pair(batch, None)
+        logits = self(inputs)
+        loss_sum, correct, n = lm_token_stats(logits, targets)
         loss = loss_sum / max(n, 1)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=max(n, 1))
         self.log("train/acc", correct.float() / max(n, 1), on_step=False, on_epoch=True, batch_size=max(n, 1))
+        if self.distilling():  # KL on every position's token distribution (the teacher sees the same input)
+            distill = kl_to_teacher(logits, self.teacher_forward(inputs), self.distill_temperature)
+            self.log("train/distill", distill, on_step=True, on_epoch=True)
+            loss = loss + self.distill_weight * distill
         return loss
 
     def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
