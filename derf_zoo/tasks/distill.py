@@ -119,7 +119,7 @@ def init_student(student: nn.Module, teacher: nn.Module) -> list[str]:
     if unexpected or shapes or missing:
         problems = ([f"shape differs: {s}" for s in shapes[:3]] + [f"teacher-only: {k}" for k in unexpected[:3]]
                     + [f"student-only: {k}" for k in missing[:3]])  # fmt: skip
-        raise ValueError("fit_norms: the student cannot start from the teacher's weights; they must be the same "
+        raise ValueError("The student cannot start from the teacher's weights; they must be the same "
                          "architecture up to the norm (same head size, vocabulary, widths). " + "; ".join(problems))
     for k, v in source.items():
         target[k].copy_(v)
