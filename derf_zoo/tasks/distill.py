@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from derf_zoo.norms.layers import PointwiseNorm
 
-__all__ = ["check_distill_args", "describe_teacher", "init_student", "kl_to_teacher", "load_teacher", "mse_to_teacher",
-           "teacher_references"]
+__all__ = ["FOREIGN", "check_distill_args", "describe_teacher", "init_student", "kl_to_teacher", "load_teacher",
+           "mse_to_teacher", "read_weights", "teacher_references"]
 
 
 def _from_lightning_checkpoint(path: Path) -> nn.Module:
@@ -37,30 +37,85 @@ def _from_lightning_checkpoint(path: Path) -> nn.Module:
     return model
 
 
-def load_teacher(spec: str | nn.Module) -> nn.Module:
-    """The teacher network, frozen (no gradients) and in eval mode.
-
-    Args:
-        spec: an ``nn.Module``; a released name (``"vit_mini_ln.fmnist"``, loaded with ``pretrained=True``);
-            ``"timm:<name>"`` (a timm ViT with its pretrained weights, imported with
-            :func:`derf_zoo.models.vit.from_timm`); a derf_zoo Hub folder or repo id; or a Lightning checkpoint
-            (``.ckpt``) written by ``derf-zoo fit``. Checkpoints are read with ``weights_only=True``.
+def read_weights(path: str | Path) -> dict[str, Tensor]:
+    """A state dict from a file, never unpickling code: ``.safetensors``, or a torch file read with
+    ``weights_only=True`` (``argparse.Namespace`` allowed: official training checkpoints pickle their arguments
+    under ``args``). A training checkpoint's network is picked from ``model_ema``, ``ema``, ``model`` or
+    ``state_dict``, in that order.
 
     Raises:
-        ValueError: an unknown name, or a file that is not a derf_zoo checkpoint (pickles are refused).
-        FileNotFoundError: a path that does not exist.
+        FileNotFoundError: no such file. ValueError: a file that is not weights-only loadable.
     """
-    if isinstance(spec, nn.Module):
-        model = spec
-    elif not isinstance(spec, str) or not spec:
-        raise ValueError(f"teacher must be a released model name, 'timm:<name>', a Hub folder or id, a .ckpt path or "
-                         f"an nn.Module, got {spec!r}.")
-    elif spec.startswith("timm:"):
+    import argparse
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher: no weights file at {path}.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError and friends: something other than plain tensors and data
+        raise ValueError(f"teacher: cannot read {path} with weights_only=True ({err}); convert it to safetensors "
+                         "from a trusted environment.") from err
+    for key in ("model_ema", "ema", "model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            return obj[key]
+    if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):
+        return obj
+    raise ValueError(f"teacher: {path} holds no state dict (looked for model_ema, ema, model, state_dict).")
+
+
+def _foreign(kind: str, where: str) -> nn.Module:
+    """Import an upstream checkpoint into the zoo (its own layout, through the family's importer)."""
+    if kind == "timm":
         import timm
 
         from derf_zoo.models.vit import from_timm
 
-        model = from_timm(timm.create_model(spec[len("timm:"):], pretrained=True))
+        return from_timm(timm.create_model(where, pretrained=True))
+    if kind == "hf-wav2vec2":
+        from transformers import Wav2Vec2ForPreTraining
+
+        from derf_zoo.models.wav2vec2 import from_transformers
+
+        return from_transformers(Wav2Vec2ForPreTraining.from_pretrained(where))
+    from derf_zoo.models import caduceus, dit, hyenadna
+
+    importer = {"dit-official": dit.from_official, "hyenadna": hyenadna.from_hyenadna,
+                "caduceus": caduceus.from_caduceus}[kind]  # fmt: skip
+    return importer(read_weights(where))
+
+
+#: ``prefix:`` of an upstream checkpoint the teacher can be imported from.
+FOREIGN = ("timm", "hf-wav2vec2", "dit-official", "hyenadna", "caduceus")
+
+
+def load_teacher(spec: str | nn.Module) -> nn.Module:
+    """The teacher network, frozen (no gradients) and in eval mode.
+
+    Args:
+        spec: an ``nn.Module``; a released name (``"vit_mini_ln.fmnist"``, loaded with ``pretrained=True``); a
+            derf_zoo Hub folder or repo id; a Lightning checkpoint (``.ckpt``) written by ``derf-zoo fit``; or an
+            upstream checkpoint imported through its family's importer: ``timm:<name>`` (timm's pretrained ViT),
+            ``hf-wav2vec2:<id or folder>`` (Hugging Face ``Wav2Vec2ForPreTraining``), ``dit-official:<file>``
+            (Meta's DiT ``.pt``), ``hyenadna:<file>``, ``caduceus:<file>``. Files are read weights-only.
+
+    Raises:
+        ValueError: an unknown name, or a file that is not weights-only loadable (pickles are refused).
+        FileNotFoundError: a path that does not exist.
+    """
+    kind, _, where = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if isinstance(spec, nn.Module):
+        model = spec
+    elif not isinstance(spec, str) or not spec:
+        raise ValueError(f"teacher must be a released model name, a Hub folder or id, a .ckpt path, "
+                         f"'<format>:<source>' with format one of {FOREIGN}, or an nn.Module; got {spec!r}.")
+    elif kind in FOREIGN and where:
+        model = _foreign(kind, where)
     elif spec.endswith(".ckpt") or Path(spec).is_file():
         if not Path(spec).is_file():
             raise FileNotFoundError(f"teacher: no checkpoint at {spec}.")

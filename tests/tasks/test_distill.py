@@ -142,3 +142,25 @@ def test_lm_and_speech_tasks_add_their_distillation_term(task_name, student, tea
     torch.manual_seed(0)
     plain = task.training_loss(batch(), 0)
     assert float(loss) == pytest.approx(float(plain) + 0.5 * logged["train/distill"], rel=1e-5)
+
+
+def test_upstream_checkpoints_are_read_weights_only(tmp_path):
+    import argparse
+
+    from derf_zoo.models.dit import to_official
+    from derf_zoo.tasks.distill import read_weights
+
+    teacher = create_model("dit_s_8").eval()  # a standard size: from_official reads it from the weights
+    path = tmp_path / "official.pt"  # an official training checkpoint: the EMA network and pickled arguments
+    torch.save({"model": {}, "ema": to_official(teacher), "args": argparse.Namespace(model="DiT-XL/2")}, path)
+    assert set(read_weights(path)) == set(to_official(teacher))
+    imported = load_teacher(f"dit-official:{path}")
+    assert not any(p.requires_grad for p in imported.parameters()) and not imported.training
+    x, t, y = torch.randn(2, 4, 32, 32), torch.tensor([3, 700]), torch.tensor([1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(imported(x, t, y), teacher(x, t, y))
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        load_teacher(f"hyenadna:{tmp_path / 'missing.pt'}")
+    with pytest.raises(ValueError, match="holds no state dict"):
+        torch.save({"step": 3}, tmp_path / "empty.pt")
+        read_weights(tmp_path / "empty.pt")
