@@ -79,15 +79,17 @@ def api_pages() -> dict[str, str]:
         elsewhere = []
         for name in module.__all__:
             obj = getattr(module, name)
-            if inspect.ismodule(obj):  # a family module: its own public names
-                lines += [f"## `{obj.__name__}`", "", f"::: {obj.__name__}", "    options:", "      members: false",
-                          "      show_root_heading: false", ""]  # fmt: skip
+            if inspect.ismodule(obj):  # a family module: its docstring, then its own public names
+                lines += [f"::: {obj.__name__}", "    options:", "      members: false", "      heading_level: 2",
+                          "      show_root_full_path: true", ""]  # fmt: skip
                 for member in getattr(obj, "__all__", []):
                     lines += _entry(getattr(obj, member), f"{obj.__name__}.{member}", owner, page, elsewhere, 3)
             else:
                 lines += _entry(obj, f"{package}.{name}", owner, page, elsewhere, 2)
         if elsewhere:
-            lines += ["## Also exported here", "", *elsewhere, ""]
+            lines += ["## Documented with their subpackage", "",
+                      f"`{package}` also exports these names; each is documented once, where it is defined:", "",
+                      *elsewhere, ""]  # fmt: skip
         pages[page] = "\n".join(lines)
     return pages
 
