@@ -129,10 +129,11 @@ def markdown_tables(rows: Sequence[ModelRow], *, cards: str | None = None) -> st
     for fam in families:
         if len(families) > 1:
             out += [f"## {fam}", ""]
-        out += ["| model | params | default input | recipe | released weights | card metrics | sha256 |",
+        out += ["| model | params | default input | recipe (in `recipes/`) | released weights | card metrics "
+                "| sha256 |",
                 "|---|---:|---|---|---|---|---|"]  # fmt: skip
         for row in (r for r in rows if r.family == fam):
-            recipe = f"`{row.recipe}`" if row.recipe else _NONE
+            recipe = f"`{row.recipe.removeprefix('recipes/')}`" if row.recipe else _NONE
             first = f"`{row.name}` | {_params(row.params)} | {row.default_input} | {recipe}"
             if not row.weights:
                 out.append(f"| {first} | {_NONE} | | |")

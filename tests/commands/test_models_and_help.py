@@ -79,7 +79,7 @@ def test_markdown_table_states_tag_metrics_sha_and_card():
     row = next(line for line in text.splitlines() if line.startswith("| `dit_nano_derf` |"))
     assert "[`.digits`](../cards/dit_nano_derf.digits.md)" in row and f"`{weights.sha256[:12]}`" in row
     assert "loss 0.1022, fd 7.243, class_acc 71" in row
-    assert "| `dit_xl_2_derf` | 674.8 M | 4x32x32 latent | `recipes/dit/dit_xl_2_derf_in1k256.yaml` | — |" in text
+    assert "| `dit_xl_2_derf` | 674.8 M | 4x32x32 latent | `dit/dit_xl_2_derf_in1k256.yaml` | — |" in text
     hub_row = next(line for line in models_cmd.markdown_tables(models_cmd.model_rows("vit_base_ln")).splitlines()
                    if line.startswith("| `vit_base_ln`"))  # fmt: skip
     assert "https://huggingface.co/timm/vit_base_patch16_224.augreg2_in21k_ft_in1k" in hub_row
