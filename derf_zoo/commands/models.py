@@ -249,11 +249,11 @@ def _describe(name: str) -> tuple[int, str]:
     """(parameters, default input) of an entry point with its defaults, built without allocating its weights."""
     from derf_zoo.models import create_model
 
-    try:
-        with _EmptyOnMeta():  # parameters are made with torch.empty: a ViT-L or DiT-XL costs no memory or init time
-            model = create_model(name)
-    except (NotImplementedError, RuntimeError):  # a family whose init reads tensor values: build it for real
-        with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):  # describing a model leaves the caller's random stream alone
+        try:
+            with _EmptyOnMeta():  # parameters are made with torch.empty: a ViT-L or DiT-XL costs no memory or time
+                model = create_model(name)
+        except (NotImplementedError, RuntimeError):  # a family whose init reads tensor values: build it for real
             model = create_model(name)
     params = sum(p.numel() for p in model.parameters())
     return params, _default_input(model)

@@ -55,6 +55,15 @@ def test_parameter_count_without_allocating_equals_a_real_build(name):
     assert params == sum(p.numel() for p in create_model(name).parameters())
 
 
+def test_describing_a_model_leaves_the_random_stream_alone():
+    models_cmd._describe.cache_clear()
+    torch.manual_seed(0)
+    models_cmd._describe("vit_nano_ln")
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
+
+
 @pytest.mark.slow
 def test_rows_cover_the_registry_and_the_manifest():
     rows = models_cmd.model_rows()
