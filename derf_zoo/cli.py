@@ -1,7 +1,8 @@
 """The ``derf-zoo`` command (also ``python -m derf_zoo``).
 
 ``derf-zoo fit|validate|test|predict -c recipe.yaml`` run Lightning's CLI; the other subcommands
-(``derf-zoo norms``, ...) are derf_zoo's own tools. A fit stopped by SIGTERM exits with status 143; a checkpoint
+(``derf-zoo demo``, ``derf-zoo models``, ...) are derf_zoo's own tools. ``derf-zoo --help`` lists them all, and
+every command's ``--help`` ends with examples. A fit stopped by SIGTERM exits with status 143; a checkpoint
 folder it cannot use (held by another fit, holding another run) or a corrupted checkpoint exits with 1.
 """
 
@@ -12,24 +13,37 @@ import sys
 from collections.abc import Sequence
 
 from derf_zoo import __version__
-from derf_zoo.commands import bench, benchmark, convert, demo, extract_latents, hub, norms, sample
-from derf_zoo.training import lightning_cli
+from derf_zoo.commands import bench, benchmark, convert, demo, extract_latents, hub, models, norms, sample
+from derf_zoo.commands._help import examples
+from derf_zoo.training import LIGHTNING_EXAMPLES, lightning_cli
 
-_OWN_COMMANDS = (bench, benchmark, convert, demo, extract_latents, hub, norms, sample)
+_OWN_COMMANDS = (demo, models, norms, convert, hub, sample, extract_latents, benchmark, bench)
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+_LIGHTNING_HELP = {
+    "fit": "train a recipe (Lightning's CLI; -c RECIPE.yaml, --ckpt_path last resumes)",
+    "validate": "evaluate a checkpoint on a recipe's validation split (Lightning's CLI)",
+    "test": "evaluate a checkpoint on a recipe's test split (Lightning's CLI)",
+    "predict": "run a checkpoint over a recipe's predict data (Lightning's CLI)",
+}
 
 
 def _own_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="derf-zoo",
-        description="derf_zoo: normalization-free Transformers (Derf, DyT, ...) with Lightning recipes.",
+        description="derf_zoo: normalization-free Transformers (Derf, DyT, ...) with Lightning recipes. "
+        "`derf-zoo COMMAND --help` describes a command.",
+        **examples(
+            "derf-zoo demo vit                                      # Derf against LayerNorm on real digits",
+            "derf-zoo fit -c recipes/vit/vit_nano_derf_digits.yaml  # train a recipe",
+            "derf-zoo fit -c recipes/vit/vit_base_derf_in1k.yaml --print_config",
+            "derf-zoo models --pretrained                           # released weights",
+        ),
     )
     parser.add_argument("--version", action="version", version=f"derf_zoo {__version__}")
-    parser.epilog = (
-        "Training: derf-zoo {fit,validate,test,predict} -c RECIPE.yaml [--print_config] [--trainer.KEY=VALUE ...] "
-        "(Lightning's CLI; see recipes/)."
-    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Listed for --help only: main() hands these to Lightning's CLI before this parser sees them.
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=_LIGHTNING_HELP[name], add_help=False, **examples(LIGHTNING_EXAMPLES[name]))
     for module in _OWN_COMMANDS:
         module.add_parser(sub)
     return parser

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-EXAMPLE = ("example: derf-zoo convert vit_mini_ln.fmnist --to derf --calib recipes/vit/vit_mini_fmnist.yaml "
-           "--out outputs/vit_mini_derf_fitted")
+from derf_zoo.commands._help import examples
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Copy every weight of SOURCE into the same architecture with --to at its norm sites, fit each new "
                     "point-wise norm to SOURCE's norm on calibration batches (forward order, one pass), and write a "
                     "Hub folder whose card gives the fit errors. Distil it afterwards with a recipe's teacher:.",
-        epilog=EXAMPLE)  # fmt: skip
+        **examples("derf-zoo convert vit_mini_ln.fmnist --to derf --calib recipes/vit/vit_mini_fmnist.yaml "
+                   "--out outputs/vit_mini_derf_fitted",
+                   "derf-zoo convert vit_nano_ln.digits --exclude final --calib recipes/vit/vit_nano_ln_digits.yaml "
+                   "--out outputs/vit_nano_derf_fitted"))  # fmt: skip
     p.add_argument("source", help="released name (vit_mini_ln.fmnist), derf_zoo Hub folder or repo id, or a .ckpt of "
                                   "`derf-zoo fit`")  # fmt: skip
     p.add_argument("--to", default="derf", help="norm spec of the result (default: derf)")

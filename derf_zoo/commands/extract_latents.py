@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from derf_zoo.commands._help import examples
 from derf_zoo.data.images import _IMAGE_EXTENSIONS
 from derf_zoo.data.latents import FLIPPED_KEY, LABELS_KEY, LATENTS_KEY, SD_VAE_SCALE, check_shard
 from derf_zoo.diffusion.vae import DEFAULT_VAE, load_vae  # re-exported: the loader lives with the diffusion code
@@ -49,7 +50,9 @@ VAE_FACTOR = 8
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract-latents", help="encode ImageNet-style class folders into SD-VAE latent shards "
-                                               "for DiT training (resumable)")  # fmt: skip
+                                               "for DiT training (resumable)",
+                       **examples("derf-zoo extract-latents /data/imagenet/train --out /data/imagenet_latents/train "
+                                  "--flip"))  # fmt: skip
     p.add_argument("images", type=Path, help="a folder of class folders: IMAGES/<class_name>/<image files>")
     p.add_argument("--out", type=Path, required=True, help="folder for the shards (LatentDataModule's root)")
     p.add_argument("--vae", default=DEFAULT_VAE, help=f"diffusers AutoencoderKL: a Hub id or a local folder "

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 # the sampling core lives in derf_zoo.diffusion.sampling (the callbacks use it too); re-exported for callers
+from derf_zoo.commands._help import examples
 from derf_zoo.diffusion.sampling import (  # noqa: F401
     DEFAULT_STEPS,
     LATENT_CHANNELS,
@@ -42,7 +43,9 @@ from derf_zoo.diffusion.sampling import (  # noqa: F401
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="draw a sample grid (PNG) and an .npz of samples from a DiT")
+    p = sub.add_parser("sample", help="draw a sample grid (PNG) and an .npz of samples from a DiT",
+                       **examples("derf-zoo sample dit_nano_derf.digits --out grid.png --classes 0 1 2",
+                                  "derf-zoo sample CKPT --out s.png --per-class 50 --steps 250 --vae sd-vae"))
     p.add_argument("model", help="a Diffusion-task checkpoint (.ckpt), a Hub folder, or a registered arch.tag "
                                  "with released weights")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="PNG to write; the .npz goes beside it (same stem)")

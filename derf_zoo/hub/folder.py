@@ -183,6 +183,18 @@ def check_folder(config: Mapping[str, Any], weights_path: Path, source: str) -> 
 
 
 def read_config(path: Path, source: str) -> dict[str, Any]:
+    """Read a Hub folder's ``config.json`` and check that it is derf_zoo's.
+
+    Args:
+        path: the ``config.json`` file.
+        source: what to call the folder in errors (its path or repository id).
+
+    Returns:
+        The config: at least ``architecture`` and ``model_args``.
+
+    Raises:
+        ValueError: the file cannot be read or parsed, or it lacks ``architecture`` / ``model_args``.
+    """
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:

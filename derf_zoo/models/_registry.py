@@ -102,12 +102,18 @@ def register_family(family: ModelFamily) -> ModelFamily:
 
 
 def get_family(name: str) -> ModelFamily:
+    """The registered family called ``name`` (``"vit"``).
+
+    Raises:
+        ValueError: no such family; the message names the closest registered one.
+    """
     if name not in _FAMILIES:
         raise unknown_name_error("model family", name, _FAMILIES)
     return _FAMILIES[name]
 
 
 def list_families() -> list[str]:
+    """The registered families' names, sorted (``["caduceus", "dit", "hyenadna", "vit", "wav2vec2"]``)."""
     return sorted(_FAMILIES)
 
 
@@ -142,6 +148,14 @@ def split_model_name(name: str) -> tuple[str, str | None]:
 
 
 def get_model_entry(name: str) -> ModelEntry:
+    """The registry's entry for an architecture: its entry point, family and recipe.
+
+    Args:
+        name: an architecture, optionally with a weight tag (``"vit_nano_derf.digits"``; the tag is ignored).
+
+    Raises:
+        ValueError: not a non-empty string, or no such architecture (the message suggests the closest one).
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"A model name must be a non-empty string such as 'vit_base_derf', got {name!r}; "
                          "list_models() has them all.")  # fmt: skip

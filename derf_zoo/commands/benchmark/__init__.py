@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from derf_zoo.commands._help import examples
 from derf_zoo.commands.benchmark.grid import (
     BASELINE,
     LABELS,
@@ -85,7 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "benchmark",
         help="train every norm over paired seeds on a real benchmark (Fashion-MNIST) and compare with LayerNorm",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples("derf-zoo benchmark fmnist --dry-run", "derf-zoo benchmark fmnist --threads 1",
+                   "derf-zoo benchmark fmnist --report-only"),
     )
     p.add_argument("suite", choices=list(SUITES), help="the benchmark (fmnist: Fashion-MNIST)")
     p.add_argument("--norms", nargs="+", default=["default"], type=_norm_name,
