@@ -52,7 +52,7 @@ def build_model(
     if pretrained and hub_source is None:
         from derf_zoo.hub import resolve_weights
 
-        weights = resolve_weights(architecture, tag, recipe=entry.recipe)
+        weights = resolve_weights(architecture, tag, recipe=entry.recipe, conversion=entry.conversion)
         # Arguments the weights were trained with (e.g. in_chans) come first; the caller's still win
         # where they are allowed to differ (num_classes re-initialises the head with a warning).
         args = {**model_args, **weights.model_args, **kwargs}

@@ -81,12 +81,15 @@ class ModelEntry:
             ``model_args`` too).
         family: the :class:`ModelFamily` it belongs to.
         recipe: the recipe that trains it (named in the error when no weights are released).
+        conversion: the recipe that makes it from LayerNorm weights people already hold (a fitted conversion and
+            a distillation), named in the same error.
     """
 
     name: str
     fn: Callable[..., nn.Module]
     family: ModelFamily
     recipe: str | None = None
+    conversion: str | None = None
 
 
 _FAMILIES: dict[str, ModelFamily] = {}
@@ -117,18 +120,20 @@ def list_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def register_model(*, family: str, recipe: str | None = None, timm: bool = True) -> Callable:
+def register_model(*, family: str, recipe: str | None = None, conversion: str | None = None,
+                   timm: bool = True) -> Callable:  # fmt: skip
     """Decorator registering an entry point under its function name.
 
     Args:
         family: a registered family's name (``"vit"``).
         recipe: path of the recipe that trains this architecture, if any.
+        conversion: path of the recipe that converts pretrained LayerNorm weights into this architecture, if any.
         timm: also register it with timm (skip for names timm already uses).
     """
     declared = get_family(family)
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, declared, recipe)
+        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, declared, recipe, conversion)
         if timm:
             try:
                 from timm.models import register_model as timm_register

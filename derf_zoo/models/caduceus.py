@@ -264,7 +264,8 @@ def caduceus_ps_1k(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     return _build("caduceus_ps_1k", True, None, pretrained, kwargs)
 
 
-@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ph_1k_derf_hg38.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ph_1k_derf_hg38.yaml",
+                conversion="recipes/caduceus/caduceus_ph_1k_derf_from_caduceus_hg38.yaml")
 def caduceus_ph_1k_derf(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-Ph 1k with Derf (alpha 0.5, weight and bias) in every RMSNorm site: the paper's row."""
     return _build("caduceus_ph_1k_derf", False, "derf", pretrained, kwargs)

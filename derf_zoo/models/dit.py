@@ -420,7 +420,8 @@ def dit_l_4_ln(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-L/4 with LayerNorm and the official adaLN-Zero init: the paper's baseline row."""
     return _paper("dit_l_4_ln", "l", 4, "layernorm", kwargs, pretrained)
 
-@register_model(family="dit", recipe="recipes/dit/dit_xl_2_derf_in1k256.yaml")
+@register_model(family="dit", recipe="recipes/dit/dit_xl_2_derf_in1k256.yaml",
+                conversion="recipes/dit/dit_xl_2_derf_from_official_in1k256.yaml")
 def dit_xl_2_derf(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-XL/2 with Derf (alpha_0 1.0, as the official code sets for XL), no zero-init: the paper's row."""
     return _paper("dit_xl_2_derf", "xl", 2, "derf", kwargs, pretrained)

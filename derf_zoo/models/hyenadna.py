@@ -236,7 +236,8 @@ def hyenadna_small_32k(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA small (width 256, 4 layers, 32k context: max length 32770); any ``norm=`` (LayerNorm default)."""
     return _build("hyenadna_small_32k", "small_32k", pretrained, kwargs)
 
-@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_tiny_1k_derf_hg38.yaml")
+@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_tiny_1k_derf_hg38.yaml",
+                conversion="recipes/hyenadna/hyenadna_tiny_1k_derf_from_hyenadna_hg38.yaml")
 def hyenadna_tiny_1k_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA tiny-1k with Derf (alpha 0.5, shift 0) in every norm site: the paper's row."""
     return _build("hyenadna_tiny_1k_derf", "tiny_1k", pretrained, kwargs, _PAPER_NORMS["derf"])

@@ -487,7 +487,8 @@ def _paper(name: str, size: str, norm: str, pretrained: bool, kwargs: dict[str, 
     return _build(name, args, pretrained, kwargs)
 
 
-@register_model(family="wav2vec2", recipe="recipes/wav2vec2/wav2vec2_base_derf_librispeech.yaml")
+@register_model(family="wav2vec2", recipe="recipes/wav2vec2/wav2vec2_base_derf_librispeech.yaml",
+                conversion="recipes/wav2vec2/wav2vec2_base_derf_from_hf_librispeech.yaml")
 def wav2vec2_base_derf(pretrained: bool = False, **kwargs: Any) -> Wav2Vec2:
     """wav2vec 2.0 Base, pre-norm, Derf (alpha 0.5) in every slot site: the paper's row."""
     return _paper("wav2vec2_base_derf", "base", "derf", pretrained, kwargs)
