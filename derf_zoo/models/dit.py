@@ -33,6 +33,7 @@ from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import AdaLNModulation, PatchEmbed, init_weights, modulate
 from derf_zoo.layers.dit_embed import LabelEmbedder, TimestepEmbedder, sincos_pos_embed_2d
+from derf_zoo.layers.modulation import fold_norm_affine
 from derf_zoo.models._builder import build_model, check_int
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
@@ -260,6 +261,20 @@ class DiT(nn.Module, HubMixin):
         if t.shape != (n,):
             raise ValueError(f"Timesteps must be a scalar or of shape ({n},), got {tuple(t.shape)}.")
         return t
+
+    def norm_folds(self) -> dict[str, Callable[[Tensor, Tensor], None]]:
+        """Where each affine-free norm's output goes: ``{norm name: fold(weight, bias)}`` that applies a per-channel
+        affine of that output exactly, through the adaLN shift and the next linear layer
+        (:func:`derf_zoo.layers.modulation.fold_norm_affine`). The fitted conversion uses it."""
+        folds = {}
+        for i, block in enumerate(self.backbone.blocks):
+            prefix = f"backbone.blocks.{i}"
+            folds[f"{prefix}.norm1"] = functools.partial(fold_norm_affine, block.modulation, 0, 1, block.mixer.qkv)
+            if block.mlp is not None:
+                folds[f"{prefix}.norm2"] = functools.partial(fold_norm_affine, block.modulation, 3, 4, block.mlp.fc1)
+        final = self.final_layer
+        folds["final_layer.norm_final"] = functools.partial(fold_norm_affine, final.modulation, 0, 1, final.linear)
+        return folds
 
     def forward(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """Args:

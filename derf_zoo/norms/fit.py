@@ -50,6 +50,8 @@ class LayerFit:
         worst_channel: the channel with the largest unexplained fraction after the fit, and that fraction.
         alpha: fitted alpha; ``shift``: fitted shift (None for functions without one).
         tokens: calibration tokens the layer saw.
+        folded: an affine-free layer whose fitted per-channel weight and bias were folded downstream (the model's
+            ``norm_folds()``: DiT folds them into the adaLN shift and the next linear layer).
     """
 
     name: str
@@ -59,6 +61,7 @@ class LayerFit:
     alpha: float
     shift: float | None
     tokens: int
+    folded: bool = False
 
 
 @dataclass
@@ -92,7 +95,7 @@ class FitReport:
             shift = "-" if f.shift is None else f"{f.shift:.3g}"
             worst = f"{f.worst_channel[0]}: {f.worst_channel[1]:.3f}"
             lines.append(f"  {f.name:<{w}}  {f.before:>8.4f}  {f.after:>8.4f}  {worst:>14}  {f.alpha:>8.4g}"
-                         f"  {shift:>8}")
+                         f"  {shift:>8}{'  (affine folded downstream)' if f.folded else ''}")
         if self.not_reached:
             lines.append(f"  not reached by the calibration forward (left as they were): {', '.join(self.not_reached)}")
         poor = self.poor()
@@ -255,8 +258,10 @@ def _closed_form(layer: PointwiseNorm, fn: Callable[[Tensor], Tensor], x: Tensor
     return weight, bias
 
 
-def _fit_layer(name: str, layer: PointwiseNorm, x_in: Tensor, reference: nn.Module, generator: torch.Generator
-               ) -> LayerFit:  # fmt: skip
+def _fit_layer(name: str, layer: PointwiseNorm, x_in: Tensor, reference: nn.Module, generator: torch.Generator,
+               foldable: bool) -> tuple[LayerFit, tuple[Tensor, Tensor] | None]:  # fmt: skip
+    """Fit ``layer`` to ``reference`` on ``x_in``; with ``foldable`` (an affine-free layer whose model can fold an
+    affine downstream) also the per-channel weight and bias to fold, returned beside the report."""
     y_out = reference(x_in)
     if y_out.shape != x_in.shape:
         raise ValueError(f"fit: the reference of {name!r} ({type(reference).__name__}) maps {tuple(x_in.shape)} to "
@@ -271,19 +276,46 @@ def _fit_layer(name: str, layer: PointwiseNorm, x_in: Tensor, reference: nn.Modu
     std = float(x.std())
     if not math.isfinite(std) or std == 0.0:
         raise ValueError(f"fit: the input of {name!r} has std {std}; cannot fit alpha to it.")
-    alpha, shift = _search(_Projected(fn, x[pick], y[pick], layer.affine), 1.0 / std, float(x.mean()),
+    with_affine = layer.affine or foldable
+    alpha, shift = _search(_Projected(fn, x[pick], y[pick], with_affine), 1.0 / std, float(x.mean()),
                            layer.shift is not None)
     layer.alpha.fill_(alpha)
     if layer.shift is not None:
         layer.shift.fill_(shift)
-    if layer.affine:
+    affine = None
+    out = _channels_last(layer, layer(x_in))
+    if with_affine:
         weight, bias = _closed_form(layer, fn, x, y, alpha, shift)
-        layer.weight.copy_(weight.to(layer.weight.dtype))
-        layer.bias.copy_(bias.to(layer.bias.dtype))
-    after, per_channel = _unexplained(_channels_last(layer, layer(x_in)), y)
+        if layer.affine:
+            layer.weight.copy_(weight.to(layer.weight.dtype))
+            layer.bias.copy_(bias.to(layer.bias.dtype))
+            out = _channels_last(layer, layer(x_in))
+        else:
+            # A zero weight cannot be folded (it would divide the adaLN shift by 0): keep such channels unscaled.
+            keep = weight.abs() < 1e-3
+            weight = torch.where(keep, torch.ones_like(weight), weight)
+            bias = torch.where(keep, torch.zeros_like(bias), bias)
+            affine = (weight.float(), bias.float())
+            out = out * affine[0] + affine[1]
+    after, per_channel = _unexplained(out, y)
     worst = int(per_channel.argmax())
-    return LayerFit(name, before, after, (worst, float(per_channel[worst])), alpha,
-                    shift if layer.shift is not None else None, x.shape[0])
+    fit = LayerFit(name, before, after, (worst, float(per_channel[worst])), alpha,
+                   shift if layer.shift is not None else None, x.shape[0], folded=affine is not None)
+    return fit, affine
+
+
+def _apply_affine(layer: PointwiseNorm, affine: tuple[Tensor, Tensor]) -> Callable[..., Tensor]:
+    """A forward hook giving the rest of the calibration pass ``weight * out + bias`` (what the fold will make
+    exact), so the layers after a folded one are fitted on the activations of the final model."""
+    weight, bias = affine
+
+    def hook(module: nn.Module, args: tuple, out: Tensor) -> Tensor:
+        if layer.channels_first:
+            view = (1, -1) + (1,) * (out.dim() - 2)
+            return out * weight.to(out).view(view) + bias.to(out).view(view)
+        return out * weight.to(out) + bias.to(out)
+
+    return hook
 
 
 # ---- the pass ----------------------------------------------------------------------------------------------------
@@ -347,26 +379,37 @@ def fit_pointwise_norms(
 
     report = FitReport(poor_threshold=poor_threshold)
     generator = torch.Generator().manual_seed(seed)
-    saved = {name: {k: v.detach().clone() for k, v in m.named_parameters()} for name, m in layers.items()}
+    # An affine-free norm (DiT) can still get a fitted per-channel affine when its model says where to fold it.
+    folds = model.norm_folds() if callable(getattr(model, "norm_folds", None)) else {}
+    folds = {n: f for n, f in folds.items() if n in layers and not layers[n].affine}
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}  # all or nothing, folds included
     modes = {m: m.training for module in (model, *references.values()) for m in module.modules()}
     done: set[str] = set()
+    affines: dict[str, tuple[Tensor, Tensor]] = {}
+    handles = []
 
     def hook(name: str, layer: PointwiseNorm, args: tuple) -> None:
         if name in done:
             return  # a layer called twice keeps its first fit
         done.add(name)
-        report.layers.append(_fit_layer(name, layer, args[0].detach(), references[name], generator))
+        fit, affine = _fit_layer(name, layer, args[0].detach(), references[name], generator, name in folds)
+        report.layers.append(fit)
+        if affine is not None:
+            affines[name] = affine
+            handles.append(layer.register_forward_hook(_apply_affine(layer, affine)))
 
-    handles = [m.register_forward_pre_hook(lambda mod, a, n=name: hook(n, mod, a)) for name, m in layers.items()]
+    handles += [m.register_forward_pre_hook(lambda mod, a, n=name: hook(n, mod, a)) for name, m in layers.items()]
     try:
         model.eval()
         for ref in references.values():
             ref.eval()
         forward(model)
+        for h in handles:
+            h.remove()
+        for name, (weight, bias) in affines.items():
+            folds[name](weight, bias)
     except BaseException:
-        for name, layer in layers.items():  # all or nothing
-            for k, v in layer.named_parameters():
-                v.copy_(saved[name][k])
+        model.load_state_dict(saved)
         raise
     finally:
         for h in handles:

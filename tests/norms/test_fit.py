@@ -196,3 +196,41 @@ def test_fit_beats_naive_conversion_on_every_family(name, args, kwargs, out):
         want = out(teacher(*args, **kwargs))
         err = {k: float((out(m(*args, **kwargs)) - want).pow(2).mean()) for k, m in (("naive", naive), ("fit", fitted))}
     assert err["fit"] < 0.5 * err["naive"], err
+
+
+def test_dit_folds_an_affine_of_its_affine_free_norms_exactly():
+    """weight * norm(x) + bias before adaLN's modulate == the folded shift rows and next-layer columns."""
+    torch.manual_seed(0)
+    model = create_model("dit_nano_derf", adaln_zero_init=False, final_zero_init=False).eval()
+    x, t, y = torch.randn(4, 1, 8, 8), torch.tensor([1, 10, 400, 999]), torch.tensor([0, 3, 5, 9])
+    folds = model.norm_folds()
+    assert set(folds) == {n for n, m in model.named_modules() if isinstance(m, PointwiseNorm)}
+    width = model.final_layer.linear.in_features
+    affines = {n: (torch.rand(width) + 0.5, torch.randn(width) * 0.3) for n in folds}
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, a, out, w=w, b=b: out * w + b)
+             for n, (w, b) in affines.items()]
+    with torch.no_grad():
+        want = model(x, t, y)
+    for h in hooks:
+        h.remove()
+    for n, (w, b) in affines.items():
+        folds[n](w, b)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, y), want, atol=1e-4, rtol=1e-4)
+
+
+def test_fit_folds_dit_affines_and_beats_alpha_and_shift_alone():
+    teacher = create_model("dit_nano_ln.digits", pretrained=True).eval()
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.randn(128, 1, 8, 8, generator=g), torch.randint(0, 1000, (128,), generator=g),
+              torch.randint(0, 10, (128,), generator=g))
+    errs = {}
+    for fold in (True, False):
+        student = copy.deepcopy(teacher)
+        if not fold:
+            student.norm_folds = None  # alpha and shift only
+        report = convert_norms(student, "derf", fit=inputs).fit
+        assert all(f.folded == fold for f in report.layers)
+        with torch.no_grad():
+            errs[fold] = float((student(*inputs) - teacher(*inputs)).pow(2).mean())
+    assert errs[True] < 0.8 * errs[False]
