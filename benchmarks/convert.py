@@ -103,26 +103,31 @@ class Family:
     metric: str
     scale: float  # what the table shows per unit of the per-item value
     higher_is_better: bool
+    dataset: str  # the manifest's name of the data
+    split: str  # the held-out items, as a card names them
     calibration_batches: int = 4
 
 
 FAMILIES = {
     "vit": Family("ViT-mini / Fashion-MNIST", "vit_mini_ln.fmnist", "vit/vit_mini_derf_from_ln_fmnist.yaml",
-                  "vit/vit_mini_fmnist.yaml", (105, 422), _fmnist_correct, "test top-1 (%)", 100.0, True, 8),
+                  "vit/vit_mini_fmnist.yaml", (105, 422), _fmnist_correct, "test top-1 (%)", 100.0, True,
+                  "fashion_mnist", "test (official 10,000 images)", 8),
     "dit": Family("DiT-nano / digits", "dit_nano_ln.digits", "dit/dit_nano_derf_from_ln_digits.yaml",
                   "dit/dit_nano_derf_digits.yaml", (90, 345), _digits_losses, "held-out diffusion loss (x100)",
-                  100.0, False),
+                  100.0, False, "sklearn-digits", "validation (fixed stratified 20%, split_seed 0; 8 draws per image)"),
     "wav2vec2": Family("wav2vec 2.0 tiny / speech", "wav2vec2_tiny_ln.speech",
                        "wav2vec2/wav2vec2_tiny_derf_from_ln_speech.yaml", "wav2vec2/wav2vec2_tiny_derf_speech.yaml",
-                       (25, 100), _speech_bits, "held-out bits per masked frame", 1.0, False),
+                       (25, 100), _speech_bits, "held-out bits per masked frame", 1.0, False,
+                       "embedded speech (pocketsphinx-testdata)", "validation (4 clips x 8 mask seeds)"),
     "hyenadna": Family("HyenaDNA-nano / E. coli", "hyenadna_nano_ln.ecoli",
                        "hyenadna/hyenadna_nano_derf_from_ln_ecoli.yaml", "hyenadna/hyenadna_nano_derf_ecoli.yaml",
                        (20, 40), lambda m: _genome_nats(m, "hyenadna/hyenadna_nano_ln_ecoli.yaml", "causal"),
-                       "held-out nats per base", 1.0, False),
+                       "held-out nats per base", 1.0, False, "ecoli", "validation (held-out end of the genome)"),
     "caduceus": Family("Caduceus-nano / E. coli", "caduceus_nano_rmsnorm.ecoli",
                        "caduceus/caduceus_nano_derf_from_rmsnorm_ecoli.yaml", "caduceus/caduceus_nano_derf_ecoli.yaml",
                        (20, 40), lambda m: _genome_nats(m, "caduceus/caduceus_nano_rmsnorm_ecoli.yaml", "masked"),
-                       "held-out nats per masked base", 1.0, False),
+                       "held-out nats per masked base", 1.0, False, "ecoli",
+                       "validation (held-out end of the genome, fixed masks)"),
 }
 
 
