@@ -37,7 +37,7 @@ class ImageClassification(Task):
     """Train and evaluate an image classifier (ViT by default) the way the paper's ImageNet recipe does.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`.
         label_smoothing: label smoothing of the cross entropy (folded into the soft targets under mixup).
         mixup: mixup alpha (0: off).
         cutmix: cutmix alpha (0: off).
@@ -64,8 +64,11 @@ class ImageClassification(Task):
         switch_prob: float = 0.5,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive)
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:

@@ -37,7 +37,7 @@ class Diffusion(Task):
     """Train and evaluate a class-conditional denoiser (DiT) with the Gaussian diffusion loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`.
         diffusion_steps: steps of the training process (DiT: 1000).
         noise_schedule: ``"linear"`` (DiT) or ``"squaredcos_cap_v2"``.
         eval_seed: seed of the validation draws (timesteps and noise; batch ``i`` uses ``eval_seed + i``).
@@ -61,8 +61,11 @@ class Diffusion(Task):
         eval_seed: int = 0,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive)
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         self.diffusion = self.make_diffusion(self.model, diffusion_steps, noise_schedule)
         self.eval_seed = int(eval_seed)

@@ -81,7 +81,7 @@ class DNALanguageModeling(Task):
     """Pretrain a DNA language model (HyenaDNA causal, Caduceus masked) on genome windows.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`.
         mode: ``"causal"`` (next token) or ``"masked"`` (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
         eval_seed: validation/test masks of batch ``i`` come from ``eval_seed + i``.
@@ -107,12 +107,15 @@ class DNALanguageModeling(Task):
         max_len: int | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
     ) -> None:
         if mode not in TASK_TYPES:
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive)
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         self.mode, self.mlm_probability, self.eval_seed, self.max_len = mode, mlm_probability, int(eval_seed), max_len
         self.task_type = TASK_TYPES[mode]
