@@ -35,14 +35,21 @@ import torch
 from torch import Tensor
 
 from derf_zoo.data.images import _IMAGE_EXTENSIONS
-from derf_zoo.data.latents import FLIPPED_KEY, LABELS_KEY, LATENTS_KEY, SD_VAE_SCALE, check_shard
+from derf_zoo.data.latents import (
+    FLIPPED_KEY,
+    LABELS_KEY,
+    LATENTS_KEY,
+    RECORD_NAME,
+    SD_VAE_SCALE,
+    check_shard,
+    shard_name,
+)
 from derf_zoo.diffusion.vae import DEFAULT_VAE, load_vae  # re-exported: the loader lives with the diffusion code
 
 __all__ = ["DEFAULT_VAE", "MODES", "center_crop_arr", "encode", "extract_latents", "image_generator", "list_images",
            "load_vae"]
 
 MODES = ("sample", "mean")
-RECORD_NAME = "extract_latents.json"
 #: The VAE halves the side three times (block_out_channels of length 4).
 VAE_FACTOR = 8
 
@@ -146,7 +153,7 @@ def encode(vae: torch.nn.Module, pixels: Tensor, mode: str, generators: list[tor
 
 
 def shard_path(out: Path, index: int) -> Path:
-    return out / f"shard_{index:05d}.safetensors"
+    return out / shard_name(index)
 
 
 def _shard_is_complete(path: Path, expected: int, record: dict[str, Any]) -> bool:

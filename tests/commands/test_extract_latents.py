@@ -110,6 +110,12 @@ def test_flip_stores_the_latents_of_flipped_images(vae_folder, images, tmp_path)
     data.setup("fit")
     assert data.train_set.flipped is not None
 
+    unflipped = tmp_path / "unflipped"
+    xl.extract_latents(images, unflipped, vae=str(vae_folder), image_size=SIZE, shard_size=16, mode="mean",
+                       progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"flip=True needs latents_flipped in every shard.*shard_00000.*--flip"):
+        LatentDataModule(str(unflipped), flip=True, num_classes=3).setup("fit")  # it would train without the flip
+
 
 def test_resume_skips_complete_shards_and_redoes_a_broken_one(vae_folder, images, tmp_path, monkeypatch):
     out = tmp_path / "latents"
@@ -129,7 +135,14 @@ def test_resume_skips_complete_shards_and_redoes_a_broken_one(vae_folder, images
     with pytest.raises(KeyboardInterrupt):
         xl.extract_latents(images, out, **kwargs)
     assert [p.name for p in out.glob("*.safetensors")] == ["shard_00000.safetensors"]  # no bad shard visible
-    LatentDataModule(str(out), flip=False, num_classes=3).setup("fit")  # the folder still loads
+    # an interrupted extraction is refused by name (its shards are whole classes), unless asked for
+    with pytest.raises(ValueError, match=r"incomplete extraction: extract_latents.json records 9 images in 3 shards, "
+                                         r"but 2 shard\(s\) are missing \(shard_00001.safetensors, shard_00002"):
+        LatentDataModule(str(out), flip=False, num_classes=3).setup("fit")
+    with pytest.warns(UserWarning, match="Training on the 1 shard"):
+        partial = LatentDataModule(str(out), flip=False, num_classes=3, allow_incomplete=True)
+        partial.setup("fit")
+    assert len(partial.train_set) == 4
     first = (out / "shard_00000.safetensors").stat().st_mtime_ns
     monkeypatch.setattr(xl, "_write_shard", real_write)
     assert xl.extract_latents(images, out, **kwargs) == {"shards": 3, "written": 2, "skipped": 1, "images": 9}
