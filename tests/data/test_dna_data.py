@@ -90,6 +90,14 @@ def test_position_and_record_splits_are_disjoint():
         split_intervals(genome, val_records=["c"])
     tagged = split_intervals(genome, [Interval("a", 0, 100, "test")])
     assert tagged["test"] == [Interval("a", 0, 100, "test")] and not tagged["train"]
+    # BED splits that share bases would validate on training data: refused, naming both intervals
+    touching = [Interval("a", 0, 500, "train"), Interval("a", 500, 600, "val"), Interval("b", 100, 200, "val")]
+    assert len(split_intervals(genome, touching)["val"]) == 2  # end-exclusive: adjacent is disjoint
+    for bad, message in (([Interval("a", 0, 500, "train"), Interval("a", 450, 600, "val")], "a:0-500 and the val"),
+                         ([Interval("a", 0, 900, "train"), Interval("a", 10, 20, "test"),
+                           Interval("a", 100, 200, "val")], r"train interval a:0-900 and the test interval a:10-20")):
+        with pytest.raises(ValueError, match=message):
+            split_intervals(genome, bad)
 
 
 def test_random_windows_deterministic_per_epoch_and_inside_train():
