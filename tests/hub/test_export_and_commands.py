@@ -136,5 +136,7 @@ def test_export_push_download_commands(ema_checkpoint, tmp_path, capsys):
     assert main(["push", str(out), "--repo-id", "me/x", "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "dry run" in printed and "sha256:" in printed
+    assert main(["download", "nothing.here"]) == 1
+    assert "derf-zoo download: error: Unknown released weight 'nothing.here'" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"Unknown released weight 'nothing\.here'"):
-        main(["download", "nothing.here"])
+        main(["download", "nothing.here", "--debug"])  # the traceback, when asked for
