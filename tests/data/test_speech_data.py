@@ -121,6 +121,19 @@ def test_bad_audio_errors_name_the_file_and_skip_mode_counts_them(corpus, tmp_pa
         SpeechDataset(tmp_path / "bad.tsv", skip_invalid=True, min_sample_size=5000)
 
 
+def test_manifests_round_trip_folder_names_with_trailing_spaces(tmp_path):
+    root = tmp_path / "audio "
+    _wav(root / "spk " / "a.wav", 1000)
+    written = write_manifest(root, tmp_path / "m.tsv")
+    read = read_manifest(tmp_path / "m.tsv")
+    assert read.root == written.root == root.resolve() and read.entries == (("spk /a.wav", 1000),)
+    assert len(SpeechDataset(read)) == 1
+    plain = tmp_path / "plain"
+    _wav(plain / "b.wav", 1000)
+    (tmp_path / "sloppy.tsv").write_text(f"{plain}  \nb.wav\t1000\n")  # fairseq strips the root line: so do we
+    assert read_manifest(tmp_path / "sloppy.tsv").root == plain
+
+
 def test_a_file_that_fails_mid_decode_is_named_or_skipped_when_read(tmp_path):
     # A truncated FLAC passes the header check (soundfile reports all its frames), then "lost sync" when decoded.
     root = tmp_path / "flac"
