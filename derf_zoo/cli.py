@@ -27,11 +27,13 @@ DEBUG_ENV = "DERF_ZOO_DEBUG"  # set by --debug, so DDP's worker processes (which
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (ValueError covers WeightsMismatchError, AudioError, ...), not a bug."""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException  # e.g. accelerator gpu, no GPU
+
     from derf_zoo.callbacks.checkpoint import RunFolderError
     from derf_zoo.tasks.checksum import CorruptCheckpointError
 
     return (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
-            FloatingPointError, RunFolderError, CorruptCheckpointError)  # fmt: skip
+            FloatingPointError, RunFolderError, CorruptCheckpointError, MisconfigurationException)  # fmt: skip
 
 
 def _own_parser() -> argparse.ArgumentParser:

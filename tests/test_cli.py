@@ -225,6 +225,8 @@ def test_a_bad_batch_size_in_a_recipe_is_a_clear_error(capsys):
 
 
 def test_bad_input_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    import torch
+
     # A diverging fit (lr 1e12): the non-finite loss arrives as one line naming the step and the fix, exit 1.
     diverging = _fit_args(tmp_path, "--trainer.max_steps=5", "--model.init_args.optimizer.init_args.lr=1e12")
     assert main(diverging) == 1
@@ -233,6 +235,9 @@ def test_bad_input_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
     assert "nonfinite: skip" in err
     with pytest.raises(FloatingPointError, match="Non-finite training loss"):
         main([*diverging, "--overwrite=true", "--debug"])
+    if not torch.cuda.is_available():  # Lightning's "no GPU" is a misconfiguration: one line too
+        assert main(_fit_args(tmp_path, "--trainer.max_steps=1", "--trainer.accelerator=gpu")) == 1
+        assert "derf-zoo fit: error: " in capsys.readouterr().err
     assert main(["--debug", "norms"]) == 0  # --debug anywhere on the line; the environment is left as it was
     import os
 
