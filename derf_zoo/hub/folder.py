@@ -154,19 +154,23 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, card: Mapping[str, 
 
 def weights_metadata(config: Mapping[str, Any]) -> dict[str, str]:
     """What model.safetensors records about the model its weights belong to, checked against config.json: the
-    architecture, the norm and every model argument (an added ``"timestep_freq_shift"`` changes the outputs as
-    surely as another norm does)."""
+    architecture, the norm, every model argument (an added ``"timestep_freq_shift"`` changes the outputs as surely
+    as another norm does) and the data config (mean, std, input size: what the inputs must look like)."""
     return {"derf_zoo.architecture": config["architecture"],
             "derf_zoo.norm": json.dumps(config["model_args"].get("norm"), sort_keys=True),
-            "derf_zoo.model_args": json.dumps(config["model_args"], sort_keys=True)}  # fmt: skip
+            "derf_zoo.model_args": json.dumps(config["model_args"], sort_keys=True),
+            "derf_zoo.pretrained_cfg": json.dumps(config.get("pretrained_cfg") or {}, sort_keys=True)}  # fmt: skip
 
 
-def _args_differ(recorded: str, described: Mapping[str, Any]) -> str:
-    """The model arguments on which config.json and the weights' record disagree, by name."""
+def _entries_differ(section: str, recorded: str, described: Any) -> str:
+    """The entries of ``section`` (``model_args``, ``pretrained_cfg``) on which config.json and the weights' record
+    disagree, by name."""
     try:
         saved = json.loads(recorded)
     except json.JSONDecodeError:
-        return "model_args: unreadable record in the weights"
+        return f"{section}: unreadable record in the weights"
+    if not isinstance(saved, dict) or not isinstance(described, Mapping):
+        return f"{section}: weights {recorded[:80]} vs config.json {json.dumps(described)[:80]}"
     keys = sorted(k for k in set(saved) | set(described) if saved.get(k, ...) != described.get(k, ...))
     shown = [f"{k}: weights {json.dumps(saved[k]) if k in saved else '(absent)'} vs config.json "
              f"{json.dumps(described[k]) if k in described else '(absent)'}" for k in keys]  # fmt: skip
@@ -195,7 +199,8 @@ def check_folder(config: Mapping[str, Any], weights_path: Path, source: str) -> 
                                     "written by derf_zoo's save_pretrained, which always records it: config.json "
                                     "was edited. Restore it (or export the folder again); nothing was loaded.")
     described = weights_metadata(config)
-    differ = [_args_differ(recorded[key], config["model_args"]) if key == "derf_zoo.model_args"
+    sections = {"derf_zoo.model_args": config["model_args"], "derf_zoo.pretrained_cfg": config.get("pretrained_cfg")}
+    differ = [_entries_differ(key.partition(".")[2], recorded[key], sections[key]) if key in sections
               else f"{key.partition('.')[2]}: weights {recorded[key]} vs config.json {value}"
               for key, value in described.items() if key in recorded and recorded[key] != value]  # fmt: skip
     if differ:

@@ -183,6 +183,10 @@ def test_every_model_argument_is_bound_to_the_weights(tmp_path):
     with pytest.raises(WeightsMismatchError, match=r"timestep_freq_shift: weights \(absent\) vs config.json 1.0"):
         from_pretrained(edited)
     assert from_pretrained(folder) is not None  # the untouched folder loads
+    shutil.rmtree(edited)
+    edited = _edited_copy(folder, tmp_path, lambda c: c["pretrained_cfg"].update(mean=[0.0]))
+    with pytest.raises(WeightsMismatchError, match=r"mean: weights .* vs config.json \[0.0\]"):
+        from_pretrained(edited)
 
 
 def test_deleting_the_sha_from_config_json_does_not_turn_the_check_off(tiny_folder, tmp_path):
