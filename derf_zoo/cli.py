@@ -4,11 +4,16 @@
 (``derf-zoo demo``, ``derf-zoo models``, ...) are derf_zoo's own tools. ``derf-zoo --help`` lists them all, and
 every command's ``--help`` ends with examples. A fit stopped by SIGTERM exits with status 143; a checkpoint
 folder it cannot use (held by another fit, holding another run) or a corrupted checkpoint exits with 1.
+
+An error in what the user gave (a derf_zoo error, a ``ValueError``, a missing or unwritable file, a non-finite loss)
+is printed as ``derf-zoo COMMAND: error: ...`` and exits 1; ``--debug`` (anywhere on the line, or
+``DERF_ZOO_DEBUG=1``) shows its traceback instead. Other exceptions are bugs and keep their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +30,18 @@ _LIGHTNING_HELP = {
     "test": "evaluate a checkpoint on a recipe's test split (Lightning's CLI)",
     "predict": "run a checkpoint over a recipe's predict data (Lightning's CLI)",
 }
+DEBUG_ENV = "DERF_ZOO_DEBUG"  # set by --debug, so DDP's worker processes (which rerun the command) inherit it
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (ValueError covers WeightsMismatchError, AudioError, ...), not a bug."""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException  # e.g. accelerator gpu, no GPU
+
+    from derf_zoo.callbacks.checkpoint import RunFolderError
+    from derf_zoo.tasks.checksum import CorruptCheckpointError
+
+    return (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+            FloatingPointError, RunFolderError, CorruptCheckpointError, MisconfigurationException)  # fmt: skip
 
 
 def _own_parser() -> argparse.ArgumentParser:
@@ -40,6 +57,8 @@ def _own_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"derf_zoo {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error in the input "
+                        "(anywhere on the line; also for fit/validate/test/predict)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Listed for --help only: main() hands these to Lightning's CLI before this parser sees them.
     for name in LIGHTNING_COMMANDS:
@@ -53,15 +72,30 @@ def main(args: Sequence[str] | None = None) -> int:
     """Entry point; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
     from_command_line = args is None
     args = list(sys.argv[1:] if args is None else args)
-    if args and args[0] in LIGHTNING_COMMANDS:
-        from derf_zoo.callbacks.checkpoint import RunFolderError
-        from derf_zoo.tasks.checksum import CorruptCheckpointError
+    before = os.environ.get(DEBUG_ENV)
+    if "--debug" in args:
+        args = [a for a in args if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"
+        if from_command_line:  # Lightning's CLI reads sys.argv itself
+            sys.argv = [sys.argv[0], *args]
+    command = next((a for a in args if not a.startswith("-")), "")
+    try:
+        return _run(args, from_command_line)
+    except _user_errors() as err:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"derf-zoo{' ' + command if command else ''}: error: {err}", file=sys.stderr)
+        return 1
+    finally:  # main() called from Python (tests, scripts) leaves the environment as it found it
+        if before is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = before
 
-        try:
-            lightning_cli(None if from_command_line else args)  # Lightning reads sys.argv itself
-        except (RunFolderError, CorruptCheckpointError) as err:  # the user's to fix: the message, not a traceback
-            print(f"derf-zoo {args[0]}: error: {err}", file=sys.stderr)
-            return 1
+
+def _run(args: list[str], from_command_line: bool) -> int:
+    if args and args[0] in LIGHTNING_COMMANDS:
+        lightning_cli(None if from_command_line else args)  # Lightning reads sys.argv itself
         return 0
     parser = _own_parser()
     parsed = parser.parse_args(args)

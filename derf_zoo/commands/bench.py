@@ -305,6 +305,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from derf_zoo.commands._checks import check_device
+
+    check_device(args.device)  # a missing GPU is one line (main prints the ValueError), not a traceback
     if args.what in ("norms", "all"):
         main_norms(args)
     if args.what in ("vit", "all"):

@@ -515,8 +515,9 @@ def _args_from_official(sd: Mapping[str, Tensor], model_args: Mapping[str, Any])
     }
 
 
-def from_official(state_dict: Mapping[str, Tensor], **model_args: Any) -> DiT:
-    """Build a :class:`DiT` holding an official DiT state dict (facebookresearch/DiT or zlab-princeton/Derf DiT).
+def from_official(state_dict: nn.Module | Mapping[str, Tensor], **model_args: Any) -> DiT:
+    """Build a :class:`DiT` holding an official DiT state dict (facebookresearch/DiT or zlab-princeton/Derf DiT),
+    or the official ``DiT`` module itself (its ``state_dict()``; the result keeps its train/eval mode).
 
     Shapes, depth, ``learn_sigma`` and the norm (LayerNorm, or Derf/DyT from ``alpha``/``shift`` keys) are read
     from the weights; ``num_heads`` defaults to the standard size's; the null class is assumed (pass
@@ -527,11 +528,14 @@ def from_official(state_dict: Mapping[str, Tensor], **model_args: Any) -> DiT:
         ValueError: not an official DiT state dict, or a weight is missing, unexpected or misshapen (nothing
             is loaded then).
     """
-    sd = dict(state_dict)
+    module = state_dict if isinstance(state_dict, nn.Module) else None
+    sd = dict(module.state_dict() if module is not None else state_dict)
     args = {**_args_from_official(sd, model_args), **model_args}
     model = DiT(**args)
     model.model_args = args
     load_into(model, sd, source="from_official: the official DiT state dict", key_map=official_to_zoo_key)
+    if module is not None:
+        model.train(module.training)
     return model
 
 
@@ -649,6 +653,12 @@ def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str
         raise ValueError(f"from_diffusers: out_channels {out_channels} for in_channels {in_channels}; DiT predicts C "
                          "or 2C.")  # fmt: skip
     depth = config.get("num_layers", 28)
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"transformer_blocks\.(\d+)\.", k))}
+    if blocks != set(range(depth)):
+        held = f"{len(blocks)} transformer blocks" + (f" (transformer_blocks.{min(blocks)}-{max(blocks)})" if blocks
+                                                       else "")  # fmt: skip
+        raise ValueError(f"from_diffusers: the config says num_layers={depth}, but the weights hold {held}: the "
+                         "config is not this model's. Pass the model itself, or its own config (model.config).")
     table = sd.get("transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight")
     num_classes = config.get("num_embeds_ada_norm", 1000)
     dropout = 0.1 if table is None or table.shape[0] == num_classes + 1 else 0.0

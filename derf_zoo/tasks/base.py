@@ -8,7 +8,8 @@ A task subclass adds only its loss, its metrics and its batch handling. The base
 - ``alpha_init="auto"`` calibration on the first training batch, identical on every DDP rank, through
   :meth:`Task.model_inputs` (how a batch becomes the network's inputs);
 - a non-finite loss or gradient stops the run with an error naming the step and the batch (or, with
-  ``nonfinite="skip"``, skips the batch and counts it), before it can reach a checkpoint;
+  ``nonfinite="skip"``, skips the batch on every rank and counts it, up to a bound), before it can reach a
+  checkpoint;
 - a teacher (``teacher:``): frozen, outside the module tree (never saved with the student); with
   ``fit_norms: N`` the student starts from the teacher's weights and its point-wise norms are fitted to the
   teacher's norms on N training batches before the first step; subclasses add ``distill_weight`` times their
@@ -110,6 +111,11 @@ class Task(L.LightningModule):
             names the step and the batch, so no checkpoint ever holds the damage; ``"skip"`` skips the batch
             (no optimizer step) and counts it in ``train/nonfinite_skipped``. A non-finite gradient is always
             an error (outside fp16 mixed precision, whose loss scaler skips such steps itself).
+        nonfinite_max_fraction: with ``nonfinite="skip"``, the run stops with an error once more than this
+            fraction of the training batches seen so far were skipped (and more than
+            ``nonfinite_max_consecutive`` in all: a few early skips are not yet a fraction).
+        nonfinite_max_consecutive: with ``nonfinite="skip"``, the run stops with an error once more than this many
+            batches in a row were skipped (a diverged run skips every batch).
         teacher: a network to distil from (see :func:`derf_zoo.tasks.distill.load_teacher`: a released name such
             as ``"vit_mini_ln.fmnist"``, ``"timm:<name>"``, a Hub folder or id, a ``.ckpt``); frozen, in eval mode,
             never saved into this task's checkpoint. None (default): no distillation, the task as without it.
@@ -134,6 +140,8 @@ class Task(L.LightningModule):
         schedule: Schedule | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
         *,
         teacher: str | nn.Module | None = None,
         fit_norms: int = 0,
@@ -144,6 +152,11 @@ class Task(L.LightningModule):
         check_distill_args(teacher, fit_norms, distill_weight, distill_temperature)
         if nonfinite not in ("error", "skip"):
             raise ValueError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}.")
+        if not (isinstance(nonfinite_max_fraction, (int, float)) and 0 <= nonfinite_max_fraction < 1):
+            raise ValueError(f"nonfinite_max_fraction must be a number in [0, 1), got {nonfinite_max_fraction!r}.")
+        if isinstance(nonfinite_max_consecutive, bool) or not isinstance(nonfinite_max_consecutive, int) \
+                or nonfinite_max_consecutive < 0:  # fmt: skip
+            raise ValueError(f"nonfinite_max_consecutive must be an int >= 0, got {nonfinite_max_consecutive!r}.")
         if not (isinstance(calibration_target, (int, float)) and math.isfinite(calibration_target)
                 and calibration_target > 0):  # fmt: skip
             raise ValueError(f"calibration_target must be a finite number > 0, got {calibration_target!r}.")
@@ -153,6 +166,10 @@ class Task(L.LightningModule):
         self.calibration_target = float(calibration_target)
         self.nonfinite = nonfinite
         self.nonfinite_skipped = 0
+        self.nonfinite_max_fraction = float(nonfinite_max_fraction)
+        self.nonfinite_max_consecutive = nonfinite_max_consecutive
+        self._nonfinite_run = 0  # batches skipped in a row
+        self._batches_seen = 0  # training batches of this process (the fraction's denominator)
         self._pending_losses: list[tuple[Tensor, int]] = []  # this optimizer step's losses, checked before it
         self.alpha_calibrated = False
         self.teacher_spec = teacher
@@ -218,11 +235,31 @@ class Task(L.LightningModule):
             # step still never happens (a non-finite loss gives non-finite gradients, caught there first).
             self._pending_losses.append((loss.detach(), batch_idx))
             return loss
-        if torch.isfinite(loss.detach()).all():  # skip mode must know before the backward: a sync of its own
+        self._batches_seen += 1
+        finite = bool(torch.isfinite(loss.detach()).all())  # skip mode must know before the backward: a sync
+        if self.trainer.world_size > 1:  # one rank skipping alone would leave the others waiting in DDP's all-reduce
+            finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
+        if finite:
+            self._nonfinite_run = 0
             return loss
         self.nonfinite_skipped += 1
+        self._nonfinite_run += 1
+        where = self._where(batch_idx)
+        if self._nonfinite_run > self.nonfinite_max_consecutive:
+            raise FloatingPointError(
+                f"{self._nonfinite_run} batches in a row had a non-finite training loss (the last {where}): more "
+                f"than nonfinite_max_consecutive={self.nonfinite_max_consecutive}. The run has diverged; lower the "
+                "learning rate or look for NaN/inf in the data. The last checkpoint keeps the last good weights."
+            )
+        if self.nonfinite_skipped > max(self.nonfinite_max_consecutive,
+                                        self.nonfinite_max_fraction * self._batches_seen):  # fmt: skip
+            raise FloatingPointError(
+                f"{self.nonfinite_skipped} of {self._batches_seen} training batches had a non-finite loss (the last "
+                f"{where}): more than nonfinite_max_fraction={self.nonfinite_max_fraction:g} of them. Lower the "
+                "learning rate or look for NaN/inf in the data. The last checkpoint keeps the last good weights."
+            )
         rank_zero_warn(f"Skipping a batch with a non-finite training loss ({float(loss.detach())}) "
-                       f"{self._where(batch_idx)}; {self.nonfinite_skipped} skipped so far.")  # fmt: skip
+                       f"{where}; {self.nonfinite_skipped} skipped so far.")  # fmt: skip
         self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
         return None  # Lightning skips the backward and the optimizer step
 

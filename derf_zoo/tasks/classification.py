@@ -38,7 +38,7 @@ class ImageClassification(Task):
     """Train and evaluate an image classifier (ViT by default) the way the paper's ImageNet recipe does.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite / teacher / fit_norms /
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
             distill_weight / distill_temperature: see :class:`Task`.
         label_smoothing: label smoothing of the cross entropy (folded into the soft targets under mixup).
         mixup: mixup alpha (0: off).
@@ -66,13 +66,16 @@ class ImageClassification(Task):
         switch_prob: float = 0.5,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
         teacher: str | nn.Module | None = None,
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite, teacher=teacher,
-                         fit_norms=fit_norms, distill_weight=distill_weight, distill_temperature=distill_temperature)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:

@@ -82,7 +82,7 @@ class DNALanguageModeling(Task):
     """Pretrain a DNA language model (HyenaDNA causal, Caduceus masked) on genome windows.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite / teacher / fit_norms /
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
             distill_weight / distill_temperature: see :class:`Task`.
         mode: ``"causal"`` (next token) or ``"masked"`` (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
@@ -109,17 +109,25 @@ class DNALanguageModeling(Task):
         max_len: int | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
         teacher: str | nn.Module | None = None,
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
     ) -> None:
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
+    ) -> None:
         if mode not in TASK_TYPES:
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite, teacher=teacher,
-                         fit_norms=fit_norms, distill_weight=distill_weight, distill_temperature=distill_temperature)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.mode, self.mlm_probability, self.eval_seed, self.max_len = mode, mlm_probability, int(eval_seed), max_len
         self.task_type = TASK_TYPES[mode]

@@ -162,8 +162,8 @@ class SequenceClassification(Task):
     """Fine-tune a DNA backbone to classify sequences (GenomicBenchmarks, E. coli vs lambda).
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`; ``model`` is
-            the backbone (a name or a module with ``forward_features``).
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`;
+            ``model`` is the backbone (a name or a module with ``forward_features``).
         num_classes: classes of the new head.
         init_from: backbone weights to start from (module doc); None keeps the built weights.
         head_dropout: dropout before the head.
@@ -190,13 +190,16 @@ class SequenceClassification(Task):
         max_len: int | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
         teacher: str | nn.Module | None = None,
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite, teacher=teacher,
-                         fit_norms=fit_norms, distill_weight=distill_weight, distill_temperature=distill_temperature)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         if init_from is not None:
             from derf_zoo.hub import load_into

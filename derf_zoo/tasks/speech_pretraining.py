@@ -71,7 +71,7 @@ class SpeechPretraining(Task):
     """Pretrain a wav2vec 2.0 model (contrastive + diversity + feature penalty) and report its validation loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`
             (default optimizer: :func:`fairseq_adam`; the recipe's polynomial schedule is
             ``Schedule("polynomial", warmup_steps=32000)``).
         eval_seed: seed of the validation masks and negatives (batch ``i`` uses ``eval_seed + i``).
@@ -95,13 +95,16 @@ class SpeechPretraining(Task):
         eval_seed: int = 0,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
         teacher: str | nn.Module | None = None,
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite, teacher=teacher,
-                         fit_norms=fit_norms, distill_weight=distill_weight, distill_temperature=distill_temperature)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         if not getattr(self.model, "pretraining", False):
             raise ValueError("SpeechPretraining needs a wav2vec 2.0 model with its pretraining head "
