@@ -116,11 +116,6 @@ class DNALanguageModeling(Task):
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
-        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
-    ) -> None:
         if mode not in TASK_TYPES:
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
         if not 0.0 < mlm_probability <= 1.0:
