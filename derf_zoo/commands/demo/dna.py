@@ -195,7 +195,7 @@ def print_results(results: list[RunResult], kmer: tuple[float, int] | None = Non
         table.caption = (f"Test noise: 2 standard errors of a top-1 near 50 % on {n} windows = "
                          f"±{100 * 2 * math.sqrt(0.25 / n):.1f} points; ln 4 = {math.log(4):.4f} nats per base; "
                          "3-mer LR: a 3-mer logistic regression on the same windows.")
-    console = Console(width=max(Console().width, 130))
+    console = Console(width=max(Console().width, 160))
     console.print(table)
 
 
