@@ -166,6 +166,8 @@ class HyenaDNA(nn.Module, HubMixin):
         n_layer). The short convolution keeps PyTorch's default and the filter's skip ``bias`` its normal draw, as in
         the reference."""
         init_weights(self, _gpt2_init)
+        # Re-drawn at embed_init_std after the family init (one extra draw): the released nano weights start from
+        # this order, so changing it would stop `derf-zoo demo dna` from reproducing their cards.
         nn.init.normal_(self.embeddings.weight, std=self.embed_init_std)
         std = 0.02 / math.sqrt(2 * len(self.backbone.blocks))
         for block in self.backbone.blocks:
