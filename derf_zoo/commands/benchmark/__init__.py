@@ -7,6 +7,10 @@ order. Every finished run leaves ``runs/<norm>/seed<k>/result.json`` (+ its weig
 ``--out``; a stopped benchmark skips those and goes on, and ``--report-only`` renders the tables from whatever
 runs have finished. The verdict per norm is a paired comparison with LayerNorm: the mean of the per-seed
 differences in test top-1 and a 95% t interval over seeds.
+
+``--grid FILE`` runs a pre-registered study instead: several such grids (cells of training length, training-set size
+and augmentation) fixed in a YAML file before any run, cell by cell, each finished run appended to a JSON-lines
+record as it lands (:mod:`derf_zoo.commands.benchmark.study`).
 """
 
 from __future__ import annotations
