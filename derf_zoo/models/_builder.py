@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-__all__ = ["build_model", "check_int"]
+__all__ = ["build_model", "check_int", "check_positive"]
 
 
 def build_model(
@@ -86,6 +87,13 @@ def check_int(name: str, value: Any, minimum: int) -> None:
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Refuse a model argument that is not a finite real number > 0 (an init std, a scale), by name."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r} ({type(value).__name__}).")
+    return float(value)
 
 
 def _cfg_get(cfg: Any, key: str) -> Any:

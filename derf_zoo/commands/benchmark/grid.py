@@ -203,6 +203,9 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
     val = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("val/")}
     (test,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     dm = cli.datamodule
+    # The generalization gap (train - test top-1) needs the training accuracy in evaluation mode, on the training
+    # images without augmentation (the same images as the evaluation-mode train loss).
+    train_acc1 = _accuracy(cli.model.model, dm.train_eval_dataloader())
     result = {
         **record,
         "norm": r.norm,
@@ -213,6 +216,7 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
         "val_acc1": val.get("val/acc1"),
         "val_loss": val.get("val/loss"),
         "eval_train_loss": float(cli.model.eval_mode_train_loss),
+        "eval_train_acc1": train_acc1,
         "alphas": site_alphas(cli.model.model),
         "n_train": len(dm.train_eval_set),
         "n_val": len(dm.val_set),
@@ -239,6 +243,20 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
     del cli
     gc.collect()
     return result
+
+
+def _accuracy(net: Any, loader: Any) -> float:
+    """Top-1 (fraction) of ``net`` in evaluation mode over ``loader``, on the network's device."""
+    import torch
+
+    device = next(net.parameters()).device
+    net.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((net(x.to(device)).argmax(-1).cpu() == y).sum())
+            total += len(y)
+    return correct / max(total, 1)
 
 
 # ---- results -----------------------------------------------------------------------------------------------
