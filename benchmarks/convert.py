@@ -160,7 +160,7 @@ def _fitted(family: Family, teacher: nn.Module, naive: bool) -> nn.Module:
     return student.eval()
 
 
-def rows_for(key: str, out: Path, done: dict[str, dict], save: Callable[[], None]) -> list[dict]:
+def rows_for(key: str, runs: Path, done: dict[str, dict], save: Callable[[], None]) -> list[dict]:
     family = FAMILIES[key]
     teacher = load_teacher(family.teacher)
     reference = family.measure(teacher)
@@ -171,9 +171,9 @@ def rows_for(key: str, out: Path, done: dict[str, dict], save: Callable[[], None
     ]
     for steps in family.budgets:
         plans.append((f"fitted + distilled, {steps} steps",
-                      lambda s=steps: _train(family.distill_recipe, s, out / "runs" / f"{key}_distill_{s}", [])))
+                      lambda s=steps: _train(family.distill_recipe, s, runs / f"{key}_distill_{s}", [])))
         plans.append((f"Derf from scratch, {steps} steps",
-                      lambda s=steps: _train(family.scratch_recipe, s, out / "runs" / f"{key}_scratch_{s}", [])))
+                      lambda s=steps: _train(family.scratch_recipe, s, runs / f"{key}_scratch_{s}", [])))
     rows = []
     for name, make in plans:
         record_key = f"{key}/{name}"
@@ -218,7 +218,10 @@ def render(records: dict[str, dict], machine: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where convert.json and convert.md go")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/benchmark_convert"),
+                        help="the training runs' folders (each keeps its last.ckpt: scripts/release_converted.py "
+                             "releases the distilled one)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--machine", default="2-core x86 CPU shared with other jobs, torch 2.14.1, fp32")
     parser.add_argument("--report-only", action="store_true", help="render convert.md from convert.json")
@@ -230,7 +233,7 @@ def main() -> None:
     if not args.report_only:
         for key in args.families:
             torch.manual_seed(0)
-            rows_for(key, args.out, records, lambda: path.write_text(json.dumps(records, indent=1)))
+            rows_for(key, args.runs, records, lambda: path.write_text(json.dumps(records, indent=1)))
     (args.out / "convert.md").write_text(render(records, args.machine))
     print(f"wrote {args.out / 'convert.md'}")
 
