@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from derf_zoo.norms.layers import PointwiseNorm
 
-__all__ = ["FitReport", "LayerFit", "calibration_call", "fit_pointwise_norms", "merge_calls"]
+__all__ = ["FitError", "FitReport", "LayerFit", "calibration_call", "fit_pointwise_norms", "merge_calls"]
 
 #: elements (tokens x channels) the (alpha, shift) search runs on; the closed-form weight/bias use every token.
 SEARCH_ELEMENTS = 1 << 21
@@ -144,6 +144,10 @@ def merge_calls(calls: Sequence[tuple[tuple, dict[str, Any]]]) -> tuple[tuple, d
     return args, kwargs
 
 
+def _describe_input(value: Any) -> str:
+    return f"tensor {tuple(value.shape)} {value.dtype}" if isinstance(value, Tensor) else type(value).__name__
+
+
 def calibration_call(inputs: Any) -> tuple[tuple, dict[str, Any]]:
     """The one model call that holds all calibration ``inputs``: ``(args, kwargs)``.
 
@@ -161,6 +165,10 @@ def calibration_call(inputs: Any) -> tuple[tuple, dict[str, Any]]:
         raise ValueError(f"fit: calibration inputs must be a tensor, a tuple of model arguments, a dict of keyword "
                          f"arguments or an iterable of such batches, got {type(inputs).__name__}.")
     return merge_calls([_one_call(b) for b in inputs])
+
+
+class FitError(ValueError):
+    """A layer the fit cannot handle (its input or its reference's output), as opposed to the model's own error."""
 
 
 # ---- the fit of one layer --------------------------------------------------------------------------------------
@@ -264,18 +272,18 @@ def _fit_layer(name: str, layer: PointwiseNorm, x_in: Tensor, reference: nn.Modu
     affine downstream) also the per-channel weight and bias to fold, returned beside the report."""
     y_out = reference(x_in)
     if y_out.shape != x_in.shape:
-        raise ValueError(f"fit: the reference of {name!r} ({type(reference).__name__}) maps {tuple(x_in.shape)} to "
+        raise FitError(f"fit: the reference of {name!r} ({type(reference).__name__}) maps {tuple(x_in.shape)} to "
                          f"{tuple(y_out.shape)}; a norm to fit must keep the shape.")
     x, y = _channels_last(layer, x_in), _channels_last(layer, y_out)
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-        raise ValueError(f"fit: the input of {name!r} or its reference's output holds nan/inf; cannot fit it.")
+        raise FitError(f"fit: the input of {name!r} or its reference's output holds nan/inf; cannot fit it.")
     fn = layer._fn.fn
     before, _ = _unexplained(_channels_last(layer, layer(x_in)), y)
     rows = max(256, SEARCH_ELEMENTS // layer.num_features)
     pick = torch.randperm(x.shape[0], generator=generator)[:rows] if x.shape[0] > rows else slice(None)
     std = float(x.std())
     if not math.isfinite(std) or std == 0.0:
-        raise ValueError(f"fit: the input of {name!r} has std {std}; cannot fit alpha to it.")
+        raise FitError(f"fit: the input of {name!r} has std {std}; cannot fit alpha to it.")
     with_affine = layer.affine or foldable
     alpha, shift = _search(_Projected(fn, x[pick], y[pick], with_affine), 1.0 / std, float(x.mean()),
                            layer.shift is not None)
@@ -373,9 +381,18 @@ def fit_pointwise_norms(
         if inputs is None:
             raise ValueError("fit: give calibration inputs (a batch of real model inputs) or forward=.")
         args, kwargs = calibration_call(inputs)
+        described = ", ".join([*(_describe_input(a) for a in args), *(f"{k}={_describe_input(v)}"
+                                                                     for k, v in kwargs.items())])  # fmt: skip
 
         def forward(m: nn.Module) -> Any:
-            return m(*args, **kwargs)
+            try:
+                return m(*args, **kwargs)
+            except FitError:
+                raise
+            except Exception as err:  # the model cannot take these inputs: say which call failed, keep the cause
+                raise ValueError(f"fit: {type(m).__name__} could not be called with the calibration inputs "
+                                 f"({described}): {type(err).__name__}: {err}. Pass the model's inputs (not an "
+                                 "(inputs, targets) pair), or forward=lambda m: m(...).") from err
 
     report = FitReport(poor_threshold=poor_threshold)
     generator = torch.Generator().manual_seed(seed)

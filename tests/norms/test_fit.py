@@ -118,7 +118,7 @@ def test_fit_is_all_or_nothing_and_keeps_modes():
             raise RuntimeError("boom after the first norm")
 
     model = Boom().train()
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(ValueError, match="boom after the first norm"):
         convert_norms(model, "derf", fit=torch.randn(8, 4))
     assert type(model.a) is nn.LayerNorm and type(model.b) is nn.LayerNorm and model.training
 
@@ -234,3 +234,16 @@ def test_fit_folds_dit_affines_and_beats_alpha_and_shift_alone():
         with torch.no_grad():
             errs[fold] = float((student(*inputs) - teacher(*inputs)).pow(2).mean())
     assert errs[True] < 0.8 * errs[False]
+
+
+def test_calibration_inputs_the_model_cannot_take_are_named_and_change_nothing():
+    model = _Net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"could not be called with the calibration inputs \(tensor \(4, 7\)"):
+        convert_norms(model, "derf", fit=torch.randn(4, 7))  # 7 features where the model takes 16
+    assert all(type(b.norm) is nn.LayerNorm for b in model.blocks)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match=r"\(inputs, targets\) pair"):
+        convert_norms(_Net(), "derf", fit=(torch.randn(4, 16), torch.randint(0, 4, (4,))))
+    with pytest.raises(ValueError, match="holds nan/inf"):
+        convert_norms(_Net(), "derf", fit=torch.full((4, 16), float("nan")))
