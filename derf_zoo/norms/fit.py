@@ -33,6 +33,8 @@ __all__ = ["FitError", "FitReport", "LayerFit", "calibration_call", "fit_pointwi
 
 #: elements (tokens x channels) the (alpha, shift) search runs on; the closed-form weight/bias use every token.
 SEARCH_ELEMENTS = 1 << 21
+#: tokens per chunk of the closed-form sums (bounds the float64 temporaries on large calibration sets)
+_CHUNK = 65536
 #: a layer whose fit leaves more than this fraction of its reference's variance unexplained is reported as poor.
 POOR_FIT = 0.1
 
@@ -251,9 +253,9 @@ def _closed_form(layer: PointwiseNorm, fn: Callable[[Tensor], Tensor], x: Tensor
     n = x.shape[0]
     su = torch.zeros(layer.num_features, dtype=torch.float64)
     suu, sy, suy = su.clone(), su.clone(), su.clone()
-    for start in range(0, n, 65536):
-        u = fn(alpha * x[start:start + 65536] + shift).double()
-        yy = y[start:start + 65536].double()
+    for start in range(0, n, _CHUNK):
+        u = fn(alpha * x[start:start + _CHUNK] + shift).double()
+        yy = y[start:start + _CHUNK].double()
         su += u.sum(0)
         suu += u.pow(2).sum(0)
         sy += yy.sum(0)
@@ -273,7 +275,7 @@ def _fit_layer(name: str, layer: PointwiseNorm, x_in: Tensor, reference: nn.Modu
     y_out = reference(x_in)
     if y_out.shape != x_in.shape:
         raise FitError(f"fit: the reference of {name!r} ({type(reference).__name__}) maps {tuple(x_in.shape)} to "
-                         f"{tuple(y_out.shape)}; a norm to fit must keep the shape.")
+                       f"{tuple(y_out.shape)}; a norm to fit must keep the shape.")
     x, y = _channels_last(layer, x_in), _channels_last(layer, y_out)
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise FitError(f"fit: the input of {name!r} or its reference's output holds nan/inf; cannot fit it.")
