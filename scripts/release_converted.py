@@ -61,24 +61,28 @@ def main() -> None:
     value, teacher_value = family.scale * float(values.mean()), family.scale * float(reference.mean())
     noise = family.scale * 2 * float(diff.std() / math.sqrt(len(diff)))
     metric_key = "acc1" if family.higher_is_better else "loss"
+    digits = 2 if family.scale != 1 else 4
+    better = (value - teacher_value) * (1 if family.higher_is_better else -1) > noise
     steps = ckpt.get("global_step")
     produced_by = (
         f"converted by derf_zoo from the released {family.teacher} (its weights copied; each Derf fitted to the "
         f"teacher's norm of the same name on {task_args['fit_norms']} training batches), then distilled for {steps} "
         f"steps with {recipe} (loss = the task's + {task_args['distill_weight']} x distillation, seed "
-        f"{cfg.get('seed_everything', 0)}); final weights. {family.metric}: {value:.3f} against the teacher's "
-        f"{teacher_value:.3f} on the same {len(values)} held-out items ({value - teacher_value:+.3f}, paired noise "
-        f"+-{noise:.3f} at two standard errors: {'within' if abs(value - teacher_value) <= noise else 'beyond'} the "
-        "noise); benchmarks/results/convert.md has the naive, fitted and from-scratch rows")
+        f"{cfg.get('seed_everything', 0)}); final weights. {family.metric}: {value:.{digits}f} against the teacher's "
+        f"{teacher_value:.{digits}f} on the same {len(values)} held-out items ({value - teacher_value:+.{digits}f}, "
+        f"paired noise +-{noise:.{digits}f} at two standard errors: "
+        f"{'within' if abs(value - teacher_value) <= noise else 'beyond'} the noise)"
+        + (f"; it trained {steps} steps more than its teacher, which is what puts it ahead, not the norm" if better
+           else "") + "; benchmarks/results/convert.md has the naive, fitted and from-scratch rows")
     folder = model.save_pretrained(
-        args.dest / name, name=name, metrics={metric_key: round(value, 4 if family.scale == 1 else 2)},
+        args.dest / name, name=name, metrics={metric_key: round(value, digits)},
         dataset=family.dataset, split=family.split, recipe=recipe,
         produced_by=produced_by, eval_protocol=f"{family.metric}; benchmarks/convert.py's protocol for {family.name}",
         license="apache-2.0", overwrite=args.overwrite)  # fmt: skip
     sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     entry = {"name": name, "embedded": f"checkpoints/{name}", "sha256": sha, "recipe": recipe,
              "dataset": family.dataset, "split": family.split,
-             "metrics": {metric_key: round(value, 4 if family.scale == 1 else 2)}, "produced_by": produced_by,
+             "metrics": {metric_key: round(value, digits)}, "produced_by": produced_by,
              "license": "apache-2.0", "default": False}  # fmt: skip
     print(yaml.safe_dump([entry], sort_keys=False, width=118, allow_unicode=True))
     print(f"wrote {folder}")
