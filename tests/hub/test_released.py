@@ -237,3 +237,32 @@ def test_dna_release_pairs_derf_with_each_default_norm():
     archs = sorted(w.architecture for w in ECOLI)
     assert {"hyenadna_nano_derf", "hyenadna_nano_ln"} <= set(archs)
     assert len(archs) in (2, 4) and all(a.endswith(("_derf", "_ln", "_rmsnorm")) for a in archs)
+
+
+CONVERTED = [w for w in released_weights() if w.tag.startswith("from_")]
+
+
+@pytest.mark.parametrize("weights", CONVERTED, ids=lambda w: w.name)
+def test_converted_releases_name_a_released_teacher_and_load(weights):
+    teacher = weights.produced_by.split("from the released ", 1)[1].split(" ", 1)[0]
+    assert teacher in {w.name for w in released_weights()}
+    assert teacher.split(".")[0].rsplit("_", 1)[0] == weights.architecture.rsplit("_", 1)[0]  # same model, other norm
+    model = derf_zoo.create_model(weights.name, pretrained=True)
+    assert any(isinstance(m, derf_zoo.Derf) for m in model.modules())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["hyenadna", "caduceus"])
+def test_converted_dna_releases_reproduce_their_card(family):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "convert_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "convert.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    (weights,) = [w for w in CONVERTED if w.architecture.startswith(family)]
+    model = derf_zoo.create_model(weights.name, pretrained=True)
+    assert float(bench.FAMILIES[family].measure(model).mean()) == pytest.approx(weights.metrics["loss"], abs=1e-4)
