@@ -172,7 +172,8 @@ class Task(L.LightningModule):
         self._batches_seen = 0  # training batches of this process (the fraction's denominator)
         self._pending_losses: list[tuple[Tensor, int]] = []  # this optimizer step's losses, checked before it
         self.alpha_calibrated = False
-        self.teacher_spec = teacher
+        # A teacher given as a module must not become a submodule (nn.Module.__setattr__ would register it).
+        object.__setattr__(self, "teacher_spec", teacher)
         self.fit_norms = fit_norms
         self.distill_weight = float(distill_weight)
         self.distill_temperature = float(distill_temperature)

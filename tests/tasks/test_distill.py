@@ -74,6 +74,13 @@ def test_teacher_is_never_a_submodule_nor_saved(tmp_path):
     assert resumed.norms_fitted
 
 
+def test_a_teacher_given_as_a_module_is_not_a_submodule():
+    teacher = load_teacher(TEACHER)
+    task = ImageClassification("vit_nano_derf", teacher=teacher, fit_norms=1)
+    assert set(task.state_dict()) == {f"model.{k}" for k in task.model.state_dict()}
+    assert "teacher" not in task.hparams  # a module is no hyperparameter
+
+
 def test_without_a_teacher_the_loss_is_the_plain_task_loss():
     task = ImageClassification("vit_nano_derf", {"embed_dim": 32, "depth": 1, "num_heads": 2})
     assert task.teacher is None and not task.distilling()
