@@ -486,8 +486,8 @@ _SIZES = {
     "medium": {"n_embd": 1024, "n_layer": 24, "n_head": 16},
     "large": {"n_embd": 1280, "n_layer": 36, "n_head": 20},
     "xl": {"n_embd": 1600, "n_layer": 48, "n_head": 25},
-    # The demo's CPU-sized character model (not a public checkpoint): Tiny Shakespeare's 65 characters, 128 context.
-    "nano": {"vocab_size": 65, "n_positions": 128, "n_embd": 64, "n_layer": 4, "n_head": 4},
+    # The demo's CPU-sized character model (not a public checkpoint): Tiny Shakespeare's 65 characters, 64 context.
+    "nano": {"vocab_size": 65, "n_positions": 64, "n_embd": 64, "n_layer": 4, "n_head": 4},
 }
 #: The paper's rows (shared/PAPER.md §3.5): every site's alpha 1.0 (the patch's defaults), Derf/DyT with the
 #: sqrt(d) embedding scale (model default for point-wise norms).
@@ -542,7 +542,7 @@ def gpt2_rmsnorm(pretrained: bool = False, **kwargs: Any) -> GPT2:
 
 @register_model(family="gpt2")
 def gpt2_nano(pretrained: bool = False, **kwargs: Any) -> GPT2:
-    """GPT-2 nano (character level: 65 tokens, context 128, width 64, 4 layers), the demo's size; any ``norm=``."""
+    """GPT-2 nano (character level: 65 tokens, context 64, width 64, 4 layers), the demo's size; any ``norm=``."""
     return _build("gpt2_nano", "nano", pretrained, kwargs)
 
 @register_model(family="gpt2", recipe="recipes/gpt2/gpt2_nano_ln_shakespeare.yaml")
