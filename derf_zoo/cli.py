@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from derf_zoo import __version__
-from derf_zoo.commands import bench, benchmark, demo, extract_latents, hub, norms, prepare_text, sample
+from derf_zoo.commands import bench, benchmark, demo, extract_latents, hub, norms, prepare_text, sample, sweep_alpha
 from derf_zoo.training import lightning_cli
 
-_OWN_COMMANDS = (bench, benchmark, demo, extract_latents, hub, norms, prepare_text, sample)
+_OWN_COMMANDS = (bench, benchmark, demo, extract_latents, hub, norms, prepare_text, sample, sweep_alpha)
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
