@@ -226,7 +226,8 @@ TEXT_DATA_CFG = {"space": "text", "first_conv": None, "classifier": None, "card_
 #: The character vocabulary of the embedded Tiny Shakespeare (``derf_zoo.data.text.CharTokenizer``): decode the
 #: generated ids with it.
 SHAKESPEARE_DATA_CFG = {**TEXT_DATA_CFG, "tokenizer": "char:shakespeare", "card_example": CARD_EXAMPLE
-                        + "\ntext = derf_zoo.data.text.shakespeare_tokenizer().decode(ids[0].tolist())"}
+                        + "\nfrom derf_zoo.data.text import shakespeare_tokenizer"
+                        + "\ntext = shakespeare_tokenizer().decode(ids[0].tolist())"}
 
 
 def _activation(name: Activation) -> type[nn.Module] | Any:
