@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from derf_zoo.callbacks.eval_train_loss import evaluation_mode_loss
+from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.data.text import TextDataModule
 from derf_zoo.models.gpt2 import GPT2
 from derf_zoo.tasks import DNALanguageModeling, LanguageModeling
@@ -56,10 +57,13 @@ def test_a_short_fit_on_shakespeare_learns_and_logs_nats(tmp_path):
     task = LanguageModeling(GPT2(**TINY), optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2))
     data = TextDataModule(embedded="shakespeare", seq_len=16, samples_per_epoch=30 * 16, max_eval_windows=64,
                           batch_size=16)
+    history = MetricHistory(["val/loss"])
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0)
+                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
+                        callbacks=[history])  # fmt: skip
     trainer.fit(task, datamodule=data)
     val = float(trainer.callback_metrics["val/loss"])
+    assert history.curves["val/loss"] == [pytest.approx(val)]  # this epoch's value, logged at the task's epoch end
     assert val < math.log(65) - 0.5  # learned the character frequencies at least
     assert float(trainer.callback_metrics["val/perplexity"]) == pytest.approx(math.exp(val), rel=1e-5)
     train_eval = evaluation_mode_loss(task, data.train_eval_dataloader())

@@ -185,8 +185,10 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
                         noise=paired_noise(derf.window_losses, ln.window_losses))  # fmt: skip
     stalled = [r.norm for r in results if r.loss > unigram_entropy() - 0.05]
     if stalled:
-        result.own_verdict = (f"{' and '.join(stalled)} stalled near the {unigram_entropy():.2f} nats of character "
-                              "frequencies alone; " + verdict(result))  # fmt: skip
+        result.own_verdict = f"{' and '.join(stalled)} stalled at the character frequencies; " + verdict(result)
+        print(f"{' and '.join(stalled)} did not learn beyond the {unigram_entropy():.2f} nats per character of the "
+              "character frequencies alone (recipes/gpt2/nano_alpha_grid.md: every alpha of the paper's grid stalls "
+              "at this width; LayerNorm in ln_f is what learns).")  # fmt: skip
     print(f"{verdict(result)}. Derf {result.derf:.4f} vs LayerNorm {result.baseline_value:.4f} nats per character, a "
           f"gap of {result.baseline_value - result.derf:+.4f} (LayerNorm minus Derf) against a noise of "
           f"±{result.noise:.4f} (2 SE over blocks of {BLOCK} windows, paired). One training seed per norm; the "
