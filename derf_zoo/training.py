@@ -72,6 +72,15 @@ def _cli_class():
     return DerfZooCLI
 
 
+#: The example each Lightning subcommand's ``--help`` ends with (and ``derf-zoo --help`` lists).
+LIGHTNING_EXAMPLES = {
+    "fit": "derf-zoo fit -c recipes/vit/vit_nano_derf_digits.yaml [--ckpt_path last] [--trainer.max_epochs 5]",
+    "validate": "derf-zoo validate -c recipes/vit/vit_nano_derf_digits.yaml --ckpt_path RUN/checkpoints/last.ckpt",
+    "test": "derf-zoo test -c recipes/vit/vit_mini_fmnist.yaml --ckpt_path RUN/checkpoints/last.ckpt",
+    "predict": "derf-zoo predict -c RECIPE.yaml --ckpt_path RUN/checkpoints/last.ckpt",
+}
+
+
 def lightning_cli(args: Sequence[str] | None = None, run: bool = True):
     """Lightning's CLI over every derf_zoo task and datamodule (``derf-zoo fit -c recipe.yaml``).
 
@@ -111,6 +120,7 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True):
             auto_configure_optimizers=False,  # tasks take their optimizer and schedule from the recipe themselves
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
+            parser_kwargs={name: {"epilog": f"example: {line}"} for name, line in LIGHTNING_EXAMPLES.items()},
             args=list(args) if args is not None else None,
             run=run,
         )

@@ -67,6 +67,7 @@ def main() -> None:
     for demo_model in dna.available_models():
         if args.families and demo_model.family not in args.families:
             continue
+        kmer = dna.kmer_reference(demo_model)
         for tag in ("derf", demo_model.baseline):
             run = dna.train_one(demo_model, tag, args.out, None, progress=False)
             arch = f"{demo_model.arch}_{tag}"
@@ -81,7 +82,13 @@ def main() -> None:
                 f"(seed 0), final-epoch weights; fine-tuned from them on E. coli vs lambda "
                 f"(recipes/{recipe_name.replace('_ecoli.yaml', '_ecoli_vs_lambda.yaml')}): "
                 f"val top-1 {100 * run.finetune_val_acc:.1f} % "
-                f"({run.val_count} windows), test top-1 {100 * run.test_acc:.1f} % ({run.test_count} windows)"
+                f"({run.val_count} windows), test top-1 {100 * run.test_acc:.1f} % ({run.test_count} windows; a 3-mer "
+                f"logistic regression on the same windows: {100 * kmer[0]:.1f} %)"
+                + (f"; final norm site ({sat[0]}) saturated on {100 * sat[1]:.1f} % of a validation batch's inputs"
+                   if (sat := run.final_saturated) is not None else "")
+                + ("; re-released after issue 18: embedding std 0.32 and final-site alpha 0.1 keep the final Derf out "
+                   "of the saturation that left the first release at chance" if tag == "derf" else
+                   "; re-released after issue 18 with the same embedding std (0.32), paired with the Derf release")
             )
             folder = model.save_pretrained(
                 args.dest / name, name=name, metrics=metrics, dataset=DATASET, split=split,

@@ -57,8 +57,8 @@ def test_demo_arguments_are_checked(capsys):
     assert err.value.code == 2 and "epochs >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"unknown part.*nope.*valid: vit, dit"):
         main(["demo", "nope"])
-    with pytest.raises(ValueError, match="no recipe for norm"):
-        main(["demo", "vit", "--norms", "derf", "rms"])
+    assert main(["demo", "vit", "--norms", "derf", "rms"]) == 1
+    assert "derf-zoo demo: error: " in (err := capsys.readouterr().err) and "no recipe for norm" in err
 
 
 # ---- the guards of a long fit: pre-emption, one run per folder, a resume that must find its checkpoint ----------
@@ -222,3 +222,23 @@ def test_a_bad_batch_size_in_a_recipe_is_a_clear_error(capsys):
             main(["fit", "-c", str(recipe_path(RECIPE)), f"--data.init_args.batch_size={value}"])
         assert exc.value.code == 2
         assert "data (DigitsDataModule): batch_size must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    import torch
+
+    # A diverging fit (lr 1e12): the non-finite loss arrives as one line naming the step and the fix, exit 1.
+    diverging = _fit_args(tmp_path, "--trainer.max_steps=5", "--model.init_args.optimizer.init_args.lr=1e12")
+    assert main(diverging) == 1
+    err = capsys.readouterr().err
+    assert "derf-zoo fit: error: Non-finite training loss" in err and "Traceback" not in err
+    assert "nonfinite: skip" in err
+    with pytest.raises(FloatingPointError, match="Non-finite training loss"):
+        main([*diverging, "--overwrite=true", "--debug"])
+    if not torch.cuda.is_available():  # Lightning's "no GPU" is a misconfiguration: one line too
+        assert main(_fit_args(tmp_path, "--trainer.max_steps=1", "--trainer.accelerator=gpu")) == 1
+        assert "derf-zoo fit: error: " in capsys.readouterr().err
+    assert main(["--debug", "norms"]) == 0  # --debug anywhere on the line; the environment is left as it was
+    import os
+
+    assert "DERF_ZOO_DEBUG" not in os.environ

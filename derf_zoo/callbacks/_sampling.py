@@ -4,6 +4,7 @@ weights to draw from, and a sandbox that leaves the training state (RNG, train m
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +27,8 @@ def check_sampling_args(owner: str, every_n_epochs: int, sampler: str, steps: in
     if not isinstance(steps, int) or not 1 <= steps <= 1000:
         raise ValueError(f"{owner}: steps must be an integer in 1..1000 (the training process has 1000), got "
                          f"{steps!r}.")  # fmt: skip
-    if not cfg_scale >= 1.0:
-        raise ValueError(f"{owner}: cfg_scale must be >= 1 (1 = no guidance), got {cfg_scale!r}.")
+    if not (isinstance(cfg_scale, (int, float)) and math.isfinite(cfg_scale) and cfg_scale >= 1.0):
+        raise ValueError(f"{owner}: cfg_scale must be a finite number >= 1 (1 = no guidance), got {cfg_scale!r}.")
     return steps
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +45,12 @@ class LatestCheckpoint(ModelCheckpoint):
       current step (unless the signal came during validation, where an EMA's weights are swapped in: the last
       checkpoint is kept) and ``derf-zoo fit`` exits with status 143, so ``fit && export`` never exports a
       half-trained model.
+    - **Pre-emption under DDP.** A signal reaches one rank, some, or all, at any moment; Lightning's own handler
+      then runs a collective inside the signal handler and lets each rank stop on its own, which deadlocks or
+      breaks the process group. With several processes this callback replaces it: the handler only notes the
+      signal, and at every step boundary the ranks all-reduce the note, so all of them stop after the same step;
+      rank 0 saves ``last.ckpt``, releases the lock, and every rank exits 143. A signal during validation takes
+      effect after it, at the next training step (or at the end of the fit).
     - ``--ckpt_path last`` with no last checkpoint in the folder is an error, unless ``resume_if_present`` is
       set: the pre-emption pattern, where the same command (with ``--ckpt_path last``) starts the run the first
       time and resumes it after every requeue.
@@ -68,6 +76,8 @@ class LatestCheckpoint(ModelCheckpoint):
         self.resume_if_present = resume_if_present
         self.overwrite = overwrite
         self._lock: Path | None = None
+        self._sigterm_noted = False  # a SIGTERM this process received (DDP: acted on when the ranks agree)
+        self._sigterm_previous = None  # the handler ours replaced, put back at the end
 
     def has_last_checkpoint(self, trainer) -> bool:
         """Whether the run folder holds a ``last*.ckpt`` that ``--ckpt_path last`` would resume from (the folder is
@@ -82,21 +92,66 @@ class LatestCheckpoint(ModelCheckpoint):
             # Rank 0 takes the lock (DDP ranks share the folder) and every rank raises its verdict.
             self._on_rank_zero(trainer, self._take_lock)
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        super().on_train_start(trainer, pl_module)
-        # Here, not in setup: Lightning resolves the checkpoint it resumes from (trainer.ckpt_path) after setup.
-        if not trainer.fast_dev_run:
-            self._on_rank_zero(trainer, self._check_folder)
-
     def teardown(self, trainer, pl_module, stage: str) -> None:
         super().teardown(trainer, pl_module, stage)
+        self._restore_sigterm_handler()
         self._release_lock()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
         if isinstance(exception, SIGTERMException):
             self._save_on_sigterm(trainer)
+        self._restore_sigterm_handler()
         self._release_lock()  # Lightning skips the teardown hooks when a fit fails
+
+    # ---- pre-emption under DDP: the ranks agree at a step boundary -------------------------------------------
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        super().on_sanity_check_start(trainer, pl_module)
+        self._take_sigterm(trainer)  # Lightning registered its handler just before
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._take_sigterm(trainer)
+        # Here, not in setup: Lightning resolves the checkpoint it resumes from (trainer.ckpt_path) after setup.
+        if not trainer.fast_dev_run:
+            self._on_rank_zero(trainer, self._check_folder)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._agree_on_sigterm(trainer)  # Lightning stops right after this hook when the flag is set
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._agree_on_sigterm(trainer)  # a signal during the last validation: the fit still exits 143
+        if trainer.fast_dev_run:
+            return
+        super().on_train_end(trainer, pl_module)
+
+    def _take_sigterm(self, trainer) -> None:
+        """Replace Lightning's SIGTERM handler (a collective inside a signal handler, and a stop decided by each
+        rank alone) with one that only notes the signal, when several processes train."""
+        if trainer.world_size < 2 or self._sigterm_previous is not None:
+            return
+        if threading.current_thread() is not threading.main_thread():  # signal.signal works in the main thread only
+            return
+        self._sigterm_noted = False
+        self._sigterm_previous = signal.signal(signal.SIGTERM, self._note_sigterm)
+
+    def _note_sigterm(self, signum, frame) -> None:
+        self._sigterm_noted = True  # nothing else here: no collective, no I/O, whatever the rank is doing
+
+    def _agree_on_sigterm(self, trainer) -> None:
+        """All-reduce the ranks' notes (every rank calls this at the same step): if any rank received SIGTERM,
+        every rank sets Lightning's flag now, so all of them stop after this step and save together."""
+        if self._sigterm_previous is None:
+            return
+        if trainer.strategy.reduce_boolean_decision(self._sigterm_noted, all=False):
+            trainer._signal_connector.received_sigterm = True  # what trainer.received_sigterm reads
+
+    def _restore_sigterm_handler(self) -> None:
+        if self._sigterm_previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm_previous)
+        self._sigterm_previous = None
 
     def _on_rank_zero(self, trainer, check) -> None:
         message = None
@@ -207,10 +262,6 @@ class LatestCheckpoint(ModelCheckpoint):
         rank_zero_info(f"SIGTERM: saved {self._last_checkpoint_saved} at step {trainer.global_step}; resume with "
                        "--ckpt_path last.")  # fmt: skip
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        if trainer.fast_dev_run:
-            return
-        super().on_train_end(trainer, pl_module)
 
 
 def _read_lock(lock: Path) -> dict:

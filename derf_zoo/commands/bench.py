@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from derf_zoo.commands._help import examples
+
 __all__ = ["interleaved_times", "kept_activation_bytes", "main_norms", "main_vit_step", "positive_int",
            "run_interleaved"]
 
@@ -295,13 +297,17 @@ def add_arguments(p: argparse.ArgumentParser, *, repeats: int, batch: int) -> No
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="quick norm and ViT-B step benchmarks (ratios measured in one run)")
+    p = sub.add_parser("bench", help="quick norm and ViT-B step benchmarks (ratios measured in one run)",
+                       **examples("derf-zoo bench norms --repeats 3", "derf-zoo bench vit --device cuda"))
     p.add_argument("what", nargs="?", choices=["norms", "vit", "all"], default="all")
     add_arguments(p, repeats=5, batch=4)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from derf_zoo.commands._checks import check_device
+
+    check_device(args.device)  # a missing GPU is one line (main prints the ValueError), not a traceback
     if args.what in ("norms", "all"):
         main_norms(args)
     if args.what in ("vit", "all"):

@@ -176,7 +176,9 @@ def report(rows: list[DiTRow], size: str, batch: int, sample_steps: int) -> str:
 
 
 def main_dit_step(args: argparse.Namespace) -> str:
-    device = torch.device(args.device)
+    from derf_zoo.commands._checks import check_device
+
+    device = torch.device(check_device(args.device))
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     size = "quick" if args.quick else "b4"

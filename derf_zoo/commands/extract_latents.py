@@ -14,11 +14,17 @@ The output is the folder :mod:`derf_zoo.data.latents` reads: ``shard_00000.safet
 with ``--flip``, ``latents_flipped`` (the latents of the horizontally flipped images, for DiT's random flip), plus
 ``extract_latents.json``: what was extracted (input, image list digest, VAE, size, mode, ...) and the classes.
 
+An image that cannot be read (corrupt, truncated, not an image, unreadable) stops the extraction with an error that
+names it, or with ``--skip-invalid`` is left out: counted, listed at the end, and named in its shard's metadata
+(``skipped``), so a resume knows the shard is whole; the other images keep their seeds (their index in the listing).
+A folder that cannot be listed is named too.
+
 Resumable: run the same command again and complete shards are kept; a shard is written to a temporary file and
 renamed into place only when whole, so an interrupted run never leaves a partial shard. An output folder that holds
 another extraction (other input, VAE or settings) is refused unless ``--overwrite``, which then deletes only that
 extraction's shards and record; a folder without ``extract_latents.json`` is never emptied, and ``--out`` may not
-be, or contain, the image folder.
+be, or contain, the image folder. The record is written once the first shard is (a run that fails on its first
+images leaves no record of an extraction that does not exist).
 """
 
 from __future__ import annotations
@@ -34,22 +40,32 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from derf_zoo.commands._help import examples
 from derf_zoo.data.images import _IMAGE_EXTENSIONS
-from derf_zoo.data.latents import FLIPPED_KEY, LABELS_KEY, LATENTS_KEY, SD_VAE_SCALE, check_shard
+from derf_zoo.data.latents import (
+    FLIPPED_KEY,
+    LABELS_KEY,
+    LATENTS_KEY,
+    RECORD_NAME,
+    SD_VAE_SCALE,
+    check_shard,
+    shard_name,
+)
 from derf_zoo.diffusion.vae import DEFAULT_VAE, load_vae  # re-exported: the loader lives with the diffusion code
 
 __all__ = ["DEFAULT_VAE", "MODES", "center_crop_arr", "encode", "extract_latents", "image_generator", "list_images",
            "load_vae"]
 
 MODES = ("sample", "mean")
-RECORD_NAME = "extract_latents.json"
 #: The VAE halves the side three times (block_out_channels of length 4).
 VAE_FACTOR = 8
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract-latents", help="encode ImageNet-style class folders into SD-VAE latent shards "
-                                               "for DiT training (resumable)")  # fmt: skip
+                                               "for DiT training (resumable)",
+                       **examples("derf-zoo extract-latents /data/imagenet/train --out /data/imagenet_latents/train "
+                                  "--flip"))  # fmt: skip
     p.add_argument("images", type=Path, help="a folder of class folders: IMAGES/<class_name>/<image files>")
     p.add_argument("--out", type=Path, required=True, help="folder for the shards (LatentDataModule's root)")
     p.add_argument("--vae", default=DEFAULT_VAE, help=f"diffusers AutoencoderKL: a Hub id or a local folder "
@@ -64,6 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored latents' dtype")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (image i: (seed << 32) + i)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-invalid", action="store_true", help="leave out images that cannot be read (counted and "
+                   "listed) instead of stopping at the first")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder holding another extraction "
                    f"(only its shards and {RECORD_NAME} are deleted)")
@@ -82,13 +100,21 @@ def list_images(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist; expected {root}/<class_name>/<image files>.")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    items = [(f, label) for label, c in enumerate(classes) for f in sorted((root / c).iterdir())
+    classes = sorted(d.name for d in _listing(root) if d.is_dir())
+    items = [(f, label) for label, c in enumerate(classes) for f in sorted(_listing(root / c))
              if f.is_file() and f.suffix.lower() in _IMAGE_EXTENSIONS]  # fmt: skip
     if not items:
         raise FileNotFoundError(f"Image folder {root} has no class folders with images ("
                                 f"{', '.join(_IMAGE_EXTENSIONS)}); expected {root}/<class_name>/<image files>.")
     return classes, items
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as err:  # PermissionError, a folder that vanished, an I/O error
+        raise FileNotFoundError(f"Cannot list the folder {folder} ({err.strerror or err}); fix its permissions or "
+                                "remove it from the image folder.") from None
 
 
 def center_crop_arr(image: Any, image_size: int) -> np.ndarray:
@@ -107,14 +133,23 @@ def center_crop_arr(image: Any, image_size: int) -> np.ndarray:
     return arr[top:top + image_size, left:left + image_size]
 
 
-def _pixels(paths: list[Path], image_size: int) -> Tensor:
-    """(N, 3, S, S) in [-1, 1]: DiT's ToTensor + Normalize(0.5, 0.5) after the center crop."""
+class InvalidImageError(ValueError):
+    """An image file that cannot be read (corrupt, truncated, not an image, unreadable)."""
+
+
+def _crop(path: Path, image_size: int) -> np.ndarray:
+    """The center crop of one file, or InvalidImageError naming it (PIL's truncation error names no file)."""
     from PIL import Image
 
-    arrays = []
-    for path in paths:
+    try:
         with Image.open(path) as image:
-            arrays.append(center_crop_arr(image.convert("RGB"), image_size))
+            return center_crop_arr(image.convert("RGB"), image_size)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:  # PIL raises all of these
+        raise InvalidImageError(f"image {path} cannot be read ({type(err).__name__}: {err})") from err
+
+
+def _pixels(arrays: list[np.ndarray]) -> Tensor:
+    """(N, 3, S, S) in [-1, 1] of center crops: DiT's ToTensor + Normalize(0.5, 0.5)."""
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
 
@@ -146,34 +181,38 @@ def encode(vae: torch.nn.Module, pixels: Tensor, mode: str, generators: list[tor
 
 
 def shard_path(out: Path, index: int) -> Path:
-    return out / f"shard_{index:05d}.safetensors"
+    return out / shard_name(index)
 
 
 def _shard_is_complete(path: Path, expected: int, record: dict[str, Any]) -> bool:
-    """Whether ``path`` is a whole shard of this extraction with ``expected`` images (any doubt: redo it)."""
+    """Whether ``path`` is a whole shard of this extraction with ``expected`` images, less those its metadata says
+    were skipped (any doubt: redo it)."""
     from safetensors import safe_open
 
     if not path.is_file():
         return False
     try:
         with safe_open(str(path), framework="pt") as f:
-            if (f.metadata() or {}).get("extraction") != record["digest"]:
+            metadata = f.metadata() or {}
+            if metadata.get("extraction") != record["digest"]:
                 return False
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
         check_shard(tensors, path)
+        skipped = len(json.loads(metadata.get("skipped", "[]")))
     except Exception:  # a truncated or foreign file: it is redone, never trusted
         return False
     latents = tensors[LATENTS_KEY]
-    return len(latents) == expected and tuple(latents.shape[1:]) == tuple(record["latent_shape"]) and (
+    return len(latents) == expected - skipped and tuple(latents.shape[1:]) == tuple(record["latent_shape"]) and (
         (FLIPPED_KEY in tensors) == record["flip"])  # fmt: skip
 
 
-def _write_shard(path: Path, tensors: dict[str, Tensor], digest: str) -> None:
+def _write_shard(path: Path, tensors: dict[str, Tensor], digest: str, skipped: list[str] | None = None) -> None:
     """Write to a hidden temporary file, then rename: a shard exists whole or not at all."""
     from safetensors.torch import save_file
 
     partial = path.with_name(f".{path.name}.partial")
-    save_file(tensors, str(partial), metadata={"extraction": digest})
+    metadata = {"extraction": digest, **({"skipped": json.dumps(skipped)} if skipped else {})}
+    save_file(tensors, str(partial), metadata=metadata)
     os.replace(partial, path)
 
 
@@ -207,7 +246,8 @@ def _prepare_out(out: Path, images: Path, record: dict[str, Any], overwrite: boo
 
     ``overwrite`` replaces only an earlier extraction (a folder with its ``extract_latents.json``): its shards and
     record are deleted, any other file stays. A folder without the record is never emptied (it may be ``~/data``),
-    and ``out`` may not be, or hold, the image folder.
+    and ``out`` may not be, or hold, the image folder. The record itself is written by the caller, after the first
+    shard.
     """
     record_file = out / RECORD_NAME
     if out.exists() and not out.is_dir():
@@ -215,7 +255,7 @@ def _prepare_out(out: Path, images: Path, record: dict[str, Any], overwrite: boo
     if _is_within(images, out):
         raise FileExistsError(f"--out {out} is or contains the image folder {images}: the shards would mix with the "
                               "images; nothing was written. Choose a folder outside it.")  # fmt: skip
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p for p in out.iterdir() if not p.name.endswith(".partial")):
         same = False
         if record_file.is_file():
             try:
@@ -235,13 +275,13 @@ def _prepare_out(out: Path, images: Path, record: dict[str, Any], overwrite: boo
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.partial"):  # left by an interrupted run
         stale.unlink()
-    record_file.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.Module = DEFAULT_VAE,
                     image_size: int = 256, shard_size: int = 4096, batch_size: int = 32, mode: str = "sample",
                     flip: bool = False, dtype: str = "float32", seed: int = 0, device: str = "cpu",
-                    overwrite: bool = False, progress: bool = True) -> dict[str, int]:  # fmt: skip
+                    overwrite: bool = False, progress: bool = True,
+                    skip_invalid: bool = False) -> dict[str, Any]:  # fmt: skip
     """Encode every image under ``images`` into latent shards in ``out`` (see the module docstring).
 
     Args:
@@ -258,13 +298,16 @@ def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.
         overwrite: replace another extraction in ``out`` (its shards and record only; a folder without the record
             is refused).
         progress: show a progress bar.
+        skip_invalid: leave out images that cannot be read (listed in ``"invalid"``) instead of stopping.
 
     Returns:
-        ``{"shards": total, "written": newly written, "skipped": already complete, "images": count}``.
+        ``{"shards": total, "written": newly written, "skipped": already complete, "images": count, "invalid":
+        [files left out by this run]}``.
 
     Raises:
-        ValueError: a bad size, mode or dtype. FileNotFoundError: missing images or VAE. FileExistsError: ``out``
-            holds another extraction and ``overwrite`` is False.
+        ValueError: a bad size, mode or dtype; an image that cannot be read (named), without ``skip_invalid``.
+        FileNotFoundError: missing images or VAE, a folder that cannot be listed. FileExistsError: ``out`` holds
+        another extraction and ``overwrite`` is False.
     """
     from derf_zoo.norms.registry import unknown_name_error
 
@@ -278,6 +321,9 @@ def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.
         raise unknown_name_error("mode", mode, MODES)
     if dtype not in ("float32", "float16"):
         raise unknown_name_error("dtype", dtype, ("float32", "float16"))
+    from derf_zoo.commands._checks import check_device
+
+    check_device(device)
     images, out = Path(images), Path(out)
     classes, items = list_images(images)
     vae_name = vae if isinstance(vae, str) else "<module>"
@@ -293,6 +339,7 @@ def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.
     num_shards = -(-len(items) // shard_size)
     stored = getattr(torch, dtype)
     written = skipped = 0
+    invalid: list[str] = []
     from tqdm import tqdm
 
     with tqdm(total=len(items), unit="img", desc="extract-latents", disable=not progress, dynamic_ncols=True) as bar:
@@ -302,23 +349,50 @@ def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.
             if _shard_is_complete(path, len(chunk), record):
                 skipped += 1
                 bar.update(len(chunk))
+                _write_record(out, record)
                 continue
-            latents, flipped = [], []
+            latents, flipped, labels, left_out = [], [], [], []
             for start in range(0, len(chunk), batch_size):
-                batch = chunk[start:start + batch_size]
                 first = index * shard_size + start
-                generators = [image_generator(seed, first + j) for j in range(len(batch))]
-                x = _pixels([p for p, _ in batch], image_size).to(device)
+                batch, arrays = [], []
+                for j, (p, y) in enumerate(chunk[start:start + batch_size]):
+                    try:
+                        arrays.append(_crop(p, image_size))
+                    except InvalidImageError as err:
+                        if not skip_invalid:
+                            raise InvalidImageError(f"{err}. Remove or replace it, or pass --skip-invalid to leave "
+                                                    "unreadable images out.") from None  # fmt: skip
+                        left_out.append(str(p.relative_to(images)))
+                        continue
+                    batch.append((first + j, y))
+                bar.update(len(chunk[start:start + batch_size]))
+                if not batch:
+                    continue
+                # each image keeps the generator of its index in the listing, whatever was left out around it
+                generators = [image_generator(seed, i) for i, _ in batch]
+                x = _pixels(arrays).to(device)
                 latents.append(encode(model, x, mode, generators).to("cpu", stored))
                 if flip:  # the same generators, continued: the flipped image's own draw
                     flipped.append(encode(model, x.flip(-1), mode, generators).to("cpu", stored))
-                bar.update(len(batch))
-            tensors = {LATENTS_KEY: torch.cat(latents), LABELS_KEY: torch.tensor([y for _, y in chunk])}
+                labels += [y for _, y in batch]
+            if not latents:
+                raise InvalidImageError(f"Every image of shard {index} ({len(chunk)} images) cannot be read; check "
+                                        f"the image folder {images}.")  # fmt: skip
+            tensors = {LATENTS_KEY: torch.cat(latents), LABELS_KEY: torch.tensor(labels)}
             if flip:
                 tensors[FLIPPED_KEY] = torch.cat(flipped)
-            _write_shard(path, {k: v.contiguous() for k, v in tensors.items()}, record["digest"])
+            _write_shard(path, {k: v.contiguous() for k, v in tensors.items()}, record["digest"], left_out)
+            _write_record(out, record)  # only now: a run that fails on its first shard leaves no record
             written += 1
-    return {"shards": num_shards, "written": written, "skipped": skipped, "images": len(items)}
+            invalid += left_out
+    return {"shards": num_shards, "written": written, "skipped": skipped, "images": len(items), "invalid": invalid}
+
+
+def _write_record(out: Path, record: dict[str, Any]) -> None:
+    record_file = out / RECORD_NAME
+    text = json.dumps(record, indent=2) + "\n"
+    if not record_file.is_file() or record_file.read_text() != text:
+        record_file.write_text(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -326,10 +400,14 @@ def run(args: argparse.Namespace) -> int:
         done = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
                                shard_size=args.shard_size, batch_size=args.batch_size, mode=args.mode, flip=args.flip,
                                dtype=args.dtype, seed=args.seed, device=args.device, overwrite=args.overwrite,
-                               progress=not args.no_progress)  # fmt: skip
+                               progress=not args.no_progress, skip_invalid=args.skip_invalid)  # fmt: skip
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         raise SystemExit(f"derf-zoo extract-latents: {err}") from None
     print(f"{args.out}: {done['shards']} shards of {done['images']} images ({done['written']} written, "
           f"{done['skipped']} already complete). Train with data.class_path derf_zoo.data.LatentDataModule, "
           f"data.init_args.root {args.out}.")  # fmt: skip
+    if done["invalid"]:
+        shown = "".join(f"\n  {name}" for name in done["invalid"][:20])
+        more = f"\n  ... and {len(done['invalid']) - 20} more" if len(done["invalid"]) > 20 else ""
+        print(f"left out {len(done['invalid'])} image(s) that cannot be read (--skip-invalid):{shown}{more}")
     return 0

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from derf_zoo.commands._help import examples
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="turn a Lightning checkpoint into a Hub folder (config, safetensors, card)")
+    p = sub.add_parser("export", help="turn a Lightning checkpoint into a Hub folder (config, safetensors, card)",
+                       **examples("derf-zoo export --ckpt outputs/vit_nano_derf_digits/checkpoints/last.ckpt "
+                                  "--out hub/vit_nano_derf --eval"))
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint of `derf-zoo fit` (e.g. .../last.ckpt)")
     p.add_argument("--out", required=True, type=Path, help="folder to write")
     p.add_argument("--weights", choices=["ema", "raw"], default=None, help="EMA or raw training weights (default: EMA "
@@ -23,14 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it already holds files")
     p.set_defaults(run=run_export)
 
-    p = sub.add_parser("push", help="upload a Hub folder (prints the commit to pin in the manifest)")
+    p = sub.add_parser("push", help="upload a Hub folder (prints the commit to pin in the manifest)",
+                       **examples("derf-zoo push hub/vit_nano_derf --repo-id ORG/vit_nano_derf.digits"))
     p.add_argument("folder", type=Path)
     p.add_argument("--repo-id", required=True)
     p.add_argument("--private", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="copy what would be uploaded to a temporary folder instead")
     p.set_defaults(run=run_push)
 
-    p = sub.add_parser("download", help="fetch released weights into the Hub cache, for later offline use")
+    p = sub.add_parser("download", help="fetch released weights into the Hub cache, for later offline use",
+                       **examples("derf-zoo download --list", "derf-zoo download vit_base_ln.augreg2_in21k_ft_in1k"))
     p.add_argument("name", nargs="?", help="architecture.tag (see --list or list_models(pretrained=True))")
     p.add_argument("--list", action="store_true", help="list the released weights and where each comes from")
     p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache (default $HF_HUB_CACHE)")

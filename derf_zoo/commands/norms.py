@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from derf_zoo.commands._figures import pyplot, save
+from derf_zoo.commands._help import examples
 from derf_zoo.norms.functions import FUNCTIONS
 from derf_zoo.norms.registry import describe_norm, get_norm_layer, list_norms
 
@@ -96,7 +97,8 @@ def plot_functions(path: Path, span: float = 4.0) -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("norms", help="list every norm with its formula and defaults; --plot draws the functions")
+    p = sub.add_parser("norms", help="list every norm with its formula and defaults; --plot draws the functions",
+                       **examples("derf-zoo norms --plot norms.png"))
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw every point-wise function and its slope")
     p.set_defaults(run=run)
 

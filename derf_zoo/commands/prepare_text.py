@@ -6,10 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from derf_zoo.commands._help import examples
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare-text", help="tokenise text files, a Hugging Face dataset or the embedded Shakespeare "
-                       "into nanoGPT's train.bin/val.bin")  # fmt: skip
+                       "into nanoGPT's train.bin/val.bin", **examples(
+                           "derf-zoo prepare-text data/shakespeare_char --embedded shakespeare --tokenizer char",
+                           "derf-zoo prepare-text data/mytext --files a.txt b.txt            # GPT-2 BPE",
+                           "derf-zoo prepare-text data/openwebtext --dataset openwebtext     # nanoGPT's split"))
     p.add_argument("out", type=Path, help="folder to write train.bin, val.bin and meta.json into")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--files", nargs="+", type=Path, help="UTF-8 text files (concatenated; the last "

@@ -20,6 +20,7 @@ uint8 (N, H, W, 3) (grey images repeated to 3 channels), ``arr_1`` their labels:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 # the sampling core lives in derf_zoo.diffusion.sampling (the callbacks use it too); re-exported for callers
+from derf_zoo.commands._help import examples
 from derf_zoo.diffusion.sampling import (  # noqa: F401
     DEFAULT_STEPS,
     LATENT_CHANNELS,
@@ -42,7 +44,9 @@ from derf_zoo.diffusion.sampling import (  # noqa: F401
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="draw a sample grid (PNG) and an .npz of samples from a DiT")
+    p = sub.add_parser("sample", help="draw a sample grid (PNG) and an .npz of samples from a DiT",
+                       **examples("derf-zoo sample dit_nano_derf.digits --out grid.png --classes 0 1 2",
+                                  "derf-zoo sample CKPT --out s.png --per-class 50 --steps 250 --vae sd-vae"))
     p.add_argument("model", help="a Diffusion-task checkpoint (.ckpt), a Hub folder, or a registered arch.tag "
                                  "with released weights")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="PNG to write; the .npz goes beside it (same stem)")
@@ -112,8 +116,8 @@ def check_options(model: nn.Module, classes: list[int] | None, per_class: int, c
 
     if sampler not in SAMPLERS:
         raise unknown_name_error("sampler", sampler, SAMPLERS)
-    if not cfg_scale >= 1.0:
-        raise ValueError(f"--cfg-scale must be >= 1 (1 = no guidance), got {cfg_scale}.")
+    if not (math.isfinite(cfg_scale) and cfg_scale >= 1.0):  # inf turns every guided sample into NaN
+        raise ValueError(f"--cfg-scale must be a finite number >= 1 (1 = no guidance), got {cfg_scale}.")
     num_classes = getattr(model, "num_classes", None)
     if num_classes is None or not hasattr(model, "in_channels"):
         raise ValueError(f"{type(model).__name__} is not a class-conditional DiT.")
@@ -142,7 +146,12 @@ def run(args: argparse.Namespace) -> int:
     existing = [str(p) for p in (out, npz) if p.exists()]
     if existing and not args.overwrite:
         raise SystemExit(f"derf-zoo sample: {', '.join(existing)} already exists; pass --overwrite to replace it.")
+    from derf_zoo.commands._checks import check_device, check_writable
+    from derf_zoo.tasks.checksum import CorruptCheckpointError
+
     try:
+        check_writable(out, npz)  # before minutes of sampling: a bad --out fails now
+        check_device(args.device)
         model = load_dit(args.model, args.weights)
         classes, steps = check_options(model, args.classes, args.per_class, args.cfg_scale, args.sampler, args.steps)
         if args.batch_size < 1:
@@ -159,13 +168,16 @@ def run(args: argparse.Namespace) -> int:
         images = draw(model, labels, cfg_scale=args.cfg_scale, sampler=args.sampler, steps=steps, seed=args.seed,
                       batch_size=args.batch_size, device=args.device, vae=vae,
                       decode_batch_size=args.decode_batch_size)  # fmt: skip
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, CorruptCheckpointError) as err:
         raise SystemExit(f"derf-zoo sample: {err}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid_image(images, rows=len(classes))).save(out)
-    nhwc = images.permute(0, 2, 3, 1)
-    nhwc = nhwc.expand(-1, -1, -1, 3) if nhwc.shape[-1] == 1 else nhwc
-    np.savez(npz, nhwc.contiguous().numpy(), labels.numpy())
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid_image(images, rows=len(classes))).save(out)
+        nhwc = images.permute(0, 2, 3, 1)
+        nhwc = nhwc.expand(-1, -1, -1, 3) if nhwc.shape[-1] == 1 else nhwc
+        np.savez(npz, nhwc.contiguous().numpy(), labels.numpy())
+    except OSError as err:  # the folder changed while sampling (disk full, removed): say so, not a traceback
+        raise SystemExit(f"derf-zoo sample: writing {out} failed ({err}).") from None
     decoded = f"; decoded by {args.vae}" if args.vae is not None else ""
     print(f"wrote {out} and {npz} ({len(labels)} samples of {images.shape[-2]}x{images.shape[-1]} px: classes "
           f"{classes}, {args.per_class} each; {args.sampler} {steps} steps, cfg {args.cfg_scale:g}, seed {args.seed}"

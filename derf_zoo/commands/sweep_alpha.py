@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from derf_zoo.commands._help import examples
+
 #: The paper's grid (PAPER.md §3.5, Tab. 21).
 ATTN_ALPHAS = (0.5, 1.0, 2.0, 4.0)
 OTHER_ALPHAS = (0.1, 0.3, 0.5, 1.0)
@@ -26,7 +28,12 @@ RESULT = "result.json"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep-alpha", help="the paper's per-site alpha grid over a recipe (resumable; one folder per "
-                       "point)")  # fmt: skip
+                       "point)", **examples(
+                           "derf-zoo sweep-alpha -c recipes/gpt2/gpt2_124m_derf_openwebtext.yaml --out outputs/grid",
+                           "derf-zoo sweep-alpha -c recipes/gpt2/gpt2_124m_derf_openwebtext.yaml --out outputs/grid "
+                           "--dry-run",
+                           "derf-zoo sweep-alpha -c recipes/gpt2/gpt2_nano_derf_shakespeare.yaml --out outputs/nano "
+                           "--attn 1 2 --other 0.3 -- --trainer.max_epochs=2"))
     p.add_argument("-c", "--config", required=True, type=Path, help="the recipe (its model takes attn_alpha, "
                    "mlp_alpha, final_alpha: the GPT-2 family)")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="the sweep's folder (one subfolder per point)")

@@ -131,6 +131,9 @@ class FashionMNISTDataModule(SplitDataModule):
         max_shift: training augmentation, a random translation of up to this many pixels.
         hflip: training augmentation, random horizontal flips (clothes are left-right symmetric).
         num_workers: loader workers; the data is in memory, so 0 is fastest.
+        train_size: train on only this many of the remaining training images, a stratified subset fixed by
+            ``split_seed`` (the data-limited regime of the generalization study, issue 18); None uses them all.
+            Validation and test are unchanged.
     """
 
     num_classes = NUM_CLASSES
@@ -144,12 +147,16 @@ class FashionMNISTDataModule(SplitDataModule):
         max_shift: int = 0,
         hflip: bool = False,
         num_workers: int = 0,
+        train_size: int | None = None,
     ) -> None:
         super().__init__()
         if val_size < 1:
             raise ValueError(f"val_size must be >= 1 (the validation split is carved from train), got {val_size}.")
         if max_shift < 0:
             raise ValueError(f"max_shift must be >= 0, got {max_shift}.")
+        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
+                                       or train_size < 10):  # fmt: skip
+            raise ValueError(f"train_size must be an integer >= 10 (one image per class) or None, got {train_size!r}.")
         self.save_hyperparameters()
         self.test_set: _Images | None = None
 
@@ -164,6 +171,12 @@ class FashionMNISTDataModule(SplitDataModule):
         if self.hparams.val_size >= len(labels):
             raise ValueError(f"val_size={self.hparams.val_size} leaves no training images out of {len(labels)}.")
         train, val = stratified_split(labels, self.hparams.val_size / len(labels), self.hparams.split_seed)
+        if self.hparams.train_size is not None:
+            if self.hparams.train_size > len(train):
+                raise ValueError(f"train_size={self.hparams.train_size} is more than the {len(train)} training images "
+                                 f"left after validation.")  # fmt: skip
+            _, chosen = stratified_split(labels[train], self.hparams.train_size / len(train), self.hparams.split_seed)
+            train = train[chosen]
         images = self._normalise(images)
         self.train_set = _Images(images[train], labels[train], self.hparams.max_shift, self.hparams.hflip)
         self.train_eval_set = _Images(images[train], labels[train])

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,13 @@ def read_fasta(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No FASTA file {path}.")
+    try:
+        return _parse_fasta(path)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise ValueError(f"{path} is a corrupt or truncated gzip file ({err}); download it again.") from None
+
+
+def _parse_fasta(path: Path) -> dict[str, str]:
     records: dict[str, list[str]] = {}
     current: list[str] | None = None
     with _open_text(path) as f:
@@ -164,8 +172,15 @@ class FastaGenome(Genome):
         plain = self._cached(f"{self.path.name.removesuffix('.gz')}.{self._tag()}.fa")
         if not plain.is_file():
             tmp = plain.with_suffix(f".tmp{os.getpid()}")
-            with gzip.open(self.path, "rb") as src, tmp.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            try:
+                with gzip.open(self.path, "rb") as src, tmp.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except BaseException as err:  # for hg38 the partial file is gigabytes: never leave it in the cache
+                tmp.unlink(missing_ok=True)
+                if isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile)):
+                    raise ValueError(f"{self.path} is a corrupt or truncated gzip file ({err}); download it again "
+                                     f"(the partial decompression in {self.cache_dir} was removed).") from None
+                raise
             tmp.replace(plain)  # atomic: a concurrent reader never sees half a file
         return plain, None
 

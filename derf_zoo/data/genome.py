@@ -77,7 +77,23 @@ def split_intervals(genome: Genome, intervals: Sequence[Interval] | None = None,
             for split, lo, hi in (("train", iv.start, a), ("val", a, b), ("test", b, iv.end)):
                 if hi > lo:
                     out[split].append(Interval(iv.record, lo, hi, split))
+    _check_disjoint(out)
     return out
+
+
+def _check_disjoint(splits: dict[str, list[Interval]]) -> None:
+    """Raise ValueError when intervals of two splits share bases (validation windows inside training data)."""
+    tagged = sorted(((iv.record, iv.start, iv.end, split) for split, ivs in splits.items() for iv in ivs))
+    reach: dict[tuple[str, str], tuple[int, int]] = {}  # (record, split) -> the (end, start) reaching furthest
+    for record, start, end, split in tagged:
+        for other in splits:
+            far = reach.get((record, other))
+            if other != split and far is not None and far[0] > start:
+                raise ValueError(f"The {other} interval {record}:{far[1]}-{far[0]} and the {split} interval "
+                                 f"{record}:{start}-{end} overlap: {split} windows would hold {other} data. Make "
+                                 "the BED file's splits disjoint.")  # fmt: skip
+        if end > reach.get((record, split), (-1, 0))[0]:
+            reach[(record, split)] = (end, start)
 
 
 class _Windows(Dataset):

@@ -58,8 +58,36 @@ def _regions(n: int, fractions: tuple[float, float, float]) -> dict[str, tuple[i
     return {"train": (0, a), "val": (a, b), "test": (b, n)}
 
 
+def _block_splits(n: int, block: int, fractions: tuple[float, float, float]) -> dict[str, list[tuple[int, int]]]:
+    """Consecutive ``block``-base blocks dealt to train / val / test in a repeating cycle of 10 (``fractions`` x 10
+    blocks each, at least one for val and test): every split samples the whole genome, none shares a base."""
+    n_val, n_test = max(1, round(10 * fractions[1])), max(1, round(10 * fractions[2]))
+    cycle = ["train"] * (10 - n_val - n_test) + ["val"] * n_val + ["test"] * n_test
+    out: dict[str, list[tuple[int, int]]] = {"train": [], "val": [], "test": []}
+    for b in range(n // block):
+        out[cycle[b % 10]].append((b * block, (b + 1) * block))
+    return out
+
+
+def _starts(spans: list[tuple[int, int]], window: int, stride: int) -> list[int]:
+    return [s for lo, hi in spans for s in range(lo, hi - window + 1, stride)]
+
+
+def _spread(spans: list[tuple[int, int]], window: int, count: int) -> list[int]:
+    """``count`` window starts spread evenly over the spans (no window crosses a span's end)."""
+    room = [hi - lo - window + 1 for lo, hi in spans]
+    offsets = np.linspace(0, sum(room) - 1, count).round().astype(int)
+    ends = np.cumsum(room)
+    starts = []
+    for o in offsets:
+        i = int(np.searchsorted(ends, o, side="right"))
+        starts.append(spans[i][0] + int(o - (ends[i] - room[i])))
+    return starts
+
+
 def ecoli_vs_lambda(window: int = 200, stride: int | None = None,
-                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, Labelled]:  # fmt: skip
+                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                    block: int | None = None) -> dict[str, Labelled]:  # fmt: skip
     """The E. coli vs lambda task: ``{"train"|"val"|"test": [(sequence, label), ...]}``, label 0 E. coli, 1 lambda.
 
     Args:
@@ -67,21 +95,31 @@ def ecoli_vs_lambda(window: int = 200, stride: int | None = None,
         stride: step between lambda windows (default ``window``: non-overlapping; a smaller stride gives more,
             overlapping training windows, still confined to their region).
         fractions: shares of each genome for train, val, test (by position, in that order).
+        block: None cuts each genome into three contiguous regions (train, val, test). A block size cuts it into
+            ``block``-base blocks dealt to the splits in a repeating cycle of 10 (``fractions`` in tenths), so every
+            split samples the whole genome: lambda's regions differ in composition (its early and late genes), and
+            a contiguous test region measures that shift more than the task (issue 18).
     """
     stride = window if stride is None else stride
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be >= 1, got {window}, {stride}.")
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be three shares > 0 summing to 1 (train, val, test), got {fractions}.")
+    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < window):
+        raise ValueError(f"block must be an integer >= window ({window}) or None, got {block!r}.")
     phage, host = _only_sequence("lambda"), _only_sequence("ecoli")
+    if block is None:
+        phage_spans = {k: [v] for k, v in _regions(len(phage), fractions).items()}
+        host_spans = {k: [v] for k, v in _regions(len(host), fractions).items()}
+    else:
+        phage_spans = _block_splits(len(phage), block, fractions)
+        host_spans = _block_splits(len(host), block, fractions)
     out: dict[str, Labelled] = {}
-    host_regions = _regions(len(host), fractions)
-    for split, (lo, hi) in _regions(len(phage), fractions).items():
-        starts = range(lo, hi - window + 1, stride)
+    for split in ("train", "val", "test"):
+        starts = _starts(phage_spans[split], window, stride)
         if not starts:
-            raise ValueError(f"window={window} is longer than lambda's {split} region ({hi - lo} bases).")
-        h_lo, h_hi = host_regions[split]
-        host_starts = np.linspace(h_lo, h_hi - window, len(starts)).round().astype(int)
+            raise ValueError(f"window={window} is longer than lambda's {split} region(s) {phage_spans[split]}.")
+        host_starts = _spread(host_spans[split], window, len(starts))
         out[split] = [(host[s : s + window], 0) for s in host_starts] + [(phage[s : s + window], 1) for s in starts]
     return out
 
@@ -103,13 +141,16 @@ class EcoliVsLambdaDataModule(LabelledSequenceDataModule):
         window: bases per sample (also ``max_length`` unless given; ``add_eos`` adds one token).
         stride: step between lambda windows (default ``window // 2``: twice the samples, overlapping only within a
             split).
+        fractions / block: how the genomes are split (see :func:`ecoli_vs_lambda`; default: contiguous 80/10/10 %
+            regions).
         max_length / padding_side / add_eos / rc_aug / batch_size / num_workers: see
             :class:`~derf_zoo.data.genomic_benchmarks.LabelledSequenceDataModule`.
     """
 
     def __init__(self, window: int = 200, stride: int | None = None, max_length: int | None = None,
                  padding_side: str = "left", add_eos: bool = False, rc_aug: bool = False, batch_size: int = 64,
-                 num_workers: int = 0) -> None:  # fmt: skip
+                 num_workers: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                 block: int | None = None) -> None:  # fmt: skip
         max_length = max_length if max_length is not None else window + bool(add_eos)
         super().__init__(max_length, padding_side, add_eos, rc_aug, batch_size, num_workers)
         self.save_hyperparameters()
@@ -118,4 +159,6 @@ class EcoliVsLambdaDataModule(LabelledSequenceDataModule):
 
     def load_splits(self) -> tuple[dict[str, Labelled], list[str]]:
         stride = self.hparams.stride if self.hparams.stride is not None else max(1, self.hparams.window // 2)
-        return ecoli_vs_lambda(self.hparams.window, stride), list(ECOLI_VS_LAMBDA_CLASSES)
+        fractions = tuple(self.hparams.fractions)
+        data = ecoli_vs_lambda(self.hparams.window, stride, fractions, self.hparams.block)
+        return data, list(ECOLI_VS_LAMBDA_CLASSES)

@@ -12,7 +12,10 @@ cropped to the shortest in the batch (and to ``max_sample_size``) at a random of
 Bad audio (missing, unreadable, another sample rate without ``resample``, several channels without
 ``downmix``, shorter than ``min_sample_size``, or not as long as its manifest line says) is found when the
 dataset is built, by reading every file's header: an error naming the files, or with ``skip_invalid`` a warning
-that counts and names them, and the rest is used.
+that counts and names them, and the rest is used. A file whose header is fine but whose data fails to decode
+(a truncated FLAC: "lost sync") is found when it is read: an error naming it, or with ``skip_invalid`` a warning,
+the file counted in ``read_failures`` and left out from then on, its place in the batch taken by the nearest
+shorter usable utterance (so the batch keeps its size and its samples budget).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class SpeechDataset(Dataset):
         self.paths: list[Path] = []
         self.sizes: list[int] = []  # samples at sample_rate, what the batching budget counts
         self.skipped: list[tuple[Path, str]] = []  # (file, why) of every invalid file
+        self.skip_invalid, self.name = skip_invalid, name
+        self.read_failures: dict[int, str] = {}  # index -> why, for files that failed to decode when read
         for rel, listed in manifest.entries:
             path = manifest.root / rel
             try:
@@ -127,9 +132,32 @@ class SpeechDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _read(self, i: int) -> Tensor:
+        try:
+            wav = read_audio(self.paths[i], self.sample_rate, resample=self.resample, downmix=self.downmix)
+        except (OSError, AudioError) as err:
+            if not self.skip_invalid:
+                raise AudioError(f"{self.name} data: {err} (its header was fine: the data is damaged). Replace the "
+                                 "file, or set skip_invalid: true to leave it out.") from err  # fmt: skip
+            self.read_failures[i] = str(err)
+            warnings.warn(f"{self.name} data: {err}; leaving it out (skip_invalid: true), {len(self.read_failures)} "
+                          "file(s) left out when read so far.", stacklevel=3)  # fmt: skip
+            return None
+        return torch.from_numpy(wav[: self.sizes[i]])  # the length the budget counted, whatever the resampler did
+
+    def _stand_in(self, i: int) -> int | None:
+        """The usable utterance nearest in length to ``i`` and not longer (then longer): what takes its place."""
+        order = sorted(range(len(self.sizes)), key=lambda j: (self.sizes[j] > self.sizes[i],
+                                                              abs(self.sizes[j] - self.sizes[i]), j))  # fmt: skip
+        return next((j for j in order if j not in self.read_failures), None)
+
     def __getitem__(self, i: int) -> Tensor:
-        wav = read_audio(self.paths[i], self.sample_rate, resample=self.resample, downmix=self.downmix)
-        wav = torch.from_numpy(wav[: self.sizes[i]])  # the length the budget counted, whatever the resampler did
+        wav = self._read(i) if i not in self.read_failures else None
+        while wav is None:
+            j = self._stand_in(i)
+            if j is None:
+                raise AudioError(f"{self.name} data: every file failed to decode when read: no usable file is left.")
+            wav = self._read(j)
         if self.normalize:
             with torch.no_grad():
                 wav = F.layer_norm(wav, wav.shape)  # fairseq: zero mean, unit variance (eps 1e-5)

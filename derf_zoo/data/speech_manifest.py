@@ -45,7 +45,9 @@ def read_manifest(path: str | Path) -> Manifest:
     lines = path.read_text().splitlines()
     if not lines or not lines[0].strip():
         raise ValueError(f"speech manifest {path} is empty; its first line must be the root folder of the audio.")
-    root = Path(lines[0].strip()).expanduser()
+    # The line as written (a folder name may end in a space); fairseq strips it, so a stripped name is the fallback.
+    exact = Path(lines[0].rstrip("\r")).expanduser()
+    root = exact if exact.is_dir() else Path(lines[0].strip()).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
             f"speech manifest {path}: its root folder {root} (line 1) does not exist; the audio was moved or the "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -29,6 +31,8 @@ class ClassifierFreeGuidance(nn.Module):
         super().__init__()
         self.model = model
         self.scale = float(scale)
+        if not math.isfinite(self.scale):  # inf * (cond - uncond) is NaN wherever the two agree
+            raise ValueError(f"The guidance scale must be a finite number, got {scale!r}.")
         self.null_class = int(model.num_classes if null_class is None else null_class)
         self.guided_channels = guided_channels
 

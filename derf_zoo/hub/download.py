@@ -32,6 +32,12 @@ class WeightsIntegrityError(ValueError):
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in ``chunk``-byte blocks (what the manifest pins for ``model.safetensors``).
+
+    Example:
+        >>> sha256_file("derf_zoo/checkpoints/vit_nano_derf.digits/model.safetensors")[:12]
+        '5c0318b7e86a'
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -153,17 +153,38 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, card: Mapping[str, 
 
 
 def weights_metadata(config: Mapping[str, Any]) -> dict[str, str]:
-    """What model.safetensors records about the model its weights belong to, checked against config.json."""
+    """What model.safetensors records about the model its weights belong to, checked against config.json: the
+    architecture, the norm, every model argument (an added ``"timestep_freq_shift"`` changes the outputs as surely
+    as another norm does) and the data config (mean, std, input size: what the inputs must look like)."""
     return {"derf_zoo.architecture": config["architecture"],
-            "derf_zoo.norm": json.dumps(config["model_args"].get("norm"), sort_keys=True)}  # fmt: skip
+            "derf_zoo.norm": json.dumps(config["model_args"].get("norm"), sort_keys=True),
+            "derf_zoo.model_args": json.dumps(config["model_args"], sort_keys=True),
+            "derf_zoo.pretrained_cfg": json.dumps(config.get("pretrained_cfg") or {}, sort_keys=True)}  # fmt: skip
+
+
+def _entries_differ(section: str, recorded: str, described: Any) -> str:
+    """The entries of ``section`` (``model_args``, ``pretrained_cfg``) on which config.json and the weights' record
+    disagree, by name."""
+    try:
+        saved = json.loads(recorded)
+    except json.JSONDecodeError:
+        return f"{section}: unreadable record in the weights"
+    if not isinstance(saved, dict) or not isinstance(described, Mapping):
+        return f"{section}: weights {recorded[:80]} vs config.json {json.dumps(described)[:80]}"
+    keys = sorted(k for k in set(saved) | set(described) if saved.get(k, ...) != described.get(k, ...))
+    shown = [f"{k}: weights {json.dumps(saved[k]) if k in saved else '(absent)'} vs config.json "
+             f"{json.dumps(described[k]) if k in described else '(absent)'}" for k in keys]  # fmt: skip
+    return "; ".join(shown)
 
 
 def check_folder(config: Mapping[str, Any], weights_path: Path, source: str) -> None:
     """Refuse a folder whose weights are not the ones its config.json describes.
 
-    Checks the sha256 that ``save_pretrained`` recorded in config.json, and the architecture and norm recorded
-    in the weights' metadata against config.json (an edited ``"norm": "satursin"`` would otherwise load Derf
-    weights into another function). Folders written before these records existed are checked for what they have.
+    Checks the sha256 that ``save_pretrained`` recorded in config.json (always there when the weights' metadata
+    says derf_zoo wrote them: deleting it does not turn the check off), and the architecture and every model
+    argument recorded in the weights' metadata against config.json (an edited ``"norm": "satursin"`` or an added
+    argument would otherwise change the model the weights load into). Folders written before these records
+    existed are checked for what they have.
     """
     expected = config.get("weights_sha256")
     if expected is not None:
@@ -173,8 +194,14 @@ def check_folder(config: Mapping[str, Any], weights_path: Path, source: str) -> 
                                         f"{expected}: the weights were changed or corrupted after they were saved; "
                                         "nothing was loaded.")  # fmt: skip
     recorded = read_safetensors_metadata(weights_path)
+    if expected is None and "derf_zoo.architecture" in recorded:  # our writer made it, and it always records the sha
+        raise WeightsIntegrityError(f"{source}: config.json has no weights_sha256, but {weights_path.name} was "
+                                    "written by derf_zoo's save_pretrained, which always records it: config.json "
+                                    "was edited. Restore it (or export the folder again); nothing was loaded.")
     described = weights_metadata(config)
-    differ = [f"{key.partition('.')[2]}: weights {recorded[key]} vs config.json {value}"
+    sections = {"derf_zoo.model_args": config["model_args"], "derf_zoo.pretrained_cfg": config.get("pretrained_cfg")}
+    differ = [_entries_differ(key.partition(".")[2], recorded[key], sections[key]) if key in sections
+              else f"{key.partition('.')[2]}: weights {recorded[key]} vs config.json {value}"
               for key, value in described.items() if key in recorded and recorded[key] != value]  # fmt: skip
     if differ:
         raise WeightsMismatchError(f"{source}: config.json does not describe these weights ({'; '.join(differ)}); "
@@ -183,6 +210,18 @@ def check_folder(config: Mapping[str, Any], weights_path: Path, source: str) -> 
 
 
 def read_config(path: Path, source: str) -> dict[str, Any]:
+    """Read a Hub folder's ``config.json`` and check that it is derf_zoo's.
+
+    Args:
+        path: the ``config.json`` file.
+        source: what to call the folder in errors (its path or repository id).
+
+    Returns:
+        The config: at least ``architecture`` and ``model_args``.
+
+    Raises:
+        ValueError: the file cannot be read or parsed, or it lacks ``architecture`` / ``model_args``.
+    """
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -115,13 +115,14 @@ def released_weights() -> tuple[ReleasedWeights, ...]:
 
 
 def resolve_weights(architecture: str, tag: str | None, manifest: tuple[ReleasedWeights, ...] | None = None,
-                    recipe: str | None = None) -> ReleasedWeights:  # fmt: skip
+                    recipe: str | None = None, conversion: str | None = None) -> ReleasedWeights:  # fmt: skip
     """The manifest entry ``pretrained=True`` loads for ``architecture[.tag]``.
 
     Args:
         architecture / tag: what was asked for.
         manifest: the entries to search (default: the packaged manifest).
         recipe: the recipe that trains the architecture, named in the error when nothing is released.
+        conversion: the recipe that converts pretrained LayerNorm weights into it, named in the same error.
 
     Raises:
         NoPretrainedWeightsError: nothing is released for it; the message names the recipe that trains it
@@ -140,5 +141,8 @@ def resolve_weights(architecture: str, tag: str | None, manifest: tuple[Released
         raise NoPretrainedWeightsError(f"No released weights named {name!r}; released for {architecture}: {tags}.")
     how = (f"train them with `derf-zoo fit -c {recipe}`" if recipe
            else "train them with a recipe of its family (recipes/) and export them with `derf-zoo export`")  # fmt: skip
+    if conversion:
+        how += (f", or make a Derf model of this size from LayerNorm weights you already have with `derf-zoo fit -c "
+                f"{conversion}` (a fitted conversion, then a short distillation)")
     raise NoPretrainedWeightsError(f"No released weights for {name!r}; {how}. pretrained=True never returns random "
                                    "weights.")  # fmt: skip

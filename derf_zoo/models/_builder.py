@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-__all__ = ["build_model", "check_int"]
+__all__ = ["build_model", "check_int", "check_positive"]
 
 
 def build_model(
@@ -52,7 +53,7 @@ def build_model(
     if pretrained and hub_source is None:
         from derf_zoo.hub import resolve_weights
 
-        weights = resolve_weights(architecture, tag, recipe=entry.recipe)
+        weights = resolve_weights(architecture, tag, recipe=entry.recipe, conversion=entry.conversion)
         # Arguments the weights were trained with (e.g. in_chans) come first; the caller's still win
         # where they are allowed to differ (num_classes re-initialises the head with a warning).
         args = {**model_args, **weights.model_args, **kwargs}
@@ -86,6 +87,13 @@ def check_int(name: str, value: Any, minimum: int) -> None:
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Refuse a model argument that is not a finite real number > 0 (an init std, a scale), by name."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r} ({type(value).__name__}).")
+    return float(value)
 
 
 def _cfg_get(cfg: Any, key: str) -> Any:

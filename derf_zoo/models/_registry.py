@@ -81,12 +81,15 @@ class ModelEntry:
             ``model_args`` too).
         family: the :class:`ModelFamily` it belongs to.
         recipe: the recipe that trains it (named in the error when no weights are released).
+        conversion: the recipe that makes it from LayerNorm weights people already hold (a fitted conversion and
+            a distillation), named in the same error.
     """
 
     name: str
     fn: Callable[..., nn.Module]
     family: ModelFamily
     recipe: str | None = None
+    conversion: str | None = None
 
 
 _FAMILIES: dict[str, ModelFamily] = {}
@@ -102,27 +105,35 @@ def register_family(family: ModelFamily) -> ModelFamily:
 
 
 def get_family(name: str) -> ModelFamily:
+    """The registered family called ``name`` (``"vit"``).
+
+    Raises:
+        ValueError: no such family; the message names the closest registered one.
+    """
     if name not in _FAMILIES:
         raise unknown_name_error("model family", name, _FAMILIES)
     return _FAMILIES[name]
 
 
 def list_families() -> list[str]:
+    """The registered families' names, sorted (``["caduceus", "dit", "hyenadna", "vit", "wav2vec2"]``)."""
     return sorted(_FAMILIES)
 
 
-def register_model(*, family: str, recipe: str | None = None, timm: bool = True) -> Callable:
+def register_model(*, family: str, recipe: str | None = None, conversion: str | None = None,
+                   timm: bool = True) -> Callable:  # fmt: skip
     """Decorator registering an entry point under its function name.
 
     Args:
         family: a registered family's name (``"vit"``).
         recipe: path of the recipe that trains this architecture, if any.
+        conversion: path of the recipe that converts pretrained LayerNorm weights into this architecture, if any.
         timm: also register it with timm (skip for names timm already uses).
     """
     declared = get_family(family)
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, declared, recipe)
+        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, declared, recipe, conversion)
         if timm:
             try:
                 from timm.models import register_model as timm_register
@@ -142,6 +153,14 @@ def split_model_name(name: str) -> tuple[str, str | None]:
 
 
 def get_model_entry(name: str) -> ModelEntry:
+    """The registry's entry for an architecture: its entry point, family and recipe.
+
+    Args:
+        name: an architecture, optionally with a weight tag (``"vit_nano_derf.digits"``; the tag is ignored).
+
+    Raises:
+        ValueError: not a non-empty string, or no such architecture (the message suggests the closest one).
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"A model name must be a non-empty string such as 'vit_base_derf', got {name!r}; "
                          "list_models() has them all.")  # fmt: skip

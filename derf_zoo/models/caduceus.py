@@ -32,7 +32,7 @@ from derf_zoo.layers import init_weights
 from derf_zoo.layers.bimamba import BiMamba
 from derf_zoo.layers.rcps import RCPSEmbedding, RCPSWrapper, _reverse_complement_with_map, rcps_lm_logits
 from derf_zoo.layers.selective_scan import DEFAULT_CHUNK_SIZE
-from derf_zoo.models._builder import build_model, check_int
+from derf_zoo.models._builder import build_model, check_int, check_positive
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
 from derf_zoo.norms.sites import tag_site
@@ -122,6 +122,11 @@ class Caduceus(nn.Module, HubMixin):
             of the residual stream before each block (set by :func:`from_caduceus` for checkpoints in that layout).
         chunk_size: chunk length of the selective scan.
         scan: ``"auto"``, ``"chunked"`` or ``"reference"`` (see :class:`~derf_zoo.layers.mamba.Mamba`).
+        embed_init_std: std of the token embedding's normal init, which the tied LM head shares (reference 0.02).
+            The head's largest logit at init is about ``d_model * std * 0.8``: 1.9 nats at width 118, 0.26 at the
+            nano width 16, where a point-wise final norm then traps the model (issue 18); the nano size uses 0.32.
+        site_alpha: default ``alpha_init`` per norm site for point-wise norms whose spec sets none
+            (``{"final": 0.1}``); see :func:`~derf_zoo.norms.registry.resolve_norm_sites`.
     """
 
     def __init__(
@@ -141,6 +146,8 @@ class Caduceus(nn.Module, HubMixin):
         rcps_swap_halves: bool = False,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         scan: str = "auto",
+        embed_init_std: float = 0.02,
+        site_alpha: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         for name, value, minimum in (("vocab_size", vocab_size, 1), ("d_model", d_model, 1), ("n_layer", n_layer, 1),
@@ -148,6 +155,7 @@ class Caduceus(nn.Module, HubMixin):
             check_int(name, value, minimum)
         if rcps_swap_halves and not rcps:
             raise ValueError("rcps_swap_halves only applies to Caduceus-PS (rcps=True).")
+        self.embed_init_std = check_positive("embed_init_std", embed_init_std)
         self.vocab_size = vocab_size
         self.padded_vocab_size = -(-vocab_size // pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.d_model, self.n_layer, self.rcps = d_model, n_layer, rcps
@@ -158,7 +166,7 @@ class Caduceus(nn.Module, HubMixin):
             self.word_embeddings = RCPSEmbedding(self.padded_vocab_size, d_model, self.complement_map)
         else:
             self.word_embeddings = nn.Embedding(self.padded_vocab_size, d_model)
-        sites = resolve_norm_sites(norm, NORM_SITES)
+        sites = resolve_norm_sites(norm, NORM_SITES, site_alpha)
         self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
         mixer_args = {"d_state": d_state, "d_conv": d_conv, "expand": expand, "weight_tie": bidirectional_weight_tie,
                       "chunk_size": chunk_size, "scan": scan}  # fmt: skip
@@ -175,14 +183,15 @@ class Caduceus(nn.Module, HubMixin):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """The reference's init: Mamba's own (see :class:`~derf_zoo.layers.mamba.Mamba`), embedding N(0, 0.02),
+        """The reference's init: Mamba's own (see :class:`~derf_zoo.layers.mamba.Mamba`), embedding N(0, 0.02)
+        (``embed_init_std``),
         and every ``out_proj`` (both directions when ``bidirectional_weight_tie=False``) re-drawn with PyTorch's
         default and scaled by ``1/sqrt(n_layer)`` (GPT-2's residual scaling, ``rescale_prenorm_residual`` of the
         reference's ``_init_weights``, which matches every parameter named ``out_proj.weight``)."""
 
         def default(module: nn.Module) -> None:
             if isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=0.02)
+                nn.init.normal_(module.weight, std=self.embed_init_std)
 
         init_weights(self, default)
         for module in self.modules():
@@ -245,7 +254,8 @@ DNA_DATA_CFG = {"input_size": (1024,), "vocabulary": "dna_char", "classifier": N
 _NORMS = {"derf": "derf", "rmsnorm": "rmsnorm"}
 
 
-def _build(name: str, rcps: bool, norm: NormSpec | None, pretrained: bool, kwargs: dict[str, Any]) -> Caduceus:
+def _build(name: str, rcps: bool, norm: NormSpec | Mapping[str, NormSpec], pretrained: bool, kwargs: dict[str, Any]
+           ) -> Caduceus:  # fmt: skip
     args = {**_1K, "rcps": rcps}
     if norm is not None:
         args["norm"] = norm
@@ -264,7 +274,8 @@ def caduceus_ps_1k(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     return _build("caduceus_ps_1k", True, None, pretrained, kwargs)
 
 
-@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ph_1k_derf_hg38.yaml")
+@register_model(family="caduceus", recipe="recipes/caduceus/caduceus_ph_1k_derf_hg38.yaml",
+                conversion="recipes/caduceus/caduceus_ph_1k_derf_from_caduceus_hg38.yaml")
 def caduceus_ph_1k_derf(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     """Caduceus-Ph 1k with Derf (alpha 0.5, weight and bias) in every RMSNorm site: the paper's row."""
     return _build("caduceus_ph_1k_derf", False, "derf", pretrained, kwargs)
@@ -288,20 +299,27 @@ def caduceus_ps_1k_rmsnorm(pretrained: bool = False, **kwargs: Any) -> Caduceus:
     return _build("caduceus_ps_1k_rmsnorm", True, "rmsnorm", pretrained, kwargs)
 
 
-#: The demo's CPU-sized Caduceus-Ph (not a public checkpoint): width 16, 2 layers, the 1k models' other settings.
-_NANO = {"d_model": 16, "n_layer": 2}
+#: The demo's CPU-sized Caduceus-Ph (not a public checkpoint): width 16, 2 layers, the 1k models' other settings. At
+#: width 16 the reference's embedding std 0.02 caps the tied head's logits near 0.26 nats and alpha 0.5 in the final
+#: site lets the residual grow until erf saturates and no gradient passes (issue 18): embedding std 0.32 (x16) and a
+#: final-site alpha of 0.1 keep it learning (scripts/probe_dna_saturation.py).
+_NANO = {"d_model": 16, "n_layer": 2, "embed_init_std": 0.32, "site_alpha": {"final": 0.1}}
+#: The nano model's Derf: the paper's alpha 0.5 before each mixer, 0.1 in the final site.
+_NANO_DERF = {"attn": "derf(alpha=0.5, shift=0.0)", "final": "derf(alpha=0.1, shift=0.0)"}
 
 
 @register_model(family="caduceus")
 def caduceus_nano(pretrained: bool = False, **kwargs: Any) -> Caduceus:
-    """Caduceus-Ph nano (d_model 16, 2 layers), the demo's size; any ``norm=`` (default RMSNorm)."""
+    """Caduceus-Ph nano (d_model 16, 2 layers), the demo's size; any ``norm=`` (default RMSNorm; a point-wise norm
+    without its own alpha gets 0.1 in the final site; embedding std 0.32)."""
     return _build("caduceus_nano", False, None, pretrained, {**_NANO, **kwargs})
 
 
 @register_model(family="caduceus", recipe="recipes/caduceus/caduceus_nano_derf_ecoli.yaml")
 def caduceus_nano_derf(pretrained: bool = False, **kwargs: Any) -> Caduceus:
-    """Caduceus-Ph nano with Derf (alpha 0.5, shift 0, weight and bias) in every norm site, pretrained on E. coli."""
-    return _build("caduceus_nano_derf", False, _NORMS["derf"], pretrained, {**_NANO, **kwargs})
+    """Caduceus-Ph nano with Derf (shift 0, weight and bias; alpha 0.5 before the mixers, 0.1 in the final site),
+    pretrained on E. coli."""
+    return _build("caduceus_nano_derf", False, _NANO_DERF, pretrained, {**_NANO, **kwargs})
 
 
 @register_model(family="caduceus", recipe="recipes/caduceus/caduceus_nano_rmsnorm_ecoli.yaml")

@@ -33,6 +33,7 @@ from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import AdaLNModulation, PatchEmbed, init_weights, modulate
 from derf_zoo.layers.dit_embed import LabelEmbedder, TimestepEmbedder, sincos_pos_embed_2d
+from derf_zoo.layers.modulation import fold_norm_affine
 from derf_zoo.models._builder import build_model, check_int
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
@@ -261,6 +262,20 @@ class DiT(nn.Module, HubMixin):
             raise ValueError(f"Timesteps must be a scalar or of shape ({n},), got {tuple(t.shape)}.")
         return t
 
+    def norm_folds(self) -> dict[str, Callable[[Tensor, Tensor], None]]:
+        """Where each affine-free norm's output goes: ``{norm name: fold(weight, bias)}`` that applies a per-channel
+        affine of that output exactly, through the adaLN shift and the next linear layer
+        (:func:`derf_zoo.layers.modulation.fold_norm_affine`). The fitted conversion uses it."""
+        folds = {}
+        for i, block in enumerate(self.backbone.blocks):
+            prefix = f"backbone.blocks.{i}"
+            folds[f"{prefix}.norm1"] = functools.partial(fold_norm_affine, block.modulation, 0, 1, block.mixer.qkv)
+            if block.mlp is not None:
+                folds[f"{prefix}.norm2"] = functools.partial(fold_norm_affine, block.modulation, 3, 4, block.mlp.fc1)
+        final = self.final_layer
+        folds["final_layer.norm_final"] = functools.partial(fold_norm_affine, final.modulation, 0, 1, final.linear)
+        return folds
+
     def forward(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
         """Args:
         x: (N, in_channels, input_size, input_size) noisy inputs.
@@ -420,7 +435,8 @@ def dit_l_4_ln(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-L/4 with LayerNorm and the official adaLN-Zero init: the paper's baseline row."""
     return _paper("dit_l_4_ln", "l", 4, "layernorm", kwargs, pretrained)
 
-@register_model(family="dit", recipe="recipes/dit/dit_xl_2_derf_in1k256.yaml")
+@register_model(family="dit", recipe="recipes/dit/dit_xl_2_derf_in1k256.yaml",
+                conversion="recipes/dit/dit_xl_2_derf_from_official_in1k256.yaml")
 def dit_xl_2_derf(pretrained: bool = False, **kwargs: Any) -> DiT:
     """DiT-XL/2 with Derf (alpha_0 1.0, as the official code sets for XL), no zero-init: the paper's row."""
     return _paper("dit_xl_2_derf", "xl", 2, "derf", kwargs, pretrained)
@@ -499,8 +515,9 @@ def _args_from_official(sd: Mapping[str, Tensor], model_args: Mapping[str, Any])
     }
 
 
-def from_official(state_dict: Mapping[str, Tensor], **model_args: Any) -> DiT:
-    """Build a :class:`DiT` holding an official DiT state dict (facebookresearch/DiT or zlab-princeton/Derf DiT).
+def from_official(state_dict: nn.Module | Mapping[str, Tensor], **model_args: Any) -> DiT:
+    """Build a :class:`DiT` holding an official DiT state dict (facebookresearch/DiT or zlab-princeton/Derf DiT),
+    or the official ``DiT`` module itself (its ``state_dict()``; the result keeps its train/eval mode).
 
     Shapes, depth, ``learn_sigma`` and the norm (LayerNorm, or Derf/DyT from ``alpha``/``shift`` keys) are read
     from the weights; ``num_heads`` defaults to the standard size's; the null class is assumed (pass
@@ -511,11 +528,14 @@ def from_official(state_dict: Mapping[str, Tensor], **model_args: Any) -> DiT:
         ValueError: not an official DiT state dict, or a weight is missing, unexpected or misshapen (nothing
             is loaded then).
     """
-    sd = dict(state_dict)
+    module = state_dict if isinstance(state_dict, nn.Module) else None
+    sd = dict(module.state_dict() if module is not None else state_dict)
     args = {**_args_from_official(sd, model_args), **model_args}
     model = DiT(**args)
     model.model_args = args
     load_into(model, sd, source="from_official: the official DiT state dict", key_map=official_to_zoo_key)
+    if module is not None:
+        model.train(module.training)
     return model
 
 
@@ -633,6 +653,12 @@ def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str
         raise ValueError(f"from_diffusers: out_channels {out_channels} for in_channels {in_channels}; DiT predicts C "
                          "or 2C.")  # fmt: skip
     depth = config.get("num_layers", 28)
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"transformer_blocks\.(\d+)\.", k))}
+    if blocks != set(range(depth)):
+        held = f"{len(blocks)} transformer blocks" + (f" (transformer_blocks.{min(blocks)}-{max(blocks)})" if blocks
+                                                       else "")  # fmt: skip
+        raise ValueError(f"from_diffusers: the config says num_layers={depth}, but the weights hold {held}: the "
+                         "config is not this model's. Pass the model itself, or its own config (model.config).")
     table = sd.get("transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight")
     num_classes = config.get("num_embeds_ada_norm", 1000)
     dropout = 0.1 if table is None or table.shape[0] == num_classes + 1 else 0.0

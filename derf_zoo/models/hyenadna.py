@@ -34,7 +34,7 @@ from derf_zoo.hub.state_dict import load_into
 from derf_zoo.layers import init_weights
 from derf_zoo.layers.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
-from derf_zoo.models._builder import build_model, check_int
+from derf_zoo.models._builder import build_model, check_int, check_positive
 from derf_zoo.models._context import check_context
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
@@ -112,6 +112,12 @@ class HyenaDNA(nn.Module, HubMixin):
         norm: norm spec for every site or per site (``attn``, ``mlp``, ``final``).
         norm_eps: eps of normalizing layers (reference 1e-5).
         embed_dropout: dropout after the embedding (reference 0.1).
+        embed_init_std: std of the embedding's normal init, which is also the tied head's (reference 0.02). The
+            head's largest logit at init is about ``d_model * std * 0.8``: 4 nats at the paper's width 256 but
+            0.5 at width 32, where a point-wise final norm then traps the model (issue 18); the nano sizes use
+            0.32.
+        site_alpha: default ``alpha_init`` per norm site for point-wise norms whose spec sets none
+            (``{"final": 0.1}``); see :func:`~derf_zoo.norms.registry.resolve_norm_sites`.
     """
 
     def __init__(
@@ -126,6 +132,8 @@ class HyenaDNA(nn.Module, HubMixin):
         norm: NormSpec | Mapping[str, NormSpec] = "layernorm",
         norm_eps: float = 1e-5,
         embed_dropout: float = 0.1,
+        embed_init_std: float = 0.02,
+        site_alpha: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         for name, value, minimum in (("vocab_size", vocab_size, 1), ("pad_vocab_size_multiple",
@@ -134,6 +142,7 @@ class HyenaDNA(nn.Module, HubMixin):
             check_int(name, value, minimum)
         d_inner = 4 * d_model if d_inner is None else d_inner
         check_int("d_inner", d_inner, 1)
+        self.embed_init_std = check_positive("embed_init_std", embed_init_std)
         self.num_tokens = vocab_size
         self.vocab_size = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.num_features = self.d_model = d_model
@@ -143,7 +152,7 @@ class HyenaDNA(nn.Module, HubMixin):
             factory = MixerFactory(factory.name, {**factory.kwargs, "l_max": max_seq_len})
         self.embeddings = nn.Embedding(self.vocab_size, d_model)
         self.embed_drop = nn.Dropout(embed_dropout)
-        sites = resolve_norm_sites(norm, FAMILY.norm_sites)
+        sites = resolve_norm_sites(norm, FAMILY.norm_sites, site_alpha)
         self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
         # the backbone's MLP width is int(d_model * mlp_ratio); the half keeps float round-off from losing a unit
         self.backbone = Transformer(d_model, n_layer, mlp_ratio=(d_inner + 0.5) / d_model, norm=sites,
@@ -152,10 +161,14 @@ class HyenaDNA(nn.Module, HubMixin):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """The reference's GPT-2 init: normal(0.02) linears (the filter MLP's too) and embedding, zero biases, and
-        the residual outputs (``out_proj``, ``fc2``) at std 0.02 / sqrt(2 n_layer). The short convolution keeps
-        PyTorch's default and the filter's skip ``bias`` its normal draw, as in the reference."""
+        """The reference's GPT-2 init: normal(0.02) linears (the filter MLP's too) and embedding (normal
+        ``embed_init_std``), zero biases, and the residual outputs (``out_proj``, ``fc2``) at std 0.02 / sqrt(2
+        n_layer). The short convolution keeps PyTorch's default and the filter's skip ``bias`` its normal draw, as in
+        the reference."""
         init_weights(self, _gpt2_init)
+        # Re-drawn at embed_init_std after the family init (one extra draw): the released nano weights start from
+        # this order, so changing it would stop `derf-zoo demo dna` from reproducing their cards.
+        nn.init.normal_(self.embeddings.weight, std=self.embed_init_std)
         std = 0.02 / math.sqrt(2 * len(self.backbone.blocks))
         for block in self.backbone.blocks:
             out_proj = getattr(block.mixer, "out_proj", None)
@@ -214,14 +227,21 @@ def _gpt2_init(module: nn.Module) -> None:
 _SIZES = {
     "tiny_1k": {"d_model": 128, "n_layer": 2, "max_seq_len": 1024 + 2},
     "small_32k": {"d_model": 256, "n_layer": 4, "max_seq_len": 32768 + 2},
-    # The demo's CPU-sized model (not a public checkpoint): 256-base windows, width 32, filter MLP width 32.
-    "nano": {"d_model": 32, "n_layer": 2, "max_seq_len": 256 + 2, "mixer": "hyena(order=2, filter_order=32)"},
+    # The demo's CPU-sized model (not a public checkpoint): 256-base windows, width 32, filter MLP width 32. At width 32
+    # the reference's embedding std 0.02 caps the tied head's logits near 0.5 nats and alpha 0.5 in the final site
+    # lets the residual grow until erf saturates and no gradient passes (issue 18): embedding std 0.32 (x16) and a
+    # final-site alpha of 0.1 keep it learning (scripts/probe_dna_saturation.py).
+    "nano": {"d_model": 32, "n_layer": 2, "max_seq_len": 256 + 2, "mixer": "hyena(order=2, filter_order=32)",
+             "embed_init_std": 0.32, "site_alpha": {"final": 0.1}},
 }
 #: shared/PAPER.md §3.4: every LayerNorm of HyenaDNA becomes Derf with alpha 0.5, shift 0.
 _PAPER_NORMS = {"derf": "derf(alpha=0.5, shift=0.0)", "ln": "layernorm"}
+#: The nano models' Derf: the paper's alpha 0.5 inside the blocks, 0.1 in the final site (see _SIZES["nano"]).
+_NANO_DERF = {"default": "derf(alpha=0.5, shift=0.0)", "final": "derf(alpha=0.1, shift=0.0)"}
 
 
-def _build(name: str, size: str, pretrained: bool, kwargs: dict[str, Any], norm: str | None = None) -> HyenaDNA:
+def _build(name: str, size: str, pretrained: bool, kwargs: dict[str, Any],
+           norm: NormSpec | Mapping[str, NormSpec] = None) -> HyenaDNA:  # fmt: skip
     args = {**_SIZES[size], **({"norm": norm} if norm is not None else {})}
     return build_model(HyenaDNA, name, pretrained=pretrained, model_args=args, data_cfg=DNA_DATA_CFG, **kwargs)
 
@@ -236,7 +256,8 @@ def hyenadna_small_32k(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA small (width 256, 4 layers, 32k context: max length 32770); any ``norm=`` (LayerNorm default)."""
     return _build("hyenadna_small_32k", "small_32k", pretrained, kwargs)
 
-@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_tiny_1k_derf_hg38.yaml")
+@register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_tiny_1k_derf_hg38.yaml",
+                conversion="recipes/hyenadna/hyenadna_tiny_1k_derf_from_hyenadna_hg38.yaml")
 def hyenadna_tiny_1k_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
     """HyenaDNA tiny-1k with Derf (alpha 0.5, shift 0) in every norm site: the paper's row."""
     return _build("hyenadna_tiny_1k_derf", "tiny_1k", pretrained, kwargs, _PAPER_NORMS["derf"])
@@ -259,14 +280,15 @@ def hyenadna_small_32k_ln(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
 
 @register_model(family="hyenadna")
 def hyenadna_nano(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
-    """HyenaDNA nano (width 32, 2 layers, 256-base windows: max length 258), the demo's size; any ``norm=``."""
+    """HyenaDNA nano (width 32, 2 layers, 256-base windows: max length 258), the demo's size; any ``norm=`` (a
+    point-wise norm without its own alpha gets 0.1 in the final site; embedding std 0.32)."""
     return _build("hyenadna_nano", "nano", pretrained, kwargs)
 
 
 @register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_nano_derf_ecoli.yaml")
 def hyenadna_nano_derf(pretrained: bool = False, **kwargs: Any) -> HyenaDNA:
-    """HyenaDNA nano with Derf (alpha 0.5, shift 0) in every norm site, pretrained on the embedded E. coli."""
-    return _build("hyenadna_nano_derf", "nano", pretrained, kwargs, _PAPER_NORMS["derf"])
+    """HyenaDNA nano with Derf (shift 0; alpha 0.5 in the blocks, 0.1 in the final site), pretrained on E. coli."""
+    return _build("hyenadna_nano_derf", "nano", pretrained, kwargs, _NANO_DERF)
 
 
 @register_model(family="hyenadna", recipe="recipes/hyenadna/hyenadna_nano_ln_ecoli.yaml")

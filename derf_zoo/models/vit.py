@@ -320,7 +320,8 @@ def vit_small_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-S/16, 224 px, LayerNorm in every norm site, average pooling + fc_norm: the paper's setting."""
     return _paper("vit_small_ln", "small", "layernorm", pretrained, kwargs)
 
-@register_model(family="vit", recipe="recipes/vit/vit_base_derf_in1k.yaml")
+@register_model(family="vit", recipe="recipes/vit/vit_base_derf_in1k.yaml",
+                conversion="recipes/vit/vit_base_derf_from_augreg_in1k.yaml")
 def vit_base_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-B/16, 224 px, Derf in every norm site, average pooling + fc_norm: the paper's setting."""
     return _paper("vit_base_derf", "base", "derf", pretrained, kwargs)
@@ -369,7 +370,8 @@ def vit_nano_ln(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     return _nano("vit_nano_ln", "layernorm", pretrained, kwargs)
 
 
-@register_model(family="vit", recipe="recipes/vit/vit_mini_fmnist.yaml")
+@register_model(family="vit", recipe="recipes/vit/vit_mini_fmnist.yaml",
+                conversion="recipes/vit/vit_mini_derf_from_ln_fmnist.yaml")
 def vit_mini_derf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """A 0.2M-parameter ViT for 28x28 grey Fashion-MNIST (patch 7, width 64, depth 4, average pooling) with
     Derf; the benchmark's model."""

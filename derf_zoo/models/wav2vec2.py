@@ -195,6 +195,8 @@ class Wav2Vec2(nn.Module, HubMixin):
         logit_temp: cosine-similarity temperature (0.1).
         mask_prob / mask_length / min_masks: span masking (0.65, 10, 2).
         diversity_weight / feature_penalty_weight: loss weights (0.1, 10).
+        feature_projection: project the CNN features to ``embed_dim`` with a Linear. None: only when the widths
+            differ (fairseq drops it when they match); True: always (transformers' layout always has it).
     """
 
     def __init__(
@@ -233,6 +235,7 @@ class Wav2Vec2(nn.Module, HubMixin):
         min_masks: int = 2,
         diversity_weight: float = 0.1,
         feature_penalty_weight: float = 10.0,
+        feature_projection: bool | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads),
@@ -251,7 +254,11 @@ class Wav2Vec2(nn.Module, HubMixin):
         self.feature_extractor = ConvFeatureEncoder(conv_dim, conv_kernel, conv_stride, extractor_mode, conv_bias)
         c = self.feature_extractor.out_dim
         self.layer_norm = nn.LayerNorm(c, eps=1e-5)  # data normalisation of the features: not a slot site
-        self.post_extract_proj = nn.Linear(c, embed_dim) if c != embed_dim else nn.Identity()
+        if feature_projection is False and c != embed_dim:
+            raise ValueError(f"feature_projection=False needs the last conv width ({c}) to equal embed_dim "
+                             f"({embed_dim}): the features must be projected to the Transformer's width.")
+        project = c != embed_dim if feature_projection is None else bool(feature_projection)
+        self.post_extract_proj = nn.Linear(c, embed_dim) if project else nn.Identity()
         self.dropout_input = nn.Dropout(dropout_input)
         self.dropout_features = nn.Dropout(dropout_features)
         self.mask_emb = nn.Parameter(torch.empty(embed_dim))
@@ -363,6 +370,29 @@ class Wav2Vec2(nn.Module, HubMixin):
             x = self.encoder_norm(x)
         return x
 
+    @staticmethod
+    def _check_inputs(input_values: Tensor, attention_mask: Tensor | None) -> None:
+        """Name what is wrong with the audio or its mask (else: a dtype error deep in the CNN, or frames silently
+        treated as padding)."""
+        if not torch.is_floating_point(input_values):
+            raise ValueError(f"input_values must be a float waveform in [-1, 1], got {input_values.dtype}; convert "
+                             "integer PCM first, e.g. int16 audio: x.float() / 32768.")  # fmt: skip
+        if input_values.ndim != 2:
+            raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}.")
+        if attention_mask is None:
+            return
+        if tuple(attention_mask.shape) != tuple(input_values.shape):
+            raise ValueError(f"attention_mask must have the shape of input_values {tuple(input_values.shape)} (1 at "
+                             f"each real sample, 0 at padding), got {tuple(attention_mask.shape)}.")  # fmt: skip
+        mask = attention_mask.long()
+        empty = (mask.sum(-1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"attention_mask is all zero in row(s) {empty}: such a row holds no audio at all; drop it "
+                             "from the batch, or set 1 at its real samples.")  # fmt: skip
+        if bool((mask[:, 1:] > mask[:, :-1]).any()) or bool(((mask != 0) & (mask != 1)).any()):
+            raise ValueError("attention_mask must be right padding: 1 at the real samples, then 0 to the end of the "
+                             "row (holes or other values cannot be turned into frame lengths).")
+
     def forward(
         self,
         input_values: Tensor,
@@ -381,6 +411,7 @@ class Wav2Vec2(nn.Module, HubMixin):
             sampled from the same row's masked frames.
         generator: CPU generator for the sampled mask and negatives (deterministic validation).
         """
+        self._check_inputs(input_values, attention_mask)
         features = self.feature_extractor(input_values)
         features = grad_multiply(features, self.feature_grad_mult).transpose(1, 2)
         features_pen = features.float().pow(2).mean()
@@ -487,7 +518,8 @@ def _paper(name: str, size: str, norm: str, pretrained: bool, kwargs: dict[str, 
     return _build(name, args, pretrained, kwargs)
 
 
-@register_model(family="wav2vec2", recipe="recipes/wav2vec2/wav2vec2_base_derf_librispeech.yaml")
+@register_model(family="wav2vec2", recipe="recipes/wav2vec2/wav2vec2_base_derf_librispeech.yaml",
+                conversion="recipes/wav2vec2/wav2vec2_base_derf_from_hf_librispeech.yaml")
 def wav2vec2_base_derf(pretrained: bool = False, **kwargs: Any) -> Wav2Vec2:
     """wav2vec 2.0 Base, pre-norm, Derf (alpha 0.5) in every slot site: the paper's row."""
     return _paper("wav2vec2_base_derf", "base", "derf", pretrained, kwargs)
@@ -570,7 +602,7 @@ def _args_from_hf_config(config: Any) -> dict[str, Any]:
         "num_negatives": config.num_negatives, "logit_temp": config.contrastive_logits_temperature,
         "mask_prob": config.mask_time_prob, "mask_length": config.mask_time_length,
         "min_masks": config.mask_time_min_masks, "diversity_weight": config.diversity_loss_weight,
-        "feature_penalty_weight": 0.0,
+        "feature_penalty_weight": 0.0, "feature_projection": True,  # transformers always projects the features
     }  # fmt: skip
 
 

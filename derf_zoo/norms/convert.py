@@ -10,10 +10,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from derf_zoo.norms.fit import POOR_FIT, FitReport, fit_pointwise_norms
 from derf_zoo.norms.registry import NormSpec, get_norm_layer
 from derf_zoo.norms.sites import is_rms_like
 
@@ -37,6 +39,7 @@ class ConversionReport:
     replaced: list[Replacement] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     dry_run: bool = False
+    fit: FitReport | None = None  # with convert_norms(..., fit=inputs): how well each new norm was fitted
 
     def __len__(self) -> int:
         return len(self.replaced)
@@ -58,6 +61,8 @@ class ConversionReport:
             lines.append(f"  {'module':<{w}}  {'old':<16}  {'new':<16}  features")
             lines += [f"  {r.name:<{w}}  {r.old_type:<16}  {r.new_type:<16}  {r.num_features}" for r in self.replaced]
         lines += [f"  skipped {name}: {why}" for name, why in self.skipped]
+        if self.fit is not None:
+            lines.append(str(self.fit))
         return "\n".join(lines)
 
 
@@ -127,6 +132,9 @@ def convert_norms(
     include: Pattern = None,
     exclude: Pattern = None,
     dry_run: bool = False,
+    fit: Any = None,
+    forward: Callable[[nn.Module], Any] | None = None,
+    poor_threshold: float = POOR_FIT,
 ) -> ConversionReport:
     """Replace LayerNorm / RMSNorm layers of ``model`` in place with the norm ``to``.
 
@@ -142,15 +150,32 @@ def convert_norms(
             ``(name, module) -> bool``).
         exclude: skip modules that match (same forms).
         dry_run: report what would be replaced and change nothing.
+        fit: calibration inputs (a tensor, a tuple of model arguments, a dict of keyword arguments, or an iterable
+            of such batches): fit every new point-wise norm to the layer it replaces, in forward order, on the
+            inputs it sees inside the converted model (:func:`~derf_zoo.norms.fit.fit_pointwise_norms`): alpha,
+            shift, and (with affine) per-channel weight and bias. Implies copying the affine. All or nothing: if
+            the fit fails, the original layers are put back.
+        forward: with ``fit``, a custom call ``forward(model)`` instead of ``model(*inputs)``.
+        poor_threshold: with ``fit``, the unexplained variance above which the report names a layer as poorly
+            fitted (a candidate for ``exclude``).
 
     Returns:
-        A :class:`ConversionReport`; ``print(report)`` shows a table.
+        A :class:`ConversionReport`; ``print(report)`` shows a table (and the fit, with ``fit``).
+
+    Raises:
+        ValueError: a bad spec; with ``fit``, a target that is not point-wise (nothing to fit), a model with no
+            norm to convert, or calibration inputs the model cannot take (the model is then left unchanged).
 
     Example:
         >>> model = timm.create_model("vit_tiny_patch16_224")
         >>> print(convert_norms(model, "derf"))  # 25 LayerNorms -> Derf
     """
     factory = get_norm_layer(to)  # raises on a bad spec before the model is touched
+    fitting = fit is not None or forward is not None
+    if fitting and not _is_pointwise(factory):
+        raise ValueError(f"convert_norms: fit= fits point-wise norms (derf, dyt, ...), but {to!r} builds "
+                         f"{getattr(factory, '__name__', factory)}, which has nothing to fit. Drop fit= or convert to "
+                         "a point-wise norm.")
     report = ConversionReport(dry_run=dry_run)
     plan: list[tuple[str, nn.Module, _NormInfo]] = []
     for name, module in model.named_modules():
@@ -166,6 +191,10 @@ def convert_norms(
             continue
         plan.append((name, module, info))
 
+    if fitting and not plan and not dry_run:
+        raise ValueError(f"convert_norms: fit= was given but {type(model).__name__} has no LayerNorm/RMSNorm to "
+                         f"convert{' (after include/exclude)' if include is not None or exclude is not None else ''}.")
+    originals: dict[str, nn.Module] = {}
     for name, old, info in plan:
         param = next(old.parameters(), None)
         # An affine-free norm has no parameter to copy device/dtype from: take the model's.
@@ -179,7 +208,7 @@ def convert_norms(
         report.replaced.append(Replacement(name, type(old).__name__, type(new).__name__, info.num_features))
         if dry_run:
             continue
-        if copy_affine:
+        if copy_affine or fitting:
             for pname in ("weight", "bias"):
                 src, dst = getattr(old, pname, None), getattr(new, pname, None)
                 if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor):
@@ -189,4 +218,19 @@ def convert_norms(
             new.requires_grad_(False)
         new.train(old.training)
         _set_submodule(model, name, new)
+        originals[name] = old
+    if fitting and not dry_run:
+        try:
+            report.fit = fit_pointwise_norms(model, originals, fit, forward=forward, poor_threshold=poor_threshold)
+        except BaseException:
+            for name, old in originals.items():  # all or nothing: the model as it came in
+                _set_submodule(model, name, old)
+            raise
     return report
+
+
+def _is_pointwise(factory: Callable[..., nn.Module]) -> bool:
+    from derf_zoo.norms.layers import PointwiseNorm
+
+    probe = factory(2)
+    return isinstance(probe, PointwiseNorm)

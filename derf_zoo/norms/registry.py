@@ -280,7 +280,7 @@ def norm_spec_string(spec: NormSpec) -> str:
 
 
 def resolve_norm_sites(
-    spec: NormSpec | Mapping[str, NormSpec], sites: Iterable[str]
+    spec: NormSpec | Mapping[str, NormSpec], sites: Iterable[str], site_alpha: Mapping[str, float] | None = None
 ) -> dict[str, Callable[..., nn.Module]]:
     """Resolve a model's ``norm=`` argument into one factory per site.
 
@@ -288,11 +288,29 @@ def resolve_norm_sites(
         spec: one spec for every site, or a per-site mapping (site name -> spec), where the key
             ``"default"`` covers the sites not named.
         sites: the sites this model has, e.g. ``("attn", "mlp", "final")``.
+        site_alpha: a model's default ``alpha_init`` per site (``{"final": 0.1}``) for the point-wise norms whose
+            spec does not set alpha itself (``"derf"`` takes it, ``"derf(alpha=0.5)"`` keeps its 0.5; normalizing
+            layers ignore it). A narrow model's final site needs a small alpha to stay out of saturation (issue 18).
 
     Raises:
-        ValueError: a mapping names a site the model does not have, or leaves one without a spec.
+        ValueError: a mapping names a site the model does not have, or leaves one without a spec; a
+            ``site_alpha`` site the model does not have or a bad alpha.
     """
     sites = tuple(sites)
+    factories = _resolve_sites(spec, sites)
+    for site, alpha in dict(site_alpha or {}).items():
+        if site not in sites:
+            raise unknown_name_error("site in site_alpha", site, sites)
+        factory = factories[site]
+        if (isinstance(factory, NormFactory) and "alpha_init" in _table()[factory.name].keywords
+                and "alpha_init" not in factory.kwargs):  # fmt: skip
+            factories[site] = NormFactory(factory.name, {**factory.kwargs, "alpha_init": alpha})
+    return factories
+
+
+def _resolve_sites(
+    spec: NormSpec | Mapping[str, NormSpec], sites: tuple[str, ...]
+) -> dict[str, Callable[..., nn.Module]]:
     is_per_site = isinstance(spec, Mapping) and "name" not in spec
     if not is_per_site:
         factory = get_norm_layer(spec)  # type: ignore[arg-type]

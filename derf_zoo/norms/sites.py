@@ -5,14 +5,17 @@ One place for what a family, the converter, the model card, the demo and the Nor
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from derf_zoo.norms.layers import Identity, LayerNorm, PointwiseNorm, RMSNorm
 
-__all__ = ["is_norm", "is_rms_like", "pointwise_sites", "site_alphas", "tag_site"]
+__all__ = ["is_norm", "is_rms_like", "pointwise_sites", "saturation_by_site", "site_alphas", "tag_site"]
 
 
 def tag_site(norm: nn.Module, site: str) -> nn.Module:
@@ -55,3 +58,35 @@ def site_alphas(model: nn.Module) -> dict[str, float]:
     norms."""
     return {site: float(torch.cat([m.alpha.detach().float().flatten() for m in layers]).mean())
             for site, layers in pointwise_sites(model).items()}  # fmt: skip
+
+
+@torch.no_grad()
+def saturation_by_site(model: nn.Module, forward: Callable[[nn.Module], Any], threshold: float = 2.0
+                       ) -> dict[str, float]:  # fmt: skip
+    """Per site, the fraction of the point-wise norms' inputs with ``|alpha * x + shift| > threshold`` during one call
+    of ``forward(model)``, where erf and tanh are flat and pass almost no gradient.
+
+    The sites come in the order the stream passes them last, so the final entry is the site of the last point-wise
+    norm the stream goes through (the ``final`` site of a pre-norm model): the one that traps a narrow model when it
+    saturates (issue 18). Empty for a model without point-wise norms. The model's train/eval mode is left as is.
+    """
+    counts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    last_call: dict[str, int] = {}
+    tick = itertools.count()
+
+    def record(site: str, layer: PointwiseNorm, x: torch.Tensor) -> None:
+        u = layer.alpha * x.float()
+        if layer.shift is not None:
+            u = u + layer.shift
+        counts[site][0] += float((u.abs() > threshold).sum())
+        counts[site][1] += u.numel()
+        last_call[site] = next(tick)
+
+    hooks = [layer.register_forward_pre_hook(lambda mod, args, s=site: record(s, mod, args[0]))
+             for site, layers in pointwise_sites(model).items() for layer in layers]  # fmt: skip
+    try:
+        forward(model)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {site: counts[site][0] / max(counts[site][1], 1.0) for site in sorted(last_call, key=last_call.get)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["list_recipes", "recipe_path"]
+__all__ = ["conversions", "list_recipes", "recipe_path", "trained_from_scratch"]
 
 RECIPES_DIR = Path(__file__).resolve().parent
 
@@ -12,6 +12,16 @@ RECIPES_DIR = Path(__file__).resolve().parent
 def list_recipes(pattern: str = "**/*.yaml") -> list[Path]:
     """Every recipe file, sorted (``list_recipes("vit/*_digits.yaml")``)."""
     return sorted(RECIPES_DIR.glob(pattern))
+
+
+def conversions(recipes: list[Path] | None = None) -> list[Path]:
+    """The recipes that start from another model's weights (``*_from_*``: a teacher, a fitted conversion)."""
+    return [p for p in (list_recipes() if recipes is None else recipes) if "_from_" in p.stem]
+
+
+def trained_from_scratch(recipes: list[Path]) -> list[Path]:
+    """``recipes`` without the conversions: the paper's rows and the demo's, which train from random weights."""
+    return [p for p in recipes if "_from_" not in p.stem]
 
 
 def recipe_path(name: str) -> Path:

@@ -8,7 +8,12 @@ A task subclass adds only its loss, its metrics and its batch handling. The base
 - ``alpha_init="auto"`` calibration on the first training batch, identical on every DDP rank, through
   :meth:`Task.model_inputs` (how a batch becomes the network's inputs);
 - a non-finite loss or gradient stops the run with an error naming the step and the batch (or, with
-  ``nonfinite="skip"``, skips the batch and counts it), before it can reach a checkpoint;
+  ``nonfinite="skip"``, skips the batch on every rank and counts it, up to a bound), before it can reach a
+  checkpoint;
+- a teacher (``teacher:``): frozen, outside the module tree (never saved with the student); with
+  ``fit_norms: N`` the student starts from the teacher's weights and its point-wise norms are fitted to the
+  teacher's norms on N training batches before the first step; subclasses add ``distill_weight`` times their
+  distillation loss (:mod:`derf_zoo.tasks.distill`);
 - the checkpoint keys it records: whether calibration ran, the validation metrics of the saved weights
   and the task's declaration (:data:`TASK_KEY`), which ``derf-zoo export`` and the model card read; and a
   checksum of the saved weights and optimizer state, verified on load (:mod:`derf_zoo.tasks.checksum`);
@@ -30,12 +35,15 @@ from torch import Tensor, nn
 
 from derf_zoo.hub.lightning_checkpoint import optimizer_classes
 from derf_zoo.norms.calibrate import calibrate_alpha
+from derf_zoo.norms.fit import fit_pointwise_norms, merge_calls
 from derf_zoo.norms.layers import PointwiseNorm
 from derf_zoo.tasks.checksum import record_checksum, verify_checksum
+from derf_zoo.tasks.distill import check_distill_args, describe_teacher, init_student, load_teacher, teacher_references
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
-__all__ = ["CALIBRATED_KEY", "METRICS_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network"]
+__all__ = ["CALIBRATED_KEY", "METRICS_KEY", "NORMS_FITTED_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network",
+           "module_args"]
 
 # A task built in Python records its optimizer argument (by default the torch.optim.AdamW class) and its schedule in
 # its hyperparameters; Lightning resumes with weights_only=True, which must be allowed to name these classes.
@@ -44,6 +52,7 @@ torch.serialization.add_safe_globals([*optimizer_classes(), Schedule])
 CALIBRATED_KEY = "derf_zoo_alpha_calibrated"
 METRICS_KEY = "derf_zoo_val_metrics"
 TASK_KEY = "derf_zoo_task"
+NORMS_FITTED_KEY = "derf_zoo_norms_fitted"
 NonFinite = Literal["error", "skip"]
 
 
@@ -66,6 +75,11 @@ class MetricSpec:
     def report(self, value: float) -> float:
         """The logged value as a card shows it (x100 for a percentage)."""
         return 100.0 * value if self.percent else value
+
+
+def module_args(**values: Any) -> list[str]:
+    """The names of the arguments given as built modules: not hyperparameters (a checkpoint records plain data)."""
+    return [name for name, value in values.items() if isinstance(value, nn.Module)]
 
 
 def build_network(model: str | nn.Module, model_args: dict[str, Any] | None) -> nn.Module:
@@ -97,6 +111,20 @@ class Task(L.LightningModule):
             names the step and the batch, so no checkpoint ever holds the damage; ``"skip"`` skips the batch
             (no optimizer step) and counts it in ``train/nonfinite_skipped``. A non-finite gradient is always
             an error (outside fp16 mixed precision, whose loss scaler skips such steps itself).
+        nonfinite_max_fraction: with ``nonfinite="skip"``, the run stops with an error once more than this
+            fraction of the training batches seen so far were skipped (and more than
+            ``nonfinite_max_consecutive`` in all: a few early skips are not yet a fraction).
+        nonfinite_max_consecutive: with ``nonfinite="skip"``, the run stops with an error once more than this many
+            batches in a row were skipped (a diverged run skips every batch).
+        teacher: a network to distil from (see :func:`derf_zoo.tasks.distill.load_teacher`: a released name such
+            as ``"vit_mini_ln.fmnist"``, ``"timm:<name>"``, a Hub folder or id, a ``.ckpt``); frozen, in eval mode,
+            never saved into this task's checkpoint. None (default): no distillation, the task as without it.
+        fit_norms: with a teacher, the number of training batches on which the student (same architecture as the
+            teacher up to the norm) is started from the teacher's weights and its point-wise norms are fitted to
+            the teacher's, before the first step (:func:`derf_zoo.norms.fit_pointwise_norms`); 0: no fit.
+        distill_weight: weight of the distillation loss added to the task's loss (0: the teacher only starts the
+            student, with ``fit_norms``).
+        distill_temperature: softmax temperature of a KL distillation loss (logits); MSE losses ignore it.
     """
 
     #: Hugging Face pipeline tag of what the task trains (the model card's ``pipeline_tag``).
@@ -112,10 +140,23 @@ class Task(L.LightningModule):
         schedule: Schedule | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
+        *,
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
         super().__init__()
+        check_distill_args(teacher, fit_norms, distill_weight, distill_temperature)
         if nonfinite not in ("error", "skip"):
             raise ValueError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}.")
+        if not (isinstance(nonfinite_max_fraction, (int, float)) and 0 <= nonfinite_max_fraction < 1):
+            raise ValueError(f"nonfinite_max_fraction must be a number in [0, 1), got {nonfinite_max_fraction!r}.")
+        if isinstance(nonfinite_max_consecutive, bool) or not isinstance(nonfinite_max_consecutive, int) \
+                or nonfinite_max_consecutive < 0:  # fmt: skip
+            raise ValueError(f"nonfinite_max_consecutive must be an int >= 0, got {nonfinite_max_consecutive!r}.")
         if not (isinstance(calibration_target, (int, float)) and math.isfinite(calibration_target)
                 and calibration_target > 0):  # fmt: skip
             raise ValueError(f"calibration_target must be a finite number > 0, got {calibration_target!r}.")
@@ -125,8 +166,20 @@ class Task(L.LightningModule):
         self.calibration_target = float(calibration_target)
         self.nonfinite = nonfinite
         self.nonfinite_skipped = 0
+        self.nonfinite_max_fraction = float(nonfinite_max_fraction)
+        self.nonfinite_max_consecutive = nonfinite_max_consecutive
+        self._nonfinite_run = 0  # batches skipped in a row
+        self._batches_seen = 0  # training batches of this process (the fraction's denominator)
         self._pending_losses: list[tuple[Tensor, int]] = []  # this optimizer step's losses, checked before it
         self.alpha_calibrated = False
+        self.teacher_spec = teacher
+        self.fit_norms = fit_norms
+        self.distill_weight = float(distill_weight)
+        self.distill_temperature = float(distill_temperature)
+        self.norms_fitted = False
+        # Loaded at fit start, and kept out of the module tree: never in the student's state dict, checkpoint
+        # or export, never moved or put in train mode by Lightning.
+        object.__setattr__(self, "_teacher", None)
 
     # ---- what a subclass provides ----------------------------------------------------------------------
 
@@ -182,11 +235,31 @@ class Task(L.LightningModule):
             # step still never happens (a non-finite loss gives non-finite gradients, caught there first).
             self._pending_losses.append((loss.detach(), batch_idx))
             return loss
-        if torch.isfinite(loss.detach()).all():  # skip mode must know before the backward: a sync of its own
+        self._batches_seen += 1
+        finite = bool(torch.isfinite(loss.detach()).all())  # skip mode must know before the backward: a sync
+        if self.trainer.world_size > 1:  # one rank skipping alone would leave the others waiting in DDP's all-reduce
+            finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
+        if finite:
+            self._nonfinite_run = 0
             return loss
         self.nonfinite_skipped += 1
+        self._nonfinite_run += 1
+        where = self._where(batch_idx)
+        if self._nonfinite_run > self.nonfinite_max_consecutive:
+            raise FloatingPointError(
+                f"{self._nonfinite_run} batches in a row had a non-finite training loss (the last {where}): more "
+                f"than nonfinite_max_consecutive={self.nonfinite_max_consecutive}. The run has diverged; lower the "
+                "learning rate or look for NaN/inf in the data. The last checkpoint keeps the last good weights."
+            )
+        if self.nonfinite_skipped > max(self.nonfinite_max_consecutive,
+                                        self.nonfinite_max_fraction * self._batches_seen):  # fmt: skip
+            raise FloatingPointError(
+                f"{self.nonfinite_skipped} of {self._batches_seen} training batches had a non-finite loss (the last "
+                f"{where}): more than nonfinite_max_fraction={self.nonfinite_max_fraction:g} of them. Lower the "
+                "learning rate or look for NaN/inf in the data. The last checkpoint keeps the last good weights."
+            )
         rank_zero_warn(f"Skipping a batch with a non-finite training loss ({float(loss.detach())}) "
-                       f"{self._where(batch_idx)}; {self.nonfinite_skipped} skipped so far.")  # fmt: skip
+                       f"{where}; {self.nonfinite_skipped} skipped so far.")  # fmt: skip
         self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
         return None  # Lightning skips the backward and the optimizer step
 
@@ -220,6 +293,67 @@ class Task(L.LightningModule):
             "the optimizer step, so the last checkpoint keeps the last good weights."
         )
 
+    # ---- the teacher ----------------------------------------------------------------------------------
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        """The frozen teacher network (None without ``teacher:`` or before fit start)."""
+        return self._teacher
+
+    def teacher_forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The teacher's output for the student's inputs: no gradients, eval mode, on the student's device."""
+        teacher = self._teacher
+        if teacher is None:
+            raise RuntimeError("teacher_forward: this task has no teacher (set teacher: in the recipe).")
+        param = next(teacher.parameters(), None)
+        if param is not None and param.device != self.device:
+            teacher.to(self.device)
+        with torch.no_grad():
+            return teacher(*args, **kwargs)
+
+    def distilling(self) -> bool:
+        """Whether a distillation term is added to the training loss."""
+        return self._teacher is not None and self.distill_weight > 0
+
+    def on_fit_start(self) -> None:
+        if self.teacher_spec is None:
+            return
+        if self._teacher is None:
+            object.__setattr__(self, "_teacher", load_teacher(self.teacher_spec).to(self.device))
+            rank_zero_info(f"Distilling from {describe_teacher(self.teacher_spec)} (weight {self.distill_weight}, "
+                           f"temperature {self.distill_temperature}).")  # fmt: skip
+        if self.fit_norms and not self.norms_fitted:
+            self._fit_student_norms()
+
+    def _calibration_batches(self) -> list[Any]:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if data is None:
+            raise ValueError("fit_norms needs the training data: run the task with a DataModule.")
+        batches = []
+        for batch in data.train_dataloader():
+            batches.append(self.trainer.strategy.batch_to_device(batch, self.device))
+            if len(batches) == self.fit_norms:
+                break
+        if not batches:
+            raise ValueError("fit_norms: the training dataloader yielded no batch.")
+        return batches
+
+    def _fit_student_norms(self) -> None:
+        """Start the student from the teacher's weights and fit its point-wise norms (all ranks identical)."""
+        references = teacher_references(self.model, self._teacher)
+        args, kwargs = merge_calls([self.model_inputs(b) for b in self._calibration_batches()])
+        init_student(self.model, self._teacher)
+        report = fit_pointwise_norms(self.model, references, forward=lambda net: net(*args, **kwargs))
+        # Each rank fitted on its own batches: take rank 0's parameters so every replica starts identical.
+        params = [p.detach() for p in self.model.parameters()]
+        synced = self.trainer.strategy.broadcast([p.clone() for p in params], src=0)
+        with torch.no_grad():
+            for p, q in zip(params, synced):
+                p.copy_(q.to(p.device))
+        rank_zero_info(str(report))
+        self.norms_fitted = True
+        self.alpha_calibrated = True  # the fit set every alpha: an alpha_init="auto" calibration must not undo it
+
     # ---- alpha calibration ----------------------------------------------------------------------------
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -242,6 +376,7 @@ class Task(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CALIBRATED_KEY] = self.alpha_calibrated
+        checkpoint[NORMS_FITTED_KEY] = self.norms_fitted
         checkpoint[TASK_KEY] = self.declaration()
         # The latest validation metrics, for `derf-zoo export` (they belong to the weights being saved).
         metrics = self.trainer.callback_metrics if self._trainer is not None else {}
@@ -257,4 +392,5 @@ class Task(L.LightningModule):
                            "were recorded): loading it without verifying its bytes.")  # fmt: skip
         # A resumed run keeps its calibrated alphas (they are in the state dict); never recalibrate.
         self.alpha_calibrated = bool(checkpoint.get(CALIBRATED_KEY, True))
+        self.norms_fitted = bool(checkpoint.get(NORMS_FITTED_KEY, True))  # a resumed student is never re-fitted
 

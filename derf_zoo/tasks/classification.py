@@ -11,7 +11,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.distill import kl_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["ImageClassification", "top1_and_loss"]
@@ -37,7 +38,8 @@ class ImageClassification(Task):
     """Train and evaluate an image classifier (ViT by default) the way the paper's ImageNet recipe does.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
+            distill_weight / distill_temperature: see :class:`Task`.
         label_smoothing: label smoothing of the cross entropy (folded into the soft targets under mixup).
         mixup: mixup alpha (0: off).
         cutmix: cutmix alpha (0: off).
@@ -64,9 +66,17 @@ class ImageClassification(Task):
         switch_prob: float = 0.5,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:
             raise ValueError("ImageClassification needs a model with num_classes > 0 (a classification head).")
@@ -106,13 +116,18 @@ class ImageClassification(Task):
         x, y = batch
         if self.mixup_fn is not None:
             x, soft = self.mixup_fn(x, y)
-            loss = torch.sum(-soft * F.log_softmax(self(x), dim=-1), dim=-1).mean()
+            logits = self(x)
+            loss = torch.sum(-soft * F.log_softmax(logits, dim=-1), dim=-1).mean()
         else:
             logits = self(x)
             loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
             self.train_acc(logits, y)
             self.log("train/acc1", self.train_acc, on_step=False, on_epoch=True)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        if self.distilling():  # the teacher sees the same (mixed) images
+            distill = kl_to_teacher(logits, self.teacher_forward(x), self.distill_temperature)
+            self.log("train/distill", distill, on_step=True, on_epoch=True)
+            loss = loss + self.distill_weight * distill
         return loss
 
     def evaluation_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:

@@ -2,9 +2,11 @@
 
 The network is called as ``model(x_t, t, y)``; the process is :func:`derf_zoo.diffusion.create_diffusion`'s
 (1000-step linear schedule, epsilon prediction, learned-range variance when the model has ``learn_sigma``).
-Validation reports the same loss over the held-out images with noise and timesteps drawn from a fixed seed per
-batch, so every epoch (and every norm) is scored on identical draws: an estimate of the expected diffusion loss,
-not a sample-quality metric such as FID.
+Validation reports the same loss over the held-out images with the noise and timestep of each image drawn from a
+seed of its own, ``(eval_seed << 32) + its index in the dataset``, so every epoch (and every norm, batch size and
+number of processes) is scored on identical draws; under DDP the ranks' per-image losses are gathered and each
+image counted once (the distributed sampler pads with repeats). An estimate of the expected diffusion loss, not a
+sample-quality metric such as FID.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from derf_zoo.diffusion import GaussianDiffusion, create_diffusion
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.distill import mse_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["Diffusion"]
@@ -33,14 +36,60 @@ def _draws(diffusion: GaussianDiffusion, x: Tensor, generator: torch.Generator |
     return t.to(x.device), noise.to(x.device)
 
 
+class _WithTeacher(nn.Module):
+    """The student as the diffusion loss calls it, also recording the MSE to the teacher at the same inputs."""
+
+    def __init__(self, student: nn.Module, teacher_forward: Any) -> None:
+        super().__init__()
+        self.student = student
+        object.__setattr__(self, "teacher_forward", teacher_forward)
+        self.distill: Tensor | None = None
+
+    def __getattr__(self, name: str) -> Any:  # learn_sigma, num_classes, ...: the student's
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.student, name)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        out = self.student(*args, **kwargs)
+        self.distill = mse_to_teacher(out, self.teacher_forward(*args, **kwargs), "denoiser outputs")
+        return out
+
+
+def _indexed_draws(diffusion: GaussianDiffusion, x: Tensor, indices: list[int], seed: int) -> tuple[Tensor, Tensor]:
+    """Timestep and noise of each image from its own generator, ``(seed << 32) + index``: the draws of an image do
+    not depend on the batch it is in, nor on how the dataset is split over processes."""
+    ts, noises = [], []
+    for index in indices:
+        g = torch.Generator().manual_seed((seed << 32) + index)
+        ts.append(torch.randint(0, diffusion.num_timesteps, (1,), generator=g))
+        noises.append(torch.randn(x.shape[1:], generator=g, dtype=x.dtype))
+    return torch.cat(ts).to(x.device), torch.stack(noises).to(x.device)
+
+
+def _loader_indices(loader: Any) -> list[int] | None:
+    """The dataset indices ``loader`` yields, in order (its sampler's; Lightning's DistributedSampler under DDP)."""
+    if isinstance(loader, (list, tuple)):
+        loader = loader[0] if len(loader) == 1 else None
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    sampler = getattr(batch_sampler, "sampler", None) or getattr(loader, "sampler", None)
+    try:
+        return [int(i) for i in sampler]
+    except (TypeError, ValueError):
+        return None
+
+
 class Diffusion(Task):
     """Train and evaluate a class-conditional denoiser (DiT) with the Gaussian diffusion loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
+            distill_weight / distill_temperature: see :class:`Task`.
         diffusion_steps: steps of the training process (DiT: 1000).
         noise_schedule: ``"linear"`` (DiT) or ``"squaredcos_cap_v2"``.
-        eval_seed: seed of the validation draws (timesteps and noise; batch ``i`` uses ``eval_seed + i``).
+        eval_seed: seed of the validation draws (timesteps and noise; the image at index ``k`` of the dataset uses
+            ``(eval_seed << 32) + k``, so the score does not depend on batch size or number of processes).
     """
 
     task_type = "unconditional-image-generation"
@@ -61,11 +110,21 @@ class Diffusion(Task):
         eval_seed: int = 0,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.diffusion = self.make_diffusion(self.model, diffusion_steps, noise_schedule)
         self.eval_seed = int(eval_seed)
+        self._eval_indices: list[int] | None = None  # this rank's dataset indices, in loader order
+        self._eval_seen: list[tuple[Tensor, Tensor, Tensor]] = []  # (indices, loss, mse) per batch
 
     @staticmethod
     def make_diffusion(model: nn.Module, diffusion_steps: int = 1000,
@@ -92,18 +151,25 @@ class Diffusion(Task):
         t, noise = _draws(self.diffusion, x, torch.Generator().manual_seed(self.eval_seed))
         return (self.diffusion.q_sample(x, t, noise), t, y), {}
 
-    def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None) -> dict[str, Tensor]:
+    def _losses(self, batch: tuple[Tensor, Tensor], generator: torch.Generator | None,
+                model: nn.Module | None = None) -> dict[str, Tensor]:  # fmt: skip
         x, y = batch
         t, noise = _draws(self.diffusion, x, generator)
-        return self.diffusion.training_losses(self.model, x, t, model_kwargs={"y": y}, noise=noise)
+        return self.diffusion.training_losses(model or self.model, x, t, model_kwargs={"y": y}, noise=noise)
 
     def training_loss(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        terms = self._losses(batch, None)
+        student = _WithTeacher(self.model, self.teacher_forward) if self.distilling() else None
+        terms = self._losses(batch, None, student)
         loss = terms["loss"].mean()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train/mse", terms["mse"].mean(), on_step=False, on_epoch=True)
         if "vb" in terms:
             self.log("train/vb", terms["vb"].mean(), on_step=False, on_epoch=True)
+        if student is not None:
+            # MSE to the teacher's whole output at the same noised inputs: epsilon and, with learn_sigma, the
+            # variance interpolation channels.
+            self.log("train/distill", student.distill, on_step=True, on_epoch=True)
+            loss = loss + self.distill_weight * student.distill
         return loss
 
     def evaluation_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
@@ -114,15 +180,15 @@ class Diffusion(Task):
 
     @classmethod
     def evaluate(cls, model: nn.Module, loader: Iterable, seed: int = 0) -> dict[str, float]:
-        """Mean diffusion loss and epsilon MSE of ``model`` over ``loader`` in eval mode, draws seeded by ``seed``."""
+        """Mean diffusion loss and epsilon MSE of ``model`` over ``loader`` in eval mode: the ``k``-th image of the
+        loader draws from ``(seed << 32) + k``, as validation does for the ``k``-th image of an unshuffled set."""
         model.eval()
         diffusion = cls.make_diffusion(model)
-        generator = torch.Generator().manual_seed(seed)
         loss = mse = 0.0
         count = 0
         with torch.no_grad():
             for x, y in loader:
-                t, noise = _draws(diffusion, x, generator)
+                t, noise = _indexed_draws(diffusion, x, list(range(count, count + len(y))), seed)
                 terms = diffusion.training_losses(model, x, t, model_kwargs={"y": y}, noise=noise)
                 loss += float(terms["loss"].sum())
                 mse += float(terms["mse"].sum())
@@ -133,14 +199,55 @@ class Diffusion(Task):
 
     # ---- evaluation steps ------------------------------------------------------------------------------
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, split: str) -> None:
-        terms = self._losses(batch, torch.Generator().manual_seed(self.eval_seed + batch_idx))
-        n = len(batch[1])
-        self.log(f"{split}/loss", terms["loss"].mean(), prog_bar=True, sync_dist=True, batch_size=n)
-        self.log(f"{split}/mse", terms["mse"].mean(), sync_dist=True, batch_size=n)
+    def _start(self, loaders: Any) -> None:
+        self._eval_indices = _loader_indices(loaders)
+        self._eval_seen = []
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        done = sum(len(i) for i, _, _ in self._eval_seen)
+        if self._eval_indices is not None and done + len(y) <= len(self._eval_indices):
+            indices = self._eval_indices[done:done + len(y)]
+        else:  # a loader without a sampler (an iterable dataset): its order is the index
+            indices = list(range(done, done + len(y)))
+        t, noise = _indexed_draws(self.diffusion, x, indices, self.eval_seed)
+        terms = self.diffusion.training_losses(self.model, x, t, model_kwargs={"y": y}, noise=noise)
+        self._eval_seen.append((torch.tensor(indices), terms["loss"].detach().float(), terms["mse"].detach().float()))
+
+    def _end(self, split: str) -> None:
+        if not self._eval_seen:
+            return
+        indices, loss, mse = (torch.cat(parts).to(self.device) for parts in zip(*self._eval_seen))
+        self._eval_seen = []
+        if self.trainer.world_size > 1:  # each image once: DistributedSampler pads the last ranks with repeats
+            sizes = self.all_gather(torch.tensor(len(indices), device=self.device)).reshape(-1)
+            pad = int(sizes.max()) - len(indices)
+            padded = [torch.cat([v, v.new_full((pad,), -1)]) for v in (indices, loss, mse)]
+            indices, loss, mse = (self.all_gather(v).reshape(-1) for v in padded)
+            keep = indices >= 0
+            indices, loss, mse = indices[keep], loss[keep], mse[keep]
+        order = torch.argsort(indices, stable=True)
+        indices, loss, mse = indices[order], loss[order], mse[order]
+        first = torch.ones_like(indices, dtype=torch.bool)
+        first[1:] = indices[1:] != indices[:-1]
+        # identical on every rank already: sync_dist only keeps Lightning's distributed logging contract
+        self.log(f"{split}/loss", loss[first].mean(), prog_bar=True, sync_dist=True)
+        self.log(f"{split}/mse", mse[first].mean(), sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start(self.trainer.val_dataloaders)
+
+    def on_test_epoch_start(self) -> None:
+        self._start(self.trainer.test_dataloaders)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
+        self._evaluate(batch, batch_idx)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+        self._evaluate(batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._end("test")

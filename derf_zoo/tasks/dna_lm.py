@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from derf_zoo.data.dna import PAD_ID, mask_tokens
 from derf_zoo.models._context import check_context  # re-exported: the tasks' name for the models' check
-from derf_zoo.tasks.base import TASK_KEY, NonFinite
+from derf_zoo.tasks.base import TASK_KEY, NonFinite, module_args
 from derf_zoo.tasks.language_modeling import LanguageModeling, causal_pair, lm_token_stats, token_batch
 from derf_zoo.tasks.schedules import Schedule
 
@@ -69,7 +69,8 @@ class DNALanguageModeling(LanguageModeling):
     """Pretrain a DNA language model (HyenaDNA causal, Caduceus masked) on genome windows.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
+            distill_weight / distill_temperature: see :class:`Task`.
         mode: ``"causal"`` (next token; :class:`LanguageModeling` with ``[PAD]`` unscored) or ``"masked"``
             (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
@@ -93,13 +94,21 @@ class DNALanguageModeling(LanguageModeling):
         max_len: int | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
         if mode not in TASK_TYPES:
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
-        super().__init__(model, model_args, optimizer, schedule, PAD_ID, max_len, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, PAD_ID, max_len, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+                         distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.mode, self.mlm_probability, self.eval_seed = mode, mlm_probability, int(eval_seed)
         self.task_type = TASK_TYPES[mode]
 

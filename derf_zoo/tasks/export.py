@@ -8,6 +8,7 @@ type and metrics the model card shows. Nothing here knows a family.
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,9 @@ def export_checkpoint(
 
     Returns:
         (folder, metrics as the card reports them).
+
+    Raises:
+        ValueError: a metric (recorded or re-measured) is not finite: such weights are never exported.
     """
     if weights not in (None, "ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}.")
@@ -96,6 +100,12 @@ def export_checkpoint(
     else:
         metrics = recorded_metrics(ckpt)
         protocol = f"Metrics recorded by the run at step {ckpt.get('global_step')} (validation split)."
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:  # a diverged run's weights would be published with "loss: nan" on their card
+        shown = ", ".join(f"{k} = {v}" for k, v in bad.items())
+        raise ValueError(f"Refusing to export {ckpt_path}: its {'re-measured' if evaluate else 'recorded'} metrics are "
+                         f"not finite ({shown}); the weights are damaged or the run diverged. Export a checkpoint "
+                         "from before the divergence, or retrain with a lower learning rate.")  # fmt: skip
     meaning = {m.name: m.description for m in task.metrics if m.description and m.name in metrics}
     if meaning:  # what each number is (units, conditions): "loss" alone says nothing on the card
         protocol += " Metrics: " + "; ".join(f"{k}: {v}" for k, v in meaning.items()) + "."

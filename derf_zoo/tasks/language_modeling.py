@@ -26,7 +26,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from derf_zoo.models._context import check_context
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.distill import kl_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["LanguageModeling", "causal_pair", "lm_token_stats", "token_batch"]
@@ -68,7 +69,9 @@ class LanguageModeling(Task):
     """Train a causal language model (GPT-2 on text; HyenaDNA through :class:`DNALanguageModeling`).
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`.
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
+            distill_weight / distill_temperature: see :class:`Task` (a teacher adds the KL of every position's
+            next-token distribution).
         pad_token_id: targets with this id are not scored (None: every target is).
         max_len: the context limit inputs are checked against (default: the model's ``max_seq_len``); a longer
             window is an error naming both lengths.
@@ -91,9 +94,17 @@ class LanguageModeling(Task):
         max_len: int | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.pad_token_id, self.max_len = pad_token_id, max_len
         # Per split: summed loss, correct predictions and scored tokens of the epoch (reduced over ranks at its end).
         self._sums: dict[str, list[float]] = {"val": [0.0, 0.0, 0.0], "test": [0.0, 0.0, 0.0]}
@@ -122,10 +133,16 @@ class LanguageModeling(Task):
         return (self._pair(batch, self._eval_generator())[0],), {}
 
     def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
-        loss_sum, correct, n = self._stats(batch, None)
+        inputs, targets = self._pair(batch, None)
+        logits = self(inputs)
+        loss_sum, correct, n = lm_token_stats(logits, targets)
         loss = loss_sum / max(n, 1)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=max(n, 1))
         self.log("train/acc", correct.float() / max(n, 1), on_step=False, on_epoch=True, batch_size=max(n, 1))
+        if self.distilling():  # KL on every position's token distribution (the teacher sees the same input)
+            distill = kl_to_teacher(logits, self.teacher_forward(inputs), self.distill_temperature)
+            self.log("train/distill", distill, on_step=True, on_epoch=True)
+            loss = loss + self.distill_weight * distill
         return loss
 
     def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:

@@ -1,9 +1,17 @@
-"""Parameter groups shared by every task: no weight decay on 1-D parameters.
+"""Parameter groups shared by every task: no weight decay on 1-D parameters and on parameters a model marks.
 
 alpha, shift, norm weights/biases and every bias are 1-D (ndim < 2); decaying them pulls alpha
 towards 0 (flattening the point-wise function) and is not what the paper's optimizers do
-(official ViT code: ``len(shape) == 1`` -> no decay). Names a model lists in ``no_weight_decay()``
-(timm convention: ``pos_embed``, ``cls_token``) join the no-decay group too.
+(official ViT code: ``len(shape) == 1`` -> no decay). The official DNA code (HyenaDNA/Caduceus training with
+the Derf patch) does decay Derf's alpha, shift and weight; we keep them undecayed in every family, DNA included,
+because decaying them measured worse on the nano DNA models (the probe behind issue 18).
+
+A model marks more parameters two ways, both honoured here:
+
+- ``no_weight_decay()`` returning parameter names (timm convention: ``pos_embed``, ``cls_token``), on the model
+  or on any submodule (names relative to it);
+- a ``_no_weight_decay = True`` attribute on the parameter itself (mamba_ssm convention: Mamba's ``A_log``,
+  which is 2-D, and ``D``), so a layer can mark its own parameters wherever it sits in a model.
 """
 
 from __future__ import annotations
@@ -12,16 +20,33 @@ from collections.abc import Iterable
 
 from torch import nn
 
-__all__ = ["param_groups"]
+__all__ = ["no_decay_names", "param_groups"]
 
 
-def _no_decay_names(model: nn.Module) -> set[str]:
-    fn = getattr(model, "no_weight_decay", None)
-    return set(fn()) if callable(fn) else set()
+def _named_no_decay(model: nn.Module) -> set[str]:
+    """Every ``no_weight_decay()`` name of ``model`` and of its submodules, prefixed with the submodule's path, so a
+    backbone a task wraps (a classifier around HyenaDNA, a teacher beside a student) keeps its own list."""
+    names: set[str] = set()
+    for path, module in model.named_modules():
+        fn = getattr(module, "no_weight_decay", None)
+        if callable(fn):
+            names |= {f"{path}.{n}" if path else n for n in fn()}
+    return names
+
+
+def no_decay_names(model: nn.Module, extra_no_decay: Iterable[str] = ()) -> list[str]:
+    """Names of the trainable parameters of ``model`` that :func:`param_groups` keeps out of weight decay."""
+    skip = _named_no_decay(model) | set(extra_no_decay)
+    return [name for name, p in model.named_parameters()
+            if p.requires_grad and (p.ndim < 2 or name in skip or getattr(p, "_no_weight_decay", False))]  # fmt: skip
 
 
 def param_groups(model: nn.Module, weight_decay: float | None, extra_no_decay: Iterable[str] = ()) -> list[dict]:
     """Split the trainable parameters of ``model`` into a decay and a no-decay group.
+
+    No decay: every parameter with ``ndim < 2``, every name a ``no_weight_decay()`` of the model or of a submodule
+    lists (relative to that submodule), every parameter
+    tagged ``_no_weight_decay = True``, and ``extra_no_decay``.
 
     Args:
         model: the network.
@@ -33,12 +58,11 @@ def param_groups(model: nn.Module, weight_decay: float | None, extra_no_decay: I
         ``[{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]``,
         ready for any torch optimizer (the first group has no ``weight_decay`` key when it is None).
     """
-    skip = _no_decay_names(model) | set(extra_no_decay)
+    skip = set(no_decay_names(model, extra_no_decay))
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or name in skip else decay).append(p)
+        if p.requires_grad:
+            (no_decay if name in skip else decay).append(p)
     decay_group: dict = {"params": decay}
     if weight_decay is not None:
         decay_group["weight_decay"] = weight_decay

@@ -28,8 +28,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from derf_zoo.data.dna import A_ID, PAD_ID, reverse_complement_ids
 from derf_zoo.models._context import check_context
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
 from derf_zoo.tasks.classification import top1_and_loss
+from derf_zoo.tasks.distill import kl_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["DNASequenceClassifier", "SequenceClassification", "backbone_state_dict", "feature_dim"]
@@ -161,8 +162,8 @@ class SequenceClassification(Task):
     """Fine-tune a DNA backbone to classify sequences (GenomicBenchmarks, E. coli vs lambda).
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`; ``model`` is
-            the backbone (a name or a module with ``forward_features``).
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`;
+            ``model`` is the backbone (a name or a module with ``forward_features``).
         num_classes: classes of the new head.
         init_from: backbone weights to start from (module doc); None keeps the built weights.
         head_dropout: dropout before the head.
@@ -189,9 +190,17 @@ class SequenceClassification(Task):
         max_len: int | None = None,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         if init_from is not None:
             from derf_zoo.hub import load_into
 
@@ -221,6 +230,10 @@ class SequenceClassification(Task):
         self.train_acc(logits, y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train/acc1", self.train_acc, on_step=False, on_epoch=True)
+        if self.distilling():
+            distill = kl_to_teacher(logits, self.teacher_forward(x), self.distill_temperature)
+            self.log("train/distill", distill, on_step=True, on_epoch=True)
+            loss = loss + self.distill_weight * distill
         return loss
 
     def evaluation_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:

@@ -25,7 +25,8 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task
+from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.distill import mse_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["SpeechPretraining", "fairseq_adam"]
@@ -70,7 +71,7 @@ class SpeechPretraining(Task):
     """Pretrain a wav2vec 2.0 model (contrastive + diversity + feature penalty) and report its validation loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite: see :class:`Task`
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`
             (default optimizer: :func:`fairseq_adam`; the recipe's polynomial schedule is
             ``Schedule("polynomial", warmup_steps=32000)``).
         eval_seed: seed of the validation masks and negatives (batch ``i`` uses ``eval_seed + i``).
@@ -94,9 +95,17 @@ class SpeechPretraining(Task):
         eval_seed: int = 0,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
+        nonfinite_max_fraction: float = 0.01,
+        nonfinite_max_consecutive: int = 10,
+        teacher: str | nn.Module | None = None,
+        fit_norms: int = 0,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite)
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         if not getattr(self.model, "pretraining", False):
             raise ValueError("SpeechPretraining needs a wav2vec 2.0 model with its pretraining head "
                              "(pretraining=True).")  # fmt: skip
@@ -146,13 +155,21 @@ class SpeechPretraining(Task):
         out = _with_loss(self.model(x, attention_mask=attention_mask))
         parts = self.parts(out)
         n = int(out.sample_size)
+        distill = None
+        if self.distilling():  # MSE to the teacher's last hidden states under the same masks and negatives
+            target = self.teacher_forward(x, attention_mask=attention_mask, mask_time_indices=out.mask_time_indices,
+                                          sampled_negative_indices=out.sampled_negative_indices)  # fmt: skip
+            frames = None if out.padding_mask is None else ~out.padding_mask
+            distill = mse_to_teacher(out.last_hidden_state, target.last_hidden_state, "hidden states", frames)
+            self.log("train/distill", distill, on_step=True, on_epoch=True, batch_size=n)
         self.log("train/loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         for name in ("contrastive", "diversity", "feature_penalty", "perplexity", "code_perplexity",
                      "masked_fraction"):  # fmt: skip
             self.log(f"train/{name}", parts[name], on_step=True, on_epoch=True, batch_size=n)
         self.log("train/temperature", self.model.quantizer.temperature, on_step=True, on_epoch=False)
         # fairseq divides the summed loss by sample_size for the gradient; in nats, as fairseq optimises it.
-        return out.loss / out.sample_size.clamp_min(1)
+        loss = out.loss / out.sample_size.clamp_min(1)
+        return loss if distill is None else loss + self.distill_weight * distill
 
     def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
         """Summed loss in bits over the masked frames and their number, with the masks and negatives of

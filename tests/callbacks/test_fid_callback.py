@@ -67,7 +67,8 @@ def test_offline_inception_says_what_to_do(fit_dit, monkeypatch):
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"num_samples": 1}, r"num_samples must be an integer >= 2.*got 1"),
     ({"sampler": "euler"}, r"'euler'.*ddim, ddpm"),
-    ({"cfg_scale": 0.9}, r"cfg_scale must be >= 1.*0\.9"),
+    ({"cfg_scale": 0.9}, r"cfg_scale must be a finite number >= 1.*0\.9"),
+    ({"cfg_scale": float("inf")}, r"cfg_scale must be a finite number >= 1.*inf"),
     ({"feature": "resnet50"}, r"'resnet50'.*'inception'.*vit_nano_ln\.digits.*import path"),
     ({"feature": "no.such.module:factory"}, r"'no\.such\.module:factory'.*'inception'"),
     ({"reference_stats": "stats.pt"}, r"\.npz.*stats\.pt"),

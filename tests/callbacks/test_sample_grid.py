@@ -69,7 +69,8 @@ def test_ema_grid_is_drawn_from_the_average(fit_dit):
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"sampler": "euler"}, r"euler.*ddim, ddpm"),
-    ({"cfg_scale": 0.5}, r"cfg_scale must be >= 1.*0\.5"),
+    ({"cfg_scale": 0.5}, r"cfg_scale must be a finite number >= 1.*0\.5"),
+    ({"cfg_scale": float("inf")}, r"cfg_scale must be a finite number >= 1.*inf"),
     ({"every_n_epochs": 0}, r"every_n_epochs.*0"),
     ({"per_class": 0}, r"per_class.*0"),
     ({"steps": 0}, r"steps.*1\.\.1000.*0"),

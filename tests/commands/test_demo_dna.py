@@ -57,5 +57,7 @@ def test_demo_dna_runs_end_to_end_and_prints_the_table_and_verdict(tmp_path, mon
         assert f"{family}: " in out and any(v in out for v in ("does not separate them", "exceeds twice", "tie",
                                                                "cannot compare the norms"))
     assert "pretrain val loss" in out and "test top-1" in out and "(LayerNorm)" in out
+    assert "3-mer logistic regression" in out and "final site saturated" in out and "HyenaDNA pretraining: Derf" in out
+    assert "% (final)" in out  # the Derf rows report their final site's saturated fraction
     assert (tmp_path / "dna" / "hyenadna_nano_derf_ecoli" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "dna" / "hyenadna_nano_ln_ecoli_vs_lambda" / "checkpoints" / "last.ckpt").is_file()

@@ -76,7 +76,7 @@ def test_shards_load_through_the_datamodule_with_the_vae_values(vae_folder, imag
     out = tmp_path / "latents"
     done = xl.extract_latents(images, out, vae=str(vae_folder), image_size=SIZE, shard_size=4, batch_size=3,
                               mode=mode, seed=5, progress=False)  # fmt: skip
-    assert done == {"shards": 3, "written": 3, "skipped": 0, "images": 9}
+    assert done == {"shards": 3, "written": 3, "skipped": 0, "images": 9, "invalid": []}
     assert sorted(p.name for p in out.glob("*.safetensors")) == [f"shard_0000{i}.safetensors" for i in range(3)]
     record = json.loads((out / xl.RECORD_NAME).read_text())
     assert record["classes"] == ["a_cat", "b_dog", "c_fox"] and record["mode"] == mode
@@ -110,6 +110,12 @@ def test_flip_stores_the_latents_of_flipped_images(vae_folder, images, tmp_path)
     data.setup("fit")
     assert data.train_set.flipped is not None
 
+    unflipped = tmp_path / "unflipped"
+    xl.extract_latents(images, unflipped, vae=str(vae_folder), image_size=SIZE, shard_size=16, mode="mean",
+                       progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"flip=True needs latents_flipped in every shard.*shard_00000.*--flip"):
+        LatentDataModule(str(unflipped), flip=True, num_classes=3).setup("fit")  # it would train without the flip
+
 
 def test_resume_skips_complete_shards_and_redoes_a_broken_one(vae_folder, images, tmp_path, monkeypatch):
     out = tmp_path / "latents"
@@ -117,22 +123,30 @@ def test_resume_skips_complete_shards_and_redoes_a_broken_one(vae_folder, images
     real_write = xl._write_shard
     calls = []
 
-    def interrupted(path, tensors, digest):  # the second shard's write dies after leaving a partial file
+    def interrupted(path, tensors, digest, skipped=None):  # the second shard's write dies after leaving a partial file
         calls.append(path.name)
         if len(calls) == 2:
             partial = path.with_name(f".{path.name}.partial")
             partial.write_bytes(b"half a shard")
             raise KeyboardInterrupt
-        real_write(path, tensors, digest)
+        real_write(path, tensors, digest, skipped)
 
     monkeypatch.setattr(xl, "_write_shard", interrupted)
     with pytest.raises(KeyboardInterrupt):
         xl.extract_latents(images, out, **kwargs)
     assert [p.name for p in out.glob("*.safetensors")] == ["shard_00000.safetensors"]  # no bad shard visible
-    LatentDataModule(str(out), flip=False, num_classes=3).setup("fit")  # the folder still loads
+    # an interrupted extraction is refused by name (its shards are whole classes), unless asked for
+    with pytest.raises(ValueError, match=r"incomplete extraction: extract_latents.json records 9 images in 3 shards, "
+                                         r"but 2 shard\(s\) are missing \(shard_00001.safetensors, shard_00002"):
+        LatentDataModule(str(out), flip=False, num_classes=3).setup("fit")
+    with pytest.warns(UserWarning, match="Training on the 1 shard"):
+        partial = LatentDataModule(str(out), flip=False, num_classes=3, allow_incomplete=True)
+        partial.setup("fit")
+    assert len(partial.train_set) == 4
     first = (out / "shard_00000.safetensors").stat().st_mtime_ns
     monkeypatch.setattr(xl, "_write_shard", real_write)
-    assert xl.extract_latents(images, out, **kwargs) == {"shards": 3, "written": 2, "skipped": 1, "images": 9}
+    resumed = xl.extract_latents(images, out, **kwargs)
+    assert resumed == {"shards": 3, "written": 2, "skipped": 1, "images": 9, "invalid": []}
     assert (out / "shard_00000.safetensors").stat().st_mtime_ns == first  # kept, not rewritten
     assert not list(out.glob(".*.partial"))
     # the resumed folder equals an uninterrupted extraction
@@ -238,3 +252,43 @@ def test_the_reader_refuses_shards_it_cannot_use(tmp_path):
                "latents_flipped": torch.zeros(2, 4, 2, 2)}, tmp_path / "c.safetensors")  # fmt: skip
     with pytest.raises(ValueError, match=r"latents_flipped \(2, 4, 2, 2\) differs"):
         LatentShards(tmp_path)
+
+
+def test_unreadable_images_are_named_or_skipped_and_listed(vae_folder, images, tmp_path, capsys, monkeypatch):
+    whole = (images / "a_cat" / "1.png").read_bytes()
+    (images / "a_cat" / "1.png").write_bytes(whole[: len(whole) // 2])  # truncated: PIL names no file
+    (images / "c_fox" / "0.png").write_text("not an image")
+    out = tmp_path / "latents"
+    kwargs = dict(vae=str(vae_folder), image_size=SIZE, shard_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"image .*a_cat/1\.png cannot be read .*--skip-invalid"):
+        xl.extract_latents(images, out, **kwargs)
+    assert not (out / xl.RECORD_NAME).exists()  # the first shard failed: no record of an extraction that is not there
+    done = xl.extract_latents(images, out, **kwargs, skip_invalid=True)
+    assert done["invalid"] == ["a_cat/1.png", "c_fox/0.png"] and done["written"] == 3
+    data = LatentDataModule(str(out), flip=False, num_classes=3, num_workers=0)
+    data.setup("fit")
+    assert data.train_set.labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
+    assert xl.extract_latents(images, out, **kwargs, skip_invalid=True)["skipped"] == 3  # whole: nothing redone
+    args = ["extract-latents", str(images), "--out", str(tmp_path / "cli"), "--vae", str(vae_folder), "--image-size",
+            str(SIZE), "--no-progress", "--skip-invalid"]  # fmt: skip
+    assert main(args) == 0
+    assert "left out 2 image(s) that cannot be read (--skip-invalid):\n  a_cat/1.png\n  c_fox/0.png" in (
+        capsys.readouterr().out)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match=r"--device cuda: no CUDA GPU"):  # before loading the VAE
+        main([*args[:3], str(tmp_path / "gpu"), *args[4:], "--device", "cuda"])
+
+
+def test_a_folder_that_cannot_be_listed_is_named(images, monkeypatch):
+    from pathlib import Path
+
+    real = Path.iterdir
+
+    def iterdir(self):  # what a folder without read permission does (root, running the tests, can read anything)
+        if self.name == "b_dog":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(FileNotFoundError, match=r"Cannot list the folder .*b_dog \(Permission denied\)"):
+        xl.list_images(images)

@@ -1,5 +1,7 @@
 """``derf-zoo sample`` end to end on a tiny random DiT (a Hub folder and a Diffusion checkpoint), and bad inputs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -72,12 +74,19 @@ def test_sample_from_diffusion_checkpoint(tmp_path):
     out = tmp_path / "s.png"
     assert main(["sample", str(ckpt), "--out", str(out), "--per-class", "1", "--steps", "2"]) == 0
     assert out.is_file()
+    tampered = torch.load(ckpt, weights_only=True)
+    next(iter(tampered["state_dict"].values())).add_(1.0)
+    torch.save(tampered, tmp_path / "tampered.ckpt")
+    with pytest.raises(SystemExit, match=r"tampered\.ckpt is corrupted"):  # one line, not a traceback
+        main(["sample", str(tmp_path / "tampered.ckpt"), "--out", str(tmp_path / "t.png"), "--steps", "2"])
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--cfg-scale", "0.5"], "cfg-scale must be >= 1"),
+        (["--cfg-scale", "0.5"], "cfg-scale must be a finite number >= 1"),
+        (["--cfg-scale", "inf"], r"cfg-scale must be a finite number >= 1 .*got inf"),
+        (["--cfg-scale", "nan"], "cfg-scale must be a finite number >= 1"),
         (["--sampler", "euler"], "Unknown sampler 'euler'.*ddim, ddpm"),
         (["--classes", "0", "3"], r"Class label\(s\) \[3\] out of range.*0..2"),
         (["--classes", "-1"], "out of range"),
@@ -106,3 +115,29 @@ def test_bad_sources(tmp_path):
 def test_released_weight_that_is_not_a_dit(tmp_path):
     with pytest.raises(SystemExit, match="is not a class-conditional DiT"):
         main(["sample", "vit_nano_ln.digits", "--out", str(tmp_path / "x.png")])
+
+
+def test_outputs_are_checked_before_sampling(folder, tmp_path, monkeypatch):
+    import derf_zoo.commands.sample as sample_command
+
+    def never(*args, **kwargs):
+        raise AssertionError("sampled before checking --out")
+
+    monkeypatch.setattr(sample_command, "draw", never)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [(a_file / "sub" / "x.png", r"a_file is a file, not a folder"),
+             (tmp_path / "dir.png", r"dir.png is a folder"),
+             (Path("/proc/derf_zoo_test/x.png"), r"cannot write into /proc")]  # unwritable even for root
+    (tmp_path / "dir.png").mkdir()
+    for out, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            main(["sample", str(folder), "--out", str(out), "--steps", "2", "--overwrite"])
+
+
+def test_a_missing_gpu_or_unknown_device_is_a_one_line_error(folder, tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match=r"--device cuda: no CUDA GPU is available"):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        main(["sample", str(folder), "--out", str(tmp_path / "x.png"), "--device", "cuda"])
+    with pytest.raises(SystemExit, match=r"--device 'tpu9' is not a device torch knows"):
+        main(["sample", str(folder), "--out", str(tmp_path / "x.png"), "--device", "tpu9"])

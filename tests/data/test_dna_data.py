@@ -51,6 +51,19 @@ def test_fasta_reader_and_pyfaidx_agree_on_gzip(fasta_gz, tmp_path):
     assert len(list((tmp_path / "cache").glob("toy.fa.*.fa"))) == 1  # gzip decompressed once to the cache
 
 
+def test_a_corrupt_or_truncated_gzip_fasta_is_named_and_leaves_no_partial_file(fasta_gz, tmp_path):
+    whole = fasta_gz[0].read_bytes()
+    truncated, corrupt = tmp_path / "truncated.fa.gz", tmp_path / "corrupt.fa.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    corrupt.write_bytes(whole[:20] + bytes(b ^ 0xFF for b in whole[20:60]) + whole[60:])
+    for bad in (truncated, corrupt):
+        with pytest.raises(ValueError, match=rf"{bad.name} is a corrupt or truncated gzip file.*partial decompression"):
+            FastaGenome(bad, cache_dir=tmp_path / "cache")
+        with pytest.raises(ValueError, match=rf"{bad.name} is a corrupt or truncated gzip file"):
+            read_fasta(bad)
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial decompression left behind
+
+
 def test_missing_record_is_named_with_the_available_ones(fasta_gz, tmp_path):
     genome = FastaGenome(fasta_gz[0], cache_dir=tmp_path / "cache")
     with pytest.raises(KeyError, match=r"no record 'chrX'; its records are: chr1, chr2"):
@@ -90,6 +103,14 @@ def test_position_and_record_splits_are_disjoint():
         split_intervals(genome, val_records=["c"])
     tagged = split_intervals(genome, [Interval("a", 0, 100, "test")])
     assert tagged["test"] == [Interval("a", 0, 100, "test")] and not tagged["train"]
+    # BED splits that share bases would validate on training data: refused, naming both intervals
+    touching = [Interval("a", 0, 500, "train"), Interval("a", 500, 600, "val"), Interval("b", 100, 200, "val")]
+    assert len(split_intervals(genome, touching)["val"]) == 2  # end-exclusive: adjacent is disjoint
+    for bad, message in (([Interval("a", 0, 500, "train"), Interval("a", 450, 600, "val")], "a:0-500 and the val"),
+                         ([Interval("a", 0, 900, "train"), Interval("a", 10, 20, "test"),
+                           Interval("a", 100, 200, "val")], r"train interval a:0-900 and the test interval a:10-20")):
+        with pytest.raises(ValueError, match=message):
+            split_intervals(genome, bad)
 
 
 def test_random_windows_deterministic_per_epoch_and_inside_train():

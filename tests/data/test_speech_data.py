@@ -121,6 +121,39 @@ def test_bad_audio_errors_name_the_file_and_skip_mode_counts_them(corpus, tmp_pa
         SpeechDataset(tmp_path / "bad.tsv", skip_invalid=True, min_sample_size=5000)
 
 
+def test_manifests_round_trip_folder_names_with_trailing_spaces(tmp_path):
+    root = tmp_path / "audio "
+    _wav(root / "spk " / "a.wav", 1000)
+    written = write_manifest(root, tmp_path / "m.tsv")
+    read = read_manifest(tmp_path / "m.tsv")
+    assert read.root == written.root == root.resolve() and read.entries == (("spk /a.wav", 1000),)
+    assert len(SpeechDataset(read)) == 1
+    plain = tmp_path / "plain"
+    _wav(plain / "b.wav", 1000)
+    (tmp_path / "sloppy.tsv").write_text(f"{plain}  \nb.wav\t1000\n")  # fairseq strips the root line: so do we
+    assert read_manifest(tmp_path / "sloppy.tsv").root == plain
+
+
+def test_a_file_that_fails_mid_decode_is_named_or_skipped_when_read(tmp_path):
+    # A truncated FLAC passes the header check (soundfile reports all its frames), then "lost sync" when decoded.
+    root = tmp_path / "flac"
+    _wav(root / "a.wav", 2000)
+    _wav(root / "b.wav", 3000, seed=1)
+    whole = _wav(root / "c.flac", 4000, seed=2).read_bytes()
+    (root / "c.flac").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "m.tsv").write_text(f"{root}\na.wav\t2000\nb.wav\t3000\nc.flac\t4000\n")
+    strict = SpeechDataset(tmp_path / "m.tsv", name="train")  # the header check cannot see it
+    with pytest.raises(AudioError, match=r"train data: audio file .*c\.flac cannot be decoded.*skip_invalid: true"):
+        strict[2]
+    lenient = SpeechDataset(tmp_path / "m.tsv", name="train", skip_invalid=True)
+    with pytest.warns(UserWarning, match=r"c\.flac cannot be decoded.*leaving it out.*1 file\(s\) left out"):
+        stand_in = lenient[2]
+    assert torch.equal(stand_in, lenient[1]) and list(lenient.read_failures) == [2]  # the nearest shorter one
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # counted once: the next epoch does not try (or warn about) it again
+        assert torch.equal(lenient[2], lenient[1])
+
+
 def test_normalize_gives_zero_mean_unit_variance_per_utterance(corpus, tmp_path):
     write_manifest(corpus, tmp_path / "m.tsv")
     raw, norm = SpeechDataset(tmp_path / "m.tsv"), SpeechDataset(tmp_path / "m.tsv", normalize=True)

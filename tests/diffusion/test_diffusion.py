@@ -154,6 +154,8 @@ def test_classifier_free_guidance():
     torch.testing.assert_close(guided[:, :1], uncond + 2.5 * (cond - uncond))
     torch.testing.assert_close(guided[:, 1:], y.view(-1, 1, 1, 1).float().expand_as(x))  # conditional variance
     torch.testing.assert_close(ClassifierFreeGuidance(Toy(), scale=1.0)(x, t, y), Toy()(x, t, y))
+    with pytest.raises(ValueError, match="guidance scale must be a finite number, got inf"):
+        ClassifierFreeGuidance(Toy(), scale=float("inf"))
 
 
 def test_bad_arguments_are_refused():

@@ -100,6 +100,18 @@ def test_export_errors(ema_checkpoint, tmp_path):
     assert not (tmp_path / "z").exists()
 
 
+def test_export_refuses_nonfinite_metrics(ema_checkpoint, tmp_path):
+    # A diverged run that skipped its way to the end: its card would say "loss: nan".
+    ckpt = torch.load(ema_checkpoint, weights_only=True)
+    ckpt["derf_zoo_val_metrics"] = {"val/acc1": 0.1, "val/loss": float("nan")}
+    torch.save(ckpt, tmp_path / "diverged.ckpt")
+    with pytest.raises(ValueError, match=r"diverged\.ckpt: its recorded metrics are not finite \(loss = nan\)"):
+        export_checkpoint(tmp_path / "diverged.ckpt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match="not finite"):
+        main(["export", "--ckpt", str(tmp_path / "diverged.ckpt"), "--out", str(tmp_path / "out")])
+
+
 def test_export_command_errors_are_one_line(ema_checkpoint, tmp_path):
     for bad, what in ((tmp_path / "missing.ckpt", "is missing"), (tmp_path, "is a folder")):
         with pytest.raises(SystemExit, match=re.escape(f"--ckpt {bad} {what}")):
@@ -124,5 +136,7 @@ def test_export_push_download_commands(ema_checkpoint, tmp_path, capsys):
     assert main(["push", str(out), "--repo-id", "me/x", "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "dry run" in printed and "sha256:" in printed
+    assert main(["download", "nothing.here"]) == 1
+    assert "derf-zoo download: error: Unknown released weight 'nothing.here'" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"Unknown released weight 'nothing\.here'"):
-        main(["download", "nothing.here"])
+        main(["download", "nothing.here", "--debug"])  # the traceback, when asked for

@@ -2,6 +2,7 @@
 wrong dtypes and heads (issue 9, items 3 and 9-11), and a Hub layer that knows no family."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,34 @@ def test_a_weights_file_saved_without_our_metadata_still_loads(tiny_folder, tmp_
     save_file(model.state_dict(), plain / "model.safetensors", metadata={"format": "pt"})
     loaded = from_pretrained(plain)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def _edited_copy(folder, tmp_path, edit):
+    copy = tmp_path / "edited"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    edit(config)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_every_model_argument_is_bound_to_the_weights(tmp_path):
+    # An added argument that exists (and so builds) but changes the outputs: the weights' record says otherwise.
+    model = derf_zoo.create_model("dit_nano_derf", hidden_size=32, depth=1, num_heads=2).eval()
+    folder = save_pretrained(model, tmp_path / "dit")
+    edited = _edited_copy(folder, tmp_path, lambda c: c["model_args"].update(timestep_freq_shift=1.0))
+    with pytest.raises(WeightsMismatchError, match=r"timestep_freq_shift: weights \(absent\) vs config.json 1.0"):
+        from_pretrained(edited)
+    assert from_pretrained(folder) is not None  # the untouched folder loads
+    shutil.rmtree(edited)
+    edited = _edited_copy(folder, tmp_path, lambda c: c["pretrained_cfg"].update(mean=[0.0]))
+    with pytest.raises(WeightsMismatchError, match=r"mean: weights .* vs config.json \[0.0\]"):
+        from_pretrained(edited)
+
+
+def test_deleting_the_sha_from_config_json_does_not_turn_the_check_off(tiny_folder, tmp_path):
+    _, folder = tiny_folder
+    edited = _edited_copy(folder, tmp_path, lambda c: c.pop("weights_sha256"))
+    with pytest.raises(WeightsIntegrityError, match=r"config.json has no weights_sha256, but model.safetensors was "
+                                                    r"written by derf_zoo"):  # fmt: skip
+        from_pretrained(edited)

@@ -110,6 +110,30 @@ def test_from_official_round_trip_and_inference():
     assert isinstance(back.backbone.blocks[0].norm1, Derf) and back.backbone.blocks[0].norm1.weight is None
 
 
+def _as_module(state_dict):
+    """An nn.Module whose state_dict() is ``state_dict`` (the official DiT's layout, without its code)."""
+    root = torch.nn.Module()
+    for key, value in state_dict.items():
+        *path, name = key.split(".")
+        module = root
+        for part in path:
+            if not hasattr(module, part):
+                module.add_module(part, torch.nn.Module())
+            module = getattr(module, part)
+        module.register_parameter(name, torch.nn.Parameter(value.clone(), requires_grad=False))
+    return root
+
+
+def test_from_official_takes_the_module_as_from_diffusers_does():
+    model = _randomise(DiT(**TINY, norm="derf")).eval()
+    official = _as_module(to_official(model)).train()
+    back = from_official(official, num_heads=4)
+    assert back.training  # the module's mode, as from_diffusers keeps it
+    x, t, y = _inputs(model)
+    with torch.no_grad():
+        torch.testing.assert_close(back.eval()(x, t, y), model(x, t, y), rtol=0, atol=0)
+
+
 def test_official_layout_keys_round_trip():
     for key in ("blocks.3.attn.qkv.weight", "blocks.0.adaLN_modulation.1.bias", "blocks.2.norm1.alpha",
                 "final_layer.adaLN_modulation.1.weight", "t_embedder.mlp.2.bias", "pos_embed"):  # fmt: skip

@@ -74,3 +74,6 @@ def test_unsupported_configs_are_refused():
         from_diffusers(_tiny_diffusers(norm_elementwise_affine=True))
     with pytest.raises(ValueError, match="pass the model's config"):
         from_diffusers(_tiny_diffusers().state_dict())
+    reference = _tiny_diffusers()
+    with pytest.raises(ValueError, match=r"num_layers=28, but the weights hold 2 transformer blocks \(transformer_"):
+        from_diffusers(reference.state_dict(), config={**reference.config, "num_layers": 28})

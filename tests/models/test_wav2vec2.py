@@ -227,6 +227,30 @@ def test_a_too_short_row_is_named_instead_of_unmasking_the_batch():
         model(x, attention_mask=att, generator=g)
 
 
+def test_bad_audio_and_masks_are_named():
+    model = tiny(pretraining=False).eval()
+    x = torch.randn(2, 1600)
+    with pytest.raises(ValueError, match=r"must have the shape of input_values \(2, 1600\).*got \(2, 800\)"):
+        model(x, attention_mask=torch.ones(2, 800, dtype=torch.long))  # it silently padded the second half away
+    zero = torch.ones(2, 1600, dtype=torch.long)
+    zero[1] = 0
+    with pytest.raises(ValueError, match=r"attention_mask is all zero in row\(s\) \[1\]"):
+        model(x, attention_mask=zero)
+    holes = torch.ones(2, 1600, dtype=torch.long)
+    holes[0, 100:200] = 0
+    with pytest.raises(ValueError, match="attention_mask must be right padding"):
+        model(x, attention_mask=holes)
+    with pytest.raises(ValueError, match=r"float waveform in \[-1, 1\], got torch.int16.*32768"):
+        model((x * 1000).to(torch.int16))
+
+
+def test_feature_projection_can_be_kept_when_the_widths_match():
+    fairseq, hf = tiny(conv_dim=(32,) * 3), tiny(conv_dim=(32,) * 3, feature_projection=True)
+    assert isinstance(fairseq.post_extract_proj, nn.Identity) and isinstance(hf.post_extract_proj, nn.Linear)
+    with pytest.raises(ValueError, match=r"feature_projection=False needs the last conv width \(16\) to equal"):
+        tiny(feature_projection=False)
+
+
 @pytest.mark.parametrize("method", [GumbelQuantizer.temperature_at, Wav2Vec2.set_grad_checkpointing,
                                     Wav2Vec2.no_weight_decay], ids=lambda f: f.__qualname__)  # fmt: skip
 def test_public_methods_have_google_style_docstrings(method):

@@ -109,3 +109,13 @@ def test_old_weight_norm_names_and_state_dict_import():
     with pytest.raises(ValueError, match="config="):
         from_transformers(sd)
     assert hf_to_zoo_key("wav2vec2.encoder.layers.3.attention.out_proj.bias") == "backbone.blocks.3.mixer.proj.bias"
+
+
+def test_last_conv_width_equal_to_hidden_size_imports():
+    # transformers always has feature_projection.projection; fairseq (and our default) drops it when the widths match
+    torch.manual_seed(4)
+    hf = Wav2Vec2Model(tiny_config(True, "layer", conv_dim=(32, 32, 32))).eval()
+    ours = from_transformers(hf)
+    x = torch.randn(1, 3000)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x).last_hidden_state, hf(x).last_hidden_state, atol=1e-5, rtol=1e-5)

@@ -11,7 +11,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 
 from derf_zoo.commands.sample import load_dit
-from derf_zoo.recipes import list_recipes
+from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.tasks.diffusion import Diffusion
 
 TINY_LATENT = {"hidden_size": 16, "depth": 1, "num_heads": 2, "num_classes": 3, "input_size": 4, "patch_size": 2}
@@ -30,7 +30,7 @@ class RecordWeights(Callback):
 def recipe_ema_args():
     """The EMA callback's init_args, the same in all nine paper recipes."""
     args = []
-    for recipe in list_recipes("dit/*_in1k256.yaml"):
+    for recipe in trained_from_scratch(list_recipes("dit/*_in1k256.yaml")):
         callbacks = yaml.safe_load(recipe.read_text())["trainer"]["callbacks"]
         args += [c.get("init_args", {}) for c in callbacks if c["class_path"].endswith("EMAWeightAveraging")]
     assert len(args) == 9 and all(a == args[0] for a in args)

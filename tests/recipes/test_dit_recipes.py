@@ -7,10 +7,10 @@ from safetensors.torch import save_file
 
 from derf_zoo.data.latents import LatentDataModule
 from derf_zoo.models import get_model_entry
-from derf_zoo.recipes import list_recipes
+from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.training import lightning_cli
 
-PAPER = list_recipes("dit/*_in1k256.yaml")
+PAPER = trained_from_scratch(list_recipes("dit/*_in1k256.yaml"))
 CPU = ["--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=1",
        "--trainer.strategy=auto", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 

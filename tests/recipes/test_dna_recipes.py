@@ -6,13 +6,13 @@ import pytest
 import yaml
 
 from derf_zoo.models import get_model_entry
-from derf_zoo.recipes import list_recipes
+from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.training import lightning_cli
 
 FAMILIES = ("hyenadna", "caduceus")  # one recipe folder per family
-PRETRAIN = [p for f in FAMILIES for p in list_recipes(f"{f}/*_hg38.yaml")]
+PRETRAIN = trained_from_scratch([p for f in FAMILIES for p in list_recipes(f"{f}/*_hg38.yaml")])
 FINETUNE = [p for f in FAMILIES for p in list_recipes(f"{f}/*_genomic_benchmarks.yaml")]
-DEMO = [p for f in FAMILIES for p in list_recipes(f"{f}/*_ecoli*.yaml")]
+DEMO = trained_from_scratch([p for f in FAMILIES for p in list_recipes(f"{f}/*_ecoli*.yaml")])
 CPU = ["--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",
        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 #: A small stand-in of each architecture keeps a CPU step fast (the full sizes are covered by the model tests).

@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
-from derf_zoo.recipes import list_recipes
+from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.training import lightning_cli
 
-FMNIST = list_recipes("vit/*_fmnist.yaml")
+FMNIST = trained_from_scratch(list_recipes("vit/*_fmnist.yaml"))
 CPU_OVERRIDES = [
     "--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",
     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",

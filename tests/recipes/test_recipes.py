@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from derf_zoo.recipes import list_recipes
+from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.training import lightning_cli
 
 RECIPES = list_recipes()
-IN1K = [p for p in RECIPES if p.name.endswith("_in1k.yaml")]
-DIGITS = [p for p in RECIPES if p.name.endswith("_digits.yaml")]
+IN1K = trained_from_scratch([p for p in RECIPES if p.name.endswith("_in1k.yaml")])
+DIGITS = trained_from_scratch([p for p in RECIPES if p.name.endswith("_digits.yaml")])
 
 # What a one-CPU stand-in run changes; everything else is the recipe as written.
 CPU_OVERRIDES = [

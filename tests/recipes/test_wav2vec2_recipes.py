@@ -7,11 +7,11 @@ import yaml
 
 from derf_zoo.data import write_manifest
 from derf_zoo.models import get_model_entry
-from derf_zoo.recipes import list_recipes
+from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.training import lightning_cli
 
-PAPER = list_recipes("wav2vec2/*_librispeech.yaml")
-DEMO = list_recipes("wav2vec2/*_speech.yaml")
+PAPER = trained_from_scratch(list_recipes("wav2vec2/*_librispeech.yaml"))
+DEMO = trained_from_scratch(list_recipes("wav2vec2/*_speech.yaml"))
 CPU = ["--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=1",
        "--trainer.strategy=auto", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # A 16-channel CNN, one 32-wide block, 2 x 8 codevectors: the full sizes are covered by the model tests.

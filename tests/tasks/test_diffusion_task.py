@@ -79,3 +79,36 @@ def test_recipe_checkpoint_exports_with_eval_and_loads(tmp_path):
     assert set(metrics) == {"loss", "mse"} and 0 < metrics["mse"] < metrics["loss"]
     model = from_pretrained(folder)
     assert model.norm_specs["attn"] == "derf" and "unconditional-image-generation" in (folder / "README.md").read_text()
+
+
+def test_validation_loss_depends_on_the_images_not_on_batches_or_processes(tmp_path):
+    # Each image draws from its own seed (its index in the dataset): the batch size, and so the split over
+    # processes, changes nothing, and `evaluate` (export --eval) gives the same number as validation.
+    torch.manual_seed(0)
+    task = Diffusion("dit_nano_derf", model_args=TINY)
+    scores = []
+    for batch_size in (8, 13):
+        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            default_root_dir=tmp_path)  # fmt: skip
+        scores.append(trainer.validate(task, datamodule=DigitsGenerationDataModule(batch_size=batch_size),
+                                       verbose=False)[0])  # fmt: skip
+    assert scores[0]["val/loss"] == scores[1]["val/loss"] and scores[0]["val/mse"] == scores[1]["val/mse"]
+    data = DigitsGenerationDataModule(batch_size=50)
+    data.setup("validate")
+    measured = Diffusion.evaluate(task.model, data.val_dataloader())
+    assert abs(measured["loss"] - scores[0]["val/loss"]) < 1e-6 * abs(measured["loss"])
+    # the images two ranks of DDP would see (DistributedSampler: interleaved, the last padded with a repeat)
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    per_rank = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(data.val_set, num_replicas=2, rank=rank, shuffle=False)
+        task._start(DataLoader(data.val_set, batch_size=16, sampler=sampler))
+        with torch.no_grad():
+            for batch_idx, batch in enumerate(DataLoader(data.val_set, batch_size=16, sampler=sampler)):
+                task._evaluate(batch, batch_idx)
+        per_rank.append(task._eval_seen)
+    indices, loss = (torch.cat([torch.cat([b[i] for b in r]) for r in per_rank]) for i in (0, 1))
+    first = {int(k): float(v) for k, v in zip(indices.flip(0), loss.flip(0))}  # one value per image
+    assert sorted(first) == list(range(len(data.val_set)))
+    torch.testing.assert_close(torch.tensor(list(first.values())).mean(), torch.tensor(measured["loss"]))

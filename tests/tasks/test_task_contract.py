@@ -155,6 +155,36 @@ def test_nonfinite_skip_skips_and_counts(tmp_path):
         ImageClassification("vit_nano_derf", nonfinite="ignore")
 
 
+def _nan_digits(poisoned):
+    from derf_zoo.data import DigitsDataModule
+
+    class Diverging(DigitsDataModule):  # as a run at lr 1e12: the batches `poisoned(i)` names give a NaN loss
+        def train_dataloader(self):
+            for i, (x, y) in enumerate(super().train_dataloader()):
+                yield (x.clone().fill_(float("nan")) if poisoned(i) else x), y
+
+    return Diverging(batch_size=8)
+
+
+@pytest.mark.parametrize(("bounds", "poisoned", "match"), [
+    ({"nonfinite_max_consecutive": 3}, lambda i: i >= 1,
+     r"4 batches in a row had a non-finite training loss .*nonfinite_max_consecutive=3"),
+    ({"nonfinite_max_consecutive": 1, "nonfinite_max_fraction": 0.25}, lambda i: i % 2 == 1,
+     r"2 of 4 training batches had a non-finite loss .*nonfinite_max_fraction=0.25"),
+])  # fmt: skip
+def test_nonfinite_skip_is_bounded(tmp_path, bounds, poisoned, match):
+    task = ImageClassification("vit_nano_derf", {"embed_dim": 16, "depth": 1, "num_heads": 2}, nonfinite="skip",
+                               **bounds)  # fmt: skip
+    trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=30, limit_val_batches=0)
+    with pytest.warns(UserWarning, match="Skipping a batch"), pytest.raises(FloatingPointError, match=match):
+        trainer.fit(task, datamodule=_nan_digits(poisoned))
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+    with pytest.raises(ValueError, match=r"nonfinite_max_fraction must be a number in \[0, 1\), got 1.5"):
+        ImageClassification("vit_nano_derf", nonfinite_max_fraction=1.5)
+    with pytest.raises(ValueError, match="nonfinite_max_consecutive must be an int >= 0, got -1"):
+        ImageClassification("vit_nano_derf", nonfinite_max_consecutive=-1)
+
+
 def test_a_nonfinite_gradient_is_an_error(tmp_path):
     task = Regression()
     task.model.out.weight.register_hook(lambda g: torch.full_like(g, float("inf")))

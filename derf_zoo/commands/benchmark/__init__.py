@@ -7,6 +7,10 @@ order. Every finished run leaves ``runs/<norm>/seed<k>/result.json`` (+ its weig
 ``--out``; a stopped benchmark skips those and goes on, and ``--report-only`` renders the tables from whatever
 runs have finished. The verdict per norm is a paired comparison with LayerNorm: the mean of the per-seed
 differences in test top-1 and a 95% t interval over seeds.
+
+``--grid FILE`` runs a pre-registered study instead: several such grids (cells of training length, training-set size
+and augmentation) fixed in a YAML file before any run, cell by cell, each finished run appended to a JSON-lines
+record as it lands (:mod:`derf_zoo.commands.benchmark.study`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from derf_zoo.commands._help import examples
 from derf_zoo.commands.benchmark.grid import (
     BASELINE,
     LABELS,
@@ -35,6 +40,7 @@ from derf_zoo.commands.benchmark.grid import (
     train_one,
 )
 from derf_zoo.commands.benchmark.report import render, summarise, verdicts
+from derf_zoo.commands.benchmark.study import append_record, load_study, study_runs
 from derf_zoo.recipes import recipe_path
 
 __all__ = [
@@ -85,7 +91,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "benchmark",
         help="train every norm over paired seeds on a real benchmark (Fashion-MNIST) and compare with LayerNorm",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples("derf-zoo benchmark fmnist --dry-run", "derf-zoo benchmark fmnist --threads 1",
+                   "derf-zoo benchmark fmnist --report-only"),
     )
     p.add_argument("suite", choices=list(SUITES), help="the benchmark (fmnist: Fashion-MNIST)")
     p.add_argument("--norms", nargs="+", default=["default"], type=_norm_name,
@@ -96,6 +103,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default=None, help="recipe instead of the suite's (vit/vit_small_fmnist.yaml)")
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--epochs", type=_positive, default=None, help="override the recipe's epoch budget")
+    p.add_argument("--train-size", type=_positive, default=None,
+                   help="train on a fixed stratified subset of this many training images (default: all)")
+    p.add_argument("--max-shift", type=int, default=None, help="training augmentation: random shifts up to N pixels")
+    p.add_argument("--hflip", action="store_true", help="training augmentation: random horizontal flips")
+    p.add_argument("--grid", type=Path, default=None,
+                   help="run a pre-registered study file instead (cells of epochs / train size / augmentation; see "
+                        "benchmarks/results/generalization_fmnist_grid.yaml); each cell under --out/<cell>")
+    p.add_argument("--cells", nargs="+", default=None, help="with --grid: only these cells")
+    p.add_argument("--record", type=Path, default=None,
+                   help="append every finished run, as it lands, as one JSON line to this file")
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Lightning CLI override for every run (e.g. --set trainer.accelerator=gpu)")  # fmt: skip
@@ -113,6 +130,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         extra.append(f"--data.init_args.root={args.data_root}")
     if args.epochs is not None:
         extra.append(f"--trainer.max_epochs={args.epochs}")
+    if args.train_size is not None:
+        extra.append(f"--data.init_args.train_size={args.train_size}")
+    if args.max_shift is not None:
+        extra.append(f"--data.init_args.max_shift={args.max_shift}")
+    if args.hflip:
+        extra.append("--data.init_args.hflip=true")
     for item in args.overrides:
         if "=" not in item:
             raise ValueError(f"--set takes KEY=VALUE (e.g. trainer.accelerator=gpu), got {item!r}.")
@@ -162,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     suite = SUITES[args.suite]
     out = args.out or Path(f"outputs/benchmark_{args.suite}")
     recipe = recipe_path(args.recipe or suite.recipe)
+    if args.grid is not None:
+        return run_study(args, recipe)
     if args.report_only:
         render(out)
         return 0
@@ -204,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             result = train_one(r, out, recipe, overrides, record)
             progress.finish(time.perf_counter() - start, result)
+            if args.record is not None:
+                append_record(args.record, result)
     finally:
         progress.close()
     print()
@@ -211,6 +238,48 @@ def run(args: argparse.Namespace) -> int:
         print(f"Shard {args.shard[0]}/{args.shard[1]} done; when every shard is, render with --report-only.")
         return 0
     render(out)
+    return 0
+
+
+def run_study(args: argparse.Namespace, recipe: Path) -> int:
+    """Run (or list, or render) the cells of a pre-registered study file, resumably (see ``study.py``)."""
+    study = load_study(args.grid)
+    if study.suite != args.suite:
+        raise ValueError(f"{args.grid} is a study of suite {study.suite!r}, not {args.suite!r}.")
+    axes = [f for f in ("epochs", "train_size", "max_shift", "norms") if getattr(args, f) not in (None, ["default"])]
+    axes += ["hflip"] * args.hflip
+    if axes:
+        raise ValueError(f"--grid fixes the norms and the axes itself; drop --{', --'.join(axes)}.")
+    out = args.out or Path(f"outputs/{study.name}")
+    rows = study_runs(study, out, recipe, _overrides(args), args.cells)
+    todo = [row for row in rows if not row[4]]
+    print(f"{study.name}: {len(study.cells)} cells, {len(rows)} runs, {len(rows) - len(todo)} recorded under {out}, "
+          f"{len(todo)} to run.")  # fmt: skip
+    if args.dry_run or args.report_only:
+        for cell, _, overrides, r, done in rows if args.dry_run else ():
+            print(f"  {'done' if done else 'todo'}  {cell.name:<16} {r.norm:<10} seed {r.seed}  {' '.join(overrides)}")
+        if args.report_only:
+            for cell in study.cells:
+                if (out / cell.name / "runs").is_dir():
+                    print(f"\n== {cell.name}")
+                    render(out / cell.name)
+        return 0
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    progress = _Progress(len(todo))
+    try:
+        for i, (cell, folder, overrides, r, _) in enumerate(todo, 1):
+            progress.start(r, i)
+            record = {"settings": settings(recipe, overrides), "machine": machine(), "study": study.name,
+                      "cell": cell.name}  # fmt: skip
+            start = time.perf_counter()
+            result = train_one(r, folder, recipe, overrides, record)
+            progress.finish(time.perf_counter() - start, result)
+            append_record(args.record or out / "records.jsonl", result)
+    finally:
+        progress.close()
     return 0
 
 

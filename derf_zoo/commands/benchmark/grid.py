@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -139,11 +140,41 @@ def machine() -> dict[str, Any]:
     return info
 
 
+#: what a record must hold, and of which type, for the report (``summarise``) and the resume to use it
+_RESULT_FIELDS = {"settings": dict, "machine": dict, "norm": str, "spec": str, "seed": int, "test_acc1": float,
+                  "eval_train_loss": float, "seconds": float, "alphas": dict, "curves": dict, "parameters": int,
+                  "epochs": int, "steps": int, "n_train": int, "n_val": int, "n_test": int}  # fmt: skip
+
+
+def _record_problem(result: Any) -> str | None:
+    """What makes a parsed ``result.json`` unusable, or None."""
+    if not isinstance(result, dict) or not result:
+        return f"it holds {json.dumps(result)[:40]}, not a run's record"
+    for key, kind in _RESULT_FIELDS.items():
+        value = result.get(key)
+        numeric = kind is float and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is None or not (numeric or (isinstance(value, kind) and not isinstance(value, bool))):
+            return f"{key!r} is {'missing' if key not in result else repr(value)[:40]}, not a {kind.__name__}"
+    bad = {site: a for site, a in result["alphas"].items() if isinstance(a, bool) or not isinstance(a, (int, float))}
+    return f"'alphas' holds non-numbers {bad}" if bad else None
+
+
 def read_result(path: Path) -> dict[str, Any] | None:
+    """The record of a finished run, or None: not there (not run yet), or unusable (truncated, empty, not numeric:
+    named in a warning, and the run counts as not done, so a benchmark run redoes it and a report leaves it out)."""
+    if not path.is_file():
+        return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # an unfinished or damaged record: the run is done again
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = f"it cannot be read as JSON ({err})"
+    else:
+        problem = _record_problem(result)
+    if problem is None:
+        return result
+    warnings.warn(f"Skipping the run record {path}: {problem}. The run counts as not done (delete the file, or run "
+                  "the benchmark again to redo it).", stacklevel=2)  # fmt: skip
+    return None
 
 
 # ---- one run -------------------------------------------------------------------------------------------------
@@ -172,6 +203,9 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
     val = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("val/")}
     (test,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     dm = cli.datamodule
+    # The generalization gap (train - test top-1) needs the training accuracy in evaluation mode, on the training
+    # images without augmentation (the same images as the evaluation-mode train loss).
+    train_acc1 = _accuracy(cli.model.model, dm.train_eval_dataloader())
     result = {
         **record,
         "norm": r.norm,
@@ -182,6 +216,7 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
         "val_acc1": val.get("val/acc1"),
         "val_loss": val.get("val/loss"),
         "eval_train_loss": float(cli.model.eval_mode_train_loss),
+        "eval_train_acc1": train_acc1,
         "alphas": site_alphas(cli.model.model),
         "n_train": len(dm.train_eval_set),
         "n_val": len(dm.val_set),
@@ -208,6 +243,20 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
     del cli
     gc.collect()
     return result
+
+
+def _accuracy(net: Any, loader: Any) -> float:
+    """Top-1 (fraction) of ``net`` in evaluation mode over ``loader``, on the network's device."""
+    import torch
+
+    device = next(net.parameters()).device
+    net.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((net(x.to(device)).argmax(-1).cpu() == y).sum())
+            total += len(y)
+    return correct / max(total, 1)
 
 
 # ---- results -----------------------------------------------------------------------------------------------

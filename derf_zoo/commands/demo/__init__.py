@@ -13,6 +13,7 @@ import logging
 import warnings
 from pathlib import Path
 
+from derf_zoo.commands._help import examples
 from derf_zoo.commands.demo import dit, dna, gpt2, speech, vit
 from derf_zoo.commands.demo.part import PartResult, print_summary
 
@@ -31,7 +32,9 @@ def _positive_int(text: str) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train every family with Derf and LayerNorm on embedded real data and compare")
+    p = sub.add_parser("demo", help="train every family with Derf and LayerNorm on embedded real data and compare",
+                       **examples("derf-zoo demo", "derf-zoo demo vit --norms derf dyt ln",
+                                  "derf-zoo demo dna --out /tmp/demo"))
     p.add_argument("parts", nargs="*", metavar="PART", help=f"which parts to run: {', '.join(PARTS)} (default: all)")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where logs, checkpoints and plots go")
     p.add_argument("--epochs", type=_positive_int, default=None, help="override every recipe's epoch budget")

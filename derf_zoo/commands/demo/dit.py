@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from derf_zoo.commands._figures import pyplot, save
-from derf_zoo.commands.demo.part import PartResult, choose_norms
+from derf_zoo.commands.demo.part import PartResult, choose_norms, final_site_saturation, saturation_text
 from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD
 from derf_zoo.data.generation import to_pixels
 from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
@@ -56,6 +56,7 @@ class RunResult:
     checkpoint: Path
     samples: torch.Tensor | None = None  # (classes * SAMPLES_PER_CLASS, 1, 8, 8) in [0, 1], class-major
     judged: dict[str, float] = field(default_factory=dict)  # {"fd": ..., "class_acc": ... (%)}
+    final_saturated: tuple[str, float] | None = None  # (last point-wise site, its saturated fraction)
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
@@ -72,6 +73,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
     start = time.perf_counter()
     fit(cli)
     seconds = time.perf_counter() - start
+    final_saturated = final_site_saturation(cli.model, cli.datamodule.val_dataloader())
     model = cli.model.model.cpu().eval()
     return RunResult(
         norm=NORMS[tag],
@@ -81,6 +83,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         alphas=site_alphas(model),
         seconds=seconds,
         checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path),
+        final_saturated=final_saturated,
     )
 
 
@@ -207,11 +210,12 @@ def print_results(results: list[RunResult]) -> None:
     table.add_column("held-out diffusion loss", justify="right")
     table.add_column("eval-mode train loss", justify="right")
     table.add_column("final alpha (attn / mlp / final)", justify="right")
+    table.add_column("final site saturated", justify="right")
     table.add_column("wall time", justify="right")
     for r in results:
         alphas = " / ".join(f"{r.alphas[s]:.2f}" for s in ("attn", "mlp", "final") if s in r.alphas) or "-"
         table.add_row(r.norm, f"{float(r.val_losses.mean()):.4f}", f"{r.eval_train_loss:.4f}", alphas,
-                      f"{r.seconds:.0f} s")  # fmt: skip
+                      saturation_text(r.final_saturated), f"{r.seconds:.0f} s")  # fmt: skip
     Console(width=max(Console().width, 110)).print(table)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DEFAULT_NORMS", "PartResult", "choose_norms", "print_summary", "verdict"]
+__all__ = ["DEFAULT_NORMS", "PartResult", "choose_norms", "final_site_saturation", "print_summary", "saturation_text",
+           "verdict"]
 
 #: What every part compares unless asked for more: Derf against LayerNorm.
 DEFAULT_NORMS = ("derf", "ln")
@@ -37,6 +40,41 @@ class PartResult:
     pictures: list[Path] = field(default_factory=list)
     baseline: str = "LayerNorm"  # the family's default norm that Derf replaces (Caduceus: "RMSNorm")
     own_verdict: str | None = None
+
+
+def final_site_saturation(task: Any, loader: Iterable) -> tuple[str, float] | None:
+    """``(site, saturated fraction)`` (``|alpha * x + shift| > 2``) of the last point-wise norm site the stream passes
+    (the final site of a pre-norm model), on the first batch of ``loader``, in evaluation mode; None for a model
+    without point-wise norms.
+
+    A site near 1 passes almost no gradient: the trap that kept the nano DNA models at chance (issue 18).
+    """
+    from derf_zoo.norms.sites import saturation_by_site
+
+    batch = _to(next(iter(loader)), task.device)
+    args, kwargs = task.model_inputs(batch)
+    was_training = task.model.training
+    task.model.eval()
+    try:
+        by_site = saturation_by_site(task.model, lambda net: net(*args, **kwargs))
+    finally:
+        task.model.train(was_training)
+    return list(by_site.items())[-1] if by_site else None
+
+
+def saturation_text(value: tuple[str, float] | None) -> str:
+    """A table cell for :func:`final_site_saturation`: ``"3.1% (final)"``, or '-' without point-wise norms."""
+    return "-" if value is None else f"{100 * value[1]:.1f}% ({value[0]})"
+
+
+def _to(batch: Any, device: Any) -> Any:
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
 
 
 def choose_norms(family: str, norms: list[str] | None, available: dict[str, str]) -> list[str]:

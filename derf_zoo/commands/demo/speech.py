@@ -22,7 +22,7 @@ import torch
 
 from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.commands._figures import pyplot, save
-from derf_zoo.commands.demo.part import PartResult, choose_norms, verdict
+from derf_zoo.commands.demo.part import PartResult, choose_norms, final_site_saturation, saturation_text, verdict
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.training import fit, lightning_cli
@@ -65,6 +65,7 @@ class RunResult:
     cpu_seconds: float
     checkpoint: Path
     curves: dict[str, list[float]] = field(default_factory=dict)
+    final_saturated: tuple[str, float] | None = None  # (last point-wise site, its saturated fraction)
 
 
 def validation_clips() -> list[torch.Tensor]:
@@ -140,10 +141,11 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         start, cpu = time.perf_counter(), time.process_time()
         fit(cli)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        final_saturated = final_site_saturation(cli.model, cli.datamodule.val_dataloader())
         model = cli.model.model.cpu().eval()
         clips = clip_losses(model)
     return RunResult(norm=NORMS[tag], model=model, clips=clips, alphas=site_alphas(model),
-                     seconds=seconds, cpu_seconds=cpu_seconds, curves=history.curves,
+                     seconds=seconds, cpu_seconds=cpu_seconds, curves=history.curves, final_saturated=final_saturated,
                      checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path))  # fmt: skip
 
 
@@ -158,11 +160,12 @@ def print_results(results: list[RunResult]) -> None:
     table.add_column("val loss (bits / masked frame)", justify="right")
     table.add_column("codebook perplexity (soft / codes used, of 64)", justify="right")
     table.add_column("final alpha (attn / mlp / encoder)", justify="right")
+    table.add_column("last site saturated", justify="right")
     table.add_column("wall / CPU time", justify="right")
     for r in results:
         alphas = " / ".join(f"{r.alphas[s]:.2f}" for s in ("attn", "mlp", "encoder") if s in r.alphas) or "-"
         table.add_row(r.norm, f"{r.clips.mean:.3f}", f"{float(r.clips.perplexity.mean()):.1f} / "
-                      f"{float(r.clips.code_perplexity.mean()):.1f}", alphas,
+                      f"{float(r.clips.code_perplexity.mean()):.1f}", alphas, saturation_text(r.final_saturated),
                       f"{r.seconds:.0f} s / {r.cpu_seconds:.0f} s")  # fmt: skip
     Console(width=max(Console().width, 120)).print(table)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.commands._figures import pyplot, save
-from derf_zoo.commands.demo.part import PartResult, choose_norms
+from derf_zoo.commands.demo.part import PartResult, choose_norms, final_site_saturation, saturation_text
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.training import fit, lightning_cli
@@ -34,6 +34,7 @@ class RunResult:
     seconds: float
     checkpoint: Path
     curves: dict[str, list[float]] = field(default_factory=dict)
+    final_saturated: tuple[str, float] | None = None  # (last point-wise site, its saturated fraction)
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
@@ -63,6 +64,7 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         seconds=seconds,
         checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path),
         curves=history.curves,
+        final_saturated=final_site_saturation(cli.model, cli.datamodule.val_dataloader()),
     )
 
 
@@ -100,10 +102,12 @@ def print_results(results: list[RunResult]) -> None:
     table.add_column("val top-1", justify="right")
     table.add_column("eval-mode train loss", justify="right")
     table.add_column("final alpha (attn / mlp / final)", justify="right")
+    table.add_column("final site saturated", justify="right")
     table.add_column("wall time", justify="right")
     for r in results:
         alphas = " / ".join(f"{r.alphas[s]:.2f}" for s in ("attn", "mlp", "final") if s in r.alphas) or "-"
-        table.add_row(r.norm, f"{100 * r.val_acc:.1f}%", f"{r.eval_train_loss:.3f}", alphas, f"{r.seconds:.0f} s")
+        table.add_row(r.norm, f"{100 * r.val_acc:.1f}%", f"{r.eval_train_loss:.3f}", alphas,
+                      saturation_text(r.final_saturated), f"{r.seconds:.0f} s")  # fmt: skip
     console = Console(width=max(Console().width, 110))
     console.print(table)
     if len(results) > 1:

@@ -59,6 +59,8 @@ def set_default_kernel(kernel: str) -> None:
 
 
 def get_default_kernel() -> str:
+    """The kernel norms with ``kernel="auto"`` use now (``"auto"`` unless changed by :func:`set_default_kernel` or
+    :func:`use_kernel`)."""
     return _default_kernel
 
 

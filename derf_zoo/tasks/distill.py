@@ -1,0 +1,231 @@
+"""The teacher of a task: loading it frozen, starting a student from its weights, and the distillation losses.
+
+A recipe says "start from this LayerNorm model, fit the student's norms to it, distil": ``teacher:`` names the
+pretrained model, ``fit_norms:`` how many training batches the fit of :func:`derf_zoo.norms.fit_pointwise_norms`
+sees, ``distill_weight`` / ``distill_temperature`` the extra loss. The student is the task's own network (a Derf
+architecture with the teacher's shapes); the teacher never becomes a submodule of the task, so it is never saved
+into the student's checkpoint or export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from derf_zoo.norms.layers import PointwiseNorm
+
+__all__ = ["FOREIGN", "check_distill_args", "describe_teacher", "init_student", "kl_to_teacher", "load_teacher",
+           "mse_to_teacher", "read_weights", "teacher_references"]
+
+
+def _from_lightning_checkpoint(path: Path) -> nn.Module:
+    from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
+    from derf_zoo.hub.state_dict import load_into
+    from derf_zoo.models import create_model
+
+    ckpt = load_lightning_checkpoint(path)  # weights_only: a pickled file is refused here
+    hparams = ckpt.get("hyper_parameters") or {}
+    if not isinstance(hparams.get("model"), str):
+        raise ValueError(f"teacher: {path} is not a derf_zoo task checkpoint with a registry model name "
+                         "(its task was given a module); export it with save_pretrained and pass the folder.")
+    model = create_model(hparams["model"], **(hparams.get("model_args") or {}))
+    load_into(model, network_weights(ckpt, None)[0], source=f"teacher {path}")
+    return model
+
+
+def read_weights(path: str | Path) -> dict[str, Tensor]:
+    """A state dict from a file, never unpickling code: ``.safetensors``, or a torch file read with
+    ``weights_only=True`` (``argparse.Namespace`` allowed: official training checkpoints pickle their arguments
+    under ``args``). A training checkpoint's network is picked from ``model_ema``, ``ema``, ``model`` or
+    ``state_dict``, in that order.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: a file that is not weights-only loadable.
+    """
+    import argparse
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher: no weights file at {path}.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError and friends: something other than plain tensors and data
+        raise ValueError(f"teacher: cannot read {path} with weights_only=True ({err}); convert it to safetensors "
+                         "from a trusted environment.") from err
+    for key in ("model_ema", "ema", "model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            return obj[key]
+    if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):
+        return obj
+    raise ValueError(f"teacher: {path} holds no state dict (looked for model_ema, ema, model, state_dict).")
+
+
+def _foreign(kind: str, where: str) -> nn.Module:
+    """Import an upstream checkpoint into the zoo (its own layout, through the family's importer)."""
+    if kind == "timm":
+        import timm
+
+        from derf_zoo.models.vit import from_timm
+
+        return from_timm(timm.create_model(where, pretrained=True))
+    if kind == "hf-wav2vec2":
+        from transformers import Wav2Vec2ForPreTraining
+
+        from derf_zoo.models.wav2vec2 import from_transformers
+
+        return from_transformers(Wav2Vec2ForPreTraining.from_pretrained(where))
+    from derf_zoo.models import caduceus, dit, hyenadna
+
+    importer = {"dit-official": dit.from_official, "hyenadna": hyenadna.from_hyenadna,
+                "caduceus": caduceus.from_caduceus}[kind]  # fmt: skip
+    return importer(read_weights(where))
+
+
+#: ``prefix:`` of an upstream checkpoint the teacher can be imported from.
+FOREIGN = ("timm", "hf-wav2vec2", "dit-official", "hyenadna", "caduceus")
+
+
+def load_teacher(spec: str | nn.Module) -> nn.Module:
+    """The teacher network, frozen (no gradients) and in eval mode.
+
+    Args:
+        spec: an ``nn.Module``; a released name (``"vit_mini_ln.fmnist"``, loaded with ``pretrained=True``); a
+            derf_zoo Hub folder or repo id; a Lightning checkpoint (``.ckpt``) written by ``derf-zoo fit``; or an
+            upstream checkpoint imported through its family's importer: ``timm:<name>`` (timm's pretrained ViT),
+            ``hf-wav2vec2:<id or folder>`` (Hugging Face ``Wav2Vec2ForPreTraining``), ``dit-official:<file>``
+            (Meta's DiT ``.pt``), ``hyenadna:<file>``, ``caduceus:<file>``. Files are read weights-only.
+
+    Raises:
+        ValueError: an unknown name, or a file that is not weights-only loadable (pickles are refused).
+        FileNotFoundError: a path that does not exist.
+    """
+    kind, _, where = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if isinstance(spec, nn.Module):
+        model = spec
+    elif not isinstance(spec, str) or not spec:
+        raise ValueError(f"teacher must be a released model name, a Hub folder or id, a .ckpt path, "
+                         f"'<format>:<source>' with format one of {FOREIGN}, or an nn.Module; got {spec!r}.")
+    elif kind in FOREIGN and where:
+        model = _foreign(kind, where)
+    elif spec.endswith(".ckpt") or Path(spec).is_file():
+        if not Path(spec).is_file():
+            raise FileNotFoundError(f"teacher: no checkpoint at {spec}.")
+        model = _from_lightning_checkpoint(Path(spec))
+    elif Path(spec).is_dir() or spec.count("/") == 1:
+        from derf_zoo.models import from_pretrained
+
+        model = from_pretrained(spec)
+    else:
+        from derf_zoo.models import create_model
+
+        model = create_model(spec, pretrained=True)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def teacher_references(student: nn.Module, teacher: nn.Module) -> dict[str, nn.Module]:
+    """``{name: teacher module}`` for every point-wise norm of ``student``: what the fit reproduces.
+
+    Raises:
+        ValueError: the student has no point-wise norm, or the teacher has no module of the same name.
+    """
+    names = [n for n, m in student.named_modules() if isinstance(m, PointwiseNorm)]
+    if not names:
+        raise ValueError(f"fit_norms: the student {type(student).__name__} has no point-wise norm (Derf, DyT, ...) to "
+                         "fit; build it with a point-wise norm (e.g. the teacher's architecture with norm='derf').")
+    teacher_modules = dict(teacher.named_modules())
+    missing = [n for n in names if n not in teacher_modules]
+    if missing:
+        raise ValueError(f"fit_norms: the teacher {type(teacher).__name__} has no module {missing[0]!r} (and "
+                         f"{len(missing) - 1} more) where the student has a point-wise norm; student and teacher must "
+                         "be the same architecture up to the norm.")
+    return {n: teacher_modules[n] for n in names}
+
+
+@torch.no_grad()
+def init_student(student: nn.Module, teacher: nn.Module) -> list[str]:
+    """Copy every teacher weight into the student; the student's alpha/shift (which the teacher lacks) stay as
+    they are, and an RMSNorm teacher's missing bias leaves the student's bias as it is.
+
+    Returns:
+        The student parameters the teacher had no value for (alpha, shift, a norm bias).
+
+    Raises:
+        ValueError: a teacher weight the student lacks, or a shape that differs (another head size, vocabulary,
+            width): nothing is copied then.
+    """
+    target, source = student.state_dict(), teacher.state_dict()
+    norm_params = {f"{n}.{p}" for n, m in student.named_modules() if isinstance(m, PointwiseNorm)
+                   for p, _ in m.named_parameters(recurse=False)}  # fmt: skip
+    unexpected = [k for k in source if k not in target]
+    shapes = [f"{k}: teacher {tuple(v.shape)} vs student {tuple(target[k].shape)}"
+              for k, v in source.items() if k in target and v.shape != target[k].shape]  # fmt: skip
+    missing = [k for k in target if k not in source and k not in norm_params]
+    if unexpected or shapes or missing:
+        problems = ([f"shape differs: {s}" for s in shapes[:3]] + [f"teacher-only: {k}" for k in unexpected[:3]]
+                    + [f"student-only: {k}" for k in missing[:3]])  # fmt: skip
+        raise ValueError("The student cannot start from the teacher's weights; they must be the same "
+                         "architecture up to the norm (same head size, vocabulary, widths). " + "; ".join(problems))
+    for k, v in source.items():
+        target[k].copy_(v)
+    return sorted(k for k in target if k not in source)
+
+
+def _check_same(student: Tensor, teacher: Tensor, what: str) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(f"distillation: the teacher's {what} have shape {tuple(teacher.shape)} but the student's "
+                         f"{tuple(student.shape)}: another head size, vocabulary or output channels. The teacher must "
+                         "produce what the student produces.")
+
+
+def kl_to_teacher(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` averaged over every position (Hinton et al. 2015;
+    the T^2 keeps the gradient's size independent of T)."""
+    _check_same(student_logits, teacher_logits, "logits")
+    t = temperature
+    s = F.log_softmax(student_logits.float().flatten(0, -2) / t, dim=-1)
+    p = F.log_softmax(teacher_logits.float().flatten(0, -2) / t, dim=-1)
+    return F.kl_div(s, p, log_target=True, reduction="batchmean") * t * t
+
+
+def mse_to_teacher(student_out: Tensor, teacher_out: Tensor, what: str = "outputs",
+                   mask: Tensor | None = None) -> Tensor:  # fmt: skip
+    """Mean squared difference to the teacher's output (over the positions where ``mask`` is True, if given)."""
+    _check_same(student_out, teacher_out, what)
+    err = (student_out.float() - teacher_out.float()).pow(2)
+    if mask is None:
+        return err.mean()
+    err = err[mask]
+    return err.mean() if err.numel() else err.sum()
+
+
+def describe_teacher(spec: Any) -> str:
+    """How the teacher is named in logs and cards."""
+    return spec if isinstance(spec, str) else type(spec).__name__
+
+
+def check_distill_args(teacher: Any, fit_norms: int, distill_weight: float, distill_temperature: float) -> None:
+    """Refuse a distillation setting that cannot mean anything, naming it."""
+    import math
+
+    if isinstance(fit_norms, bool) or not isinstance(fit_norms, int) or fit_norms < 0:
+        raise ValueError(f"fit_norms must be a number of training batches >= 0 (0: no fit), got {fit_norms!r}.")
+    if fit_norms and teacher is None:
+        raise ValueError("fit_norms fits the student's norms to the teacher's: give teacher: as well.")
+    for name, value, low in (("distill_weight", distill_weight, 0.0), ("distill_temperature", distill_temperature,
+                                                                       None)):  # fmt: skip
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (low is not None and value < low) or (low is None and value <= 0):
+            bound = ">= 0" if low is not None else "> 0"
+            raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+

@@ -1,0 +1,166 @@
+"""The teacher option of every task: a fitted student starts at the teacher's outputs, the distillation loss goes
+down, the teacher is never saved, a run without a teacher is unchanged, and bad teachers are named."""
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from derf_zoo import create_model
+from derf_zoo.data import DigitsDataModule
+from derf_zoo.norms import PointwiseNorm
+from derf_zoo.tasks import Diffusion, ImageClassification
+from derf_zoo.tasks.base import NORMS_FITTED_KEY
+from derf_zoo.tasks.distill import init_student, kl_to_teacher, load_teacher
+
+TEACHER = "vit_nano_ln.digits"
+
+
+class _Payload:
+    """An arbitrary class: unpickling it would run code, so a weights-only load must refuse it."""
+
+
+def _trainer(tmp_path, **kw):
+    defaults = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+                "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": tmp_path}
+    return L.Trainer(**{**defaults, **kw})
+
+
+def _kl_to_teacher(task, teacher, x):
+    with torch.no_grad():
+        kl = float(kl_to_teacher(task.model.eval()(x), teacher(x)))
+    task.model.train()
+    return kl
+
+
+@pytest.mark.slow
+def test_fit_norms_starts_the_student_at_the_teacher_and_distillation_goes_down(tmp_path):
+    data = DigitsDataModule(batch_size=64)
+    data.setup("fit")
+    x, _ = next(iter(data.val_dataloader()))
+    teacher = load_teacher(TEACHER)
+
+    naive = ImageClassification("vit_nano_derf", teacher=TEACHER, fit_norms=0)
+    init_student(naive.model, teacher)  # the teacher's weights with default Derf alphas: the naive conversion
+    kl_naive = _kl_to_teacher(naive, teacher, x)
+
+    task = ImageClassification("vit_nano_derf", teacher=TEACHER, fit_norms=2, distill_weight=1.0,
+                               optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
+    _trainer(tmp_path, max_steps=0).fit(task, datamodule=data)  # fit start only: the student is fitted
+    assert task.norms_fitted and task.alpha_calibrated
+    kl_fit = _kl_to_teacher(task, teacher, x)
+    assert kl_fit < 0.5 * kl_naive
+
+    _trainer(tmp_path, max_steps=15).fit(task, datamodule=data)
+    kl_after = _kl_to_teacher(task, teacher, x)
+    assert kl_after < kl_fit
+
+
+def test_teacher_is_never_a_submodule_nor_saved(tmp_path):
+    task = ImageClassification("vit_nano_derf", teacher=TEACHER, fit_norms=1)
+    trainer = _trainer(tmp_path, max_steps=1, enable_checkpointing=True)
+    trainer.fit(task, datamodule=DigitsDataModule(batch_size=16))
+    assert task.teacher is not None
+    assert not any(k.startswith("_teacher") or ".teacher" in k for k in task.state_dict())
+    assert all(m is not task.teacher for m in task.modules())
+    ckpt_path = tmp_path / "saved.ckpt"
+    trainer.save_checkpoint(ckpt_path)
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert ckpt["hyper_parameters"]["teacher"] == TEACHER and ckpt[NORMS_FITTED_KEY] is True
+    assert set(ckpt["state_dict"]) == set(task.state_dict())
+    # resuming never re-fits: the checkpoint's weights win
+    resumed = ImageClassification("vit_nano_derf", teacher=TEACHER, fit_norms=1)
+    _trainer(tmp_path, max_steps=2).fit(resumed, datamodule=DigitsDataModule(batch_size=16), ckpt_path=ckpt_path)
+    assert resumed.norms_fitted
+
+
+def test_without_a_teacher_the_loss_is_the_plain_task_loss():
+    task = ImageClassification("vit_nano_derf", {"embed_dim": 32, "depth": 1, "num_heads": 2})
+    assert task.teacher is None and not task.distilling()
+    x, y = torch.randn(8, 1, 16, 16), torch.randint(0, 10, (8,))
+    task.log = lambda *a, **k: None
+    loss = task.training_loss((x, y), 0)
+    assert torch.equal(loss, F.cross_entropy(task.model(x), y))
+    assert "teacher" in task.hparams and task.hparams["teacher"] is None
+
+
+def test_bad_teachers_and_settings_are_named(tmp_path):
+    with pytest.raises(ValueError, match="fit_norms fits the student's norms to the teacher's"):
+        ImageClassification("vit_nano_derf", fit_norms=2)
+    with pytest.raises(ValueError, match="distill_temperature must be a finite number > 0"):
+        ImageClassification("vit_nano_derf", teacher=TEACHER, distill_temperature=0)
+    with pytest.raises(ValueError, match="distill_weight"):
+        ImageClassification("vit_nano_derf", teacher=TEACHER, distill_weight=float("nan"))
+    # another head size: named by the shapes
+    with pytest.raises(ValueError, match=r"teacher's logits have shape \(2, 10\) but the student's \(2, 7\)"):
+        kl_to_teacher(torch.randn(2, 7), torch.randn(2, 10))
+    with pytest.raises(ValueError, match=r"shape differs: head.weight: teacher \(10, 64\) vs student \(7, 64\)"):
+        init_student(create_model("vit_nano_derf", num_classes=7), load_teacher(TEACHER))
+    # a pickle is refused (weights_only), a missing file is named
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {}, "x": _Payload()}, bad)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load_teacher(str(bad))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_teacher(str(tmp_path / "missing.ckpt"))
+    with pytest.raises(ValueError, match="no point-wise norm"):
+        t = ImageClassification("vit_nano_ln", teacher=TEACHER, fit_norms=1)
+        _trainer(tmp_path, max_steps=1).fit(t, datamodule=DigitsDataModule(batch_size=16))
+
+
+def test_diffusion_distils_to_the_teachers_outputs(tmp_path):
+    task = Diffusion("dit_nano_derf", teacher="dit_nano_ln.digits", fit_norms=1, distill_weight=1.0)
+    logged = {}
+    task.log = lambda name, value, **k: logged.__setitem__(name, float(value))
+    teacher = create_model("dit_nano_ln.digits", pretrained=True)
+    object.__setattr__(task, "_teacher", teacher.eval().requires_grad_(False))
+    init_student(task.model, teacher)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    loss = task.training_loss((x, y), 0)
+    assert logged["train/distill"] > 0 and torch.isfinite(loss)
+    assert loss > logged["train/loss"]  # the distillation term is added
+    assert any(isinstance(m, PointwiseNorm) for m in task.model.modules())
+
+
+@pytest.mark.parametrize("task_name,student,teacher,batch", [
+    ("DNALanguageModeling", "hyenadna_nano_derf", "hyenadna_nano_ln.ecoli", lambda: torch.randint(7, 11, (4, 65))),
+    ("SpeechPretraining", "wav2vec2_tiny_derf", "wav2vec2_tiny_ln.speech", lambda: torch.randn(2, 16000)),
+])
+def test_lm_and_speech_tasks_add_their_distillation_term(task_name, student, teacher, batch):
+    import derf_zoo.tasks as tasks
+
+    task = getattr(tasks, task_name)(student, teacher=teacher, distill_weight=0.5)
+    logged = {}
+    task.log = lambda name, value, **k: logged.__setitem__(name, float(value))
+    net = load_teacher(teacher)
+    object.__setattr__(task, "_teacher", net)
+    init_student(task.model, net)
+    torch.manual_seed(0)
+    loss = task.training_loss(batch(), 0)
+    assert torch.isfinite(loss) and logged["train/distill"] > 0
+    task.distill_weight = 0.0  # the same draws without the term: exactly the task's own loss
+    torch.manual_seed(0)
+    plain = task.training_loss(batch(), 0)
+    assert float(loss) == pytest.approx(float(plain) + 0.5 * logged["train/distill"], rel=1e-5)
+
+
+def test_upstream_checkpoints_are_read_weights_only(tmp_path):
+    import argparse
+
+    from derf_zoo.models.dit import to_official
+    from derf_zoo.tasks.distill import read_weights
+
+    teacher = create_model("dit_s_8").eval()  # a standard size: from_official reads it from the weights
+    path = tmp_path / "official.pt"  # an official training checkpoint: the EMA network and pickled arguments
+    torch.save({"model": {}, "ema": to_official(teacher), "args": argparse.Namespace(model="DiT-XL/2")}, path)
+    assert set(read_weights(path)) == set(to_official(teacher))
+    imported = load_teacher(f"dit-official:{path}")
+    assert not any(p.requires_grad for p in imported.parameters()) and not imported.training
+    x, t, y = torch.randn(2, 4, 32, 32), torch.tensor([3, 700]), torch.tensor([1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(imported(x, t, y), teacher(x, t, y))
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        load_teacher(f"hyenadna:{tmp_path / 'missing.pt'}")
+    with pytest.raises(ValueError, match="holds no state dict"):
+        torch.save({"step": 3}, tmp_path / "empty.pt")
+        read_weights(tmp_path / "empty.pt")
