@@ -30,6 +30,11 @@ PROTOCOL = (
     "derf_zoo.data.text.shakespeare_tokenizer()."
 )
 
+#: Measured on 2026-12-05 with the previous nano recipe (embed_init_std 0.02; scripts/release_gpt2_nano.py, seed 0).
+LN_AT_GPT2_INIT = ("; with GPT-2's embedding init (std 0.02, the recipe before this release) the same LayerNorm run "
+                   "reached 2.2317 nats/char: the 0.32 init that lets the point-wise models learn at this width costs "
+                   "LayerNorm 0.085")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +73,7 @@ def main() -> None:
             f"of {gpt2.BLOCK} windows, paired)"
             + (f". This model did not learn beyond character frequencies ({unigram:.3f} nats/char): at this width and "
                "step count the Derf GPT-2 stalls (see recipes/gpt2/nano_alpha_grid.md)" if stalled else "")
+            + (LN_AT_GPT2_INIT if tag == "ln" else "")
         )  # fmt: skip
         folder = model.save_pretrained(args.dest / name, name=name, metrics=metrics, dataset=DATASET, split=SPLIT,
                                        recipe=recipe, produced_by=produced_by, eval_protocol=PROTOCOL,

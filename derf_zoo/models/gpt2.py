@@ -280,6 +280,11 @@ class GPT2(nn.Module, HubMixin):
         embed_scale: the learnable scalar ``shared_scale`` on ``tok_emb + pos_emb``. None (default): present,
             initialised to ``sqrt(n_embd)``, when the ``attn`` site is point-wise (as the patch does for derf and
             dyt), absent otherwise; True / False force it; a number sets its initial value.
+        embed_init_std: std of the token embedding's normal init, which is also the tied head's (GPT-2: 0.02). The
+            head's logits are bounded by |ln_f output| x |embedding row|, about ``embed_init_std * sqrt(n_embd)`` at
+            init: 0.55 at width 768 but 0.16 at width 64, where a point-wise ``ln_f`` must saturate to fit even the
+            character frequencies and then passes no gradient (recipes/gpt2/nano_alpha_grid.md); the nano size
+            uses 0.32, as the nano DNA models do.
         dropout: embedding, attention-probability and residual dropout (nanoGPT's one ``dropout``).
         bias: biases in the linear layers and LayerNorms (HF: True; nanoGPT's ``train.py`` default: False).
             Point-wise norms always keep theirs (the patch's Derf ignores ``config.bias``).
@@ -301,6 +306,7 @@ class GPT2(nn.Module, HubMixin):
         mlp_alpha: float | None = None,
         final_alpha: float | None = None,
         embed_scale: bool | float | None = None,
+        embed_init_std: float = 0.02,
         dropout: float = 0.0,
         bias: bool = True,
         activation: Activation = "gelu_tanh",
@@ -313,6 +319,10 @@ class GPT2(nn.Module, HubMixin):
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        if isinstance(embed_init_std, bool) or not isinstance(embed_init_std, (int, float)) or not (
+                math.isfinite(embed_init_std) and embed_init_std > 0):  # fmt: skip
+            raise ValueError(f"embed_init_std must be a finite number > 0, got {embed_init_std!r}.")
+        self.embed_init_std = float(embed_init_std)
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be true or false, got {bias!r}.")
         self.vocab_size, self.n_positions, self.n_embd = vocab_size, n_positions, n_embd
@@ -351,8 +361,10 @@ class GPT2(nn.Module, HubMixin):
     @torch.no_grad()
     def init_weights(self) -> None:
         """GPT-2's init (HF ``_init_weights``, nanoGPT ``_init_weights``): normal(0.02) linears and embeddings, zero
-        biases, and the residual projections (``c_proj`` of attention and MLP) at 0.02 / sqrt(2 n_layer)."""
+        biases, and the residual projections (``c_proj`` of attention and MLP) at 0.02 / sqrt(2 n_layer); the token
+        embedding at ``embed_init_std``."""
         init_weights(self, _gpt2_init)
+        nn.init.normal_(self.wte.weight, std=self.embed_init_std)
         std = 0.02 / math.sqrt(2 * len(self.backbone.blocks))
         for block in self.backbone.blocks:
             nn.init.normal_(block.mixer.proj.weight, std=std)
@@ -488,7 +500,10 @@ _SIZES = {
     "large": {"n_embd": 1280, "n_layer": 36, "n_head": 20},
     "xl": {"n_embd": 1600, "n_layer": 48, "n_head": 25},
     # The demo's CPU-sized character model (not a public checkpoint): Tiny Shakespeare's 65 characters, 64 context.
-    "nano": {"vocab_size": 65, "n_positions": 64, "n_embd": 64, "n_layer": 4, "n_head": 4},
+    # Its token embedding starts at std 0.32 and has no sqrt(d) scale (embed_init_std explains why): with GPT-2's 0.02
+    # and the scale every point-wise model of the paper's alpha grid stalled at this width.
+    "nano": {"vocab_size": 65, "n_positions": 64, "n_embd": 64, "n_layer": 4, "n_head": 4, "embed_init_std": 0.32,
+             "embed_scale": False},
 }
 #: The paper's rows (shared/PAPER.md §3.5): every site's alpha 1.0 (the patch's defaults), Derf/DyT with the
 #: sqrt(d) embedding scale (model default for point-wise norms).
@@ -543,7 +558,8 @@ def gpt2_rmsnorm(pretrained: bool = False, **kwargs: Any) -> GPT2:
 
 @register_model(family="gpt2")
 def gpt2_nano(pretrained: bool = False, **kwargs: Any) -> GPT2:
-    """GPT-2 nano (character level: 65 tokens, context 64, width 64, 4 layers), the demo's size; any ``norm=``."""
+    """GPT-2 nano (character level: 65 tokens, context 64, width 64, 4 layers; embedding init std 0.32 and no
+    embedding scale, see ``embed_init_std``), the demo's size; any ``norm=``."""
     return _build("gpt2_nano", "nano", pretrained, kwargs)
 
 @register_model(family="gpt2", recipe="recipes/gpt2/gpt2_nano_ln_shakespeare.yaml")
@@ -553,12 +569,12 @@ def gpt2_nano_ln(pretrained: bool = False, **kwargs: Any) -> GPT2:
 
 @register_model(family="gpt2", recipe="recipes/gpt2/gpt2_nano_dyt_shakespeare.yaml")
 def gpt2_nano_dyt(pretrained: bool = False, **kwargs: Any) -> GPT2:
-    """GPT-2 nano with DyT (alpha 1.0 per site, sqrt(d) embedding scale) on the embedded Tiny Shakespeare."""
+    """GPT-2 nano with DyT (alpha 1.0 per site; embedding std 0.32, no scale) on the embedded Tiny Shakespeare."""
     return _build("gpt2_nano_dyt", "nano", pretrained, kwargs, _PAPER_NORMS["dyt"])
 
 @register_model(family="gpt2", recipe="recipes/gpt2/gpt2_nano_derf_shakespeare.yaml")
 def gpt2_nano_derf(pretrained: bool = False, **kwargs: Any) -> GPT2:
-    """GPT-2 nano with Derf (alpha 1.0 per site, sqrt(d) embedding scale) on the embedded Tiny Shakespeare."""
+    """GPT-2 nano with Derf (alpha 1.0 per site; embedding std 0.32, no scale) on the embedded Tiny Shakespeare."""
     return _build("gpt2_nano_derf", "nano", pretrained, kwargs, _PAPER_NORMS["derf"])
 
 @register_model(family="gpt2", recipe="recipes/gpt2/gpt2_nano_rmsnorm_shakespeare.yaml")

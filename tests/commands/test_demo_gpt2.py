@@ -32,7 +32,7 @@ def test_the_part_runs_and_returns_a_verdict(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert result.family == "GPT-2" and result.metric == "val nats / char" and result.pictures[0].is_file()
     assert "Derf sample" in out and "LayerNorm sample" in out and "nats per character" in out
-    assert 0 < result.derf < 5 and 0 < result.baseline_value < 5 and result.noise > 0
+    assert math.isfinite(result.derf) and math.isfinite(result.baseline_value) and result.noise > 0  # 2 steps: no bound
 
 
 def _some_windows(seq_len=64):

@@ -267,3 +267,12 @@ def test_hub_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(back(ids), model(ids))
     assert float(back.backbone.blocks[0].norm1.alpha) == 2.0
+
+
+def test_embed_init_std_sets_the_token_embedding_and_the_nano_default():
+    torch.manual_seed(0)
+    assert abs(float(GPT2(**{**TINY, "n_embd": 64}, embed_init_std=0.32).wte.weight.std()) - 0.32) < 0.01
+    assert abs(float(GPT2(**{**TINY, "n_embd": 64}).wte.weight.std()) - 0.02) < 0.001  # GPT-2's
+    assert create_model("gpt2_nano_derf").embed_init_std == 0.32 and create_model("gpt2_derf").embed_init_std == 0.02
+    with pytest.raises(ValueError, match="embed_init_std must be a finite number > 0"):
+        GPT2(**TINY, embed_init_std=0.0)

@@ -185,7 +185,7 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
                         noise=paired_noise(derf.window_losses, ln.window_losses))  # fmt: skip
     stalled = [r.norm for r in results if r.loss > unigram_entropy() - 0.05]
     if stalled:
-        result.own_verdict = f"{' and '.join(stalled)} stalled at the character frequencies; " + verdict(result)
+        result.own_verdict = f"{' and '.join(stalled)} did not beat the character frequencies; " + verdict(result)
         print(f"{' and '.join(stalled)} did not learn beyond the {unigram_entropy():.2f} nats per character of the "
               "character frequencies alone (recipes/gpt2/nano_alpha_grid.md: every alpha of the paper's grid stalls "
               "at this width; LayerNorm in ln_f is what learns).")  # fmt: skip
