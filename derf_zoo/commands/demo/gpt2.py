@@ -193,6 +193,9 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
           f"gap of {result.baseline_value - result.derf:+.4f} (LayerNorm minus Derf) against a noise of "
           f"±{result.noise:.4f} (2 SE over blocks of {BLOCK} windows, paired). One training seed per norm; the "
           "paper's OpenWebText claim is not tested at this scale.")  # fmt: skip
+    print("Both recipes start the token embedding (the tied head) at std 0.32, not GPT-2's 0.02, and use no sqrt(d) "
+          "scale: Derf needs that at this width; with GPT-2's init this LayerNorm recipe reached 2.2317 nats per "
+          "character (recipes/gpt2/nano_alpha_grid.md).")  # fmt: skip
     for r in results:
         print(f"\n-- {r.norm} sample (temperature {SAMPLE['temperature']}, top-{SAMPLE['top_k']}, seed "
               f"{SAMPLE['seed']}):\n{r.sample}")  # fmt: skip
