@@ -18,11 +18,24 @@ import sys
 from collections.abc import Sequence
 
 from derf_zoo import __version__
-from derf_zoo.commands import bench, benchmark, convert, demo, extract_latents, hub, models, norms, sample
+from derf_zoo.commands import (
+    bench,
+    benchmark,
+    convert,
+    demo,
+    extract_latents,
+    hub,
+    models,
+    norms,
+    prepare_text,
+    sample,
+    sweep_alpha,
+)
 from derf_zoo.commands._help import examples
 from derf_zoo.training import LIGHTNING_EXAMPLES, lightning_cli
 
-_OWN_COMMANDS = (demo, models, norms, convert, hub, sample, extract_latents, benchmark, bench)
+_OWN_COMMANDS = (demo, models, norms, convert, prepare_text, sweep_alpha, hub, sample, extract_latents, benchmark,
+                 bench)
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 _LIGHTNING_HELP = {
     "fit": "train a recipe (Lightning's CLI; -c RECIPE.yaml, --ckpt_path last resumes)",

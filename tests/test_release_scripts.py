@@ -10,7 +10,8 @@ import pytest
 SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
-@pytest.mark.parametrize("script", ["release_dna_demo.py", "release_speech_demo.py", "release_dit_digits.py"])
+@pytest.mark.parametrize("script", ["release_dna_demo.py", "release_speech_demo.py", "release_dit_digits.py",
+                                    "release_gpt2_nano.py"])
 def test_release_scripts_overwrite_only_with_the_flag(script):
     path = SCRIPTS / script
     tree = ast.parse(path.read_text())

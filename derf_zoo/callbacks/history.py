@@ -28,7 +28,9 @@ class MetricHistory(L.Callback):
             if value is not None and key.startswith("train/") == train:
                 values.append(float(value))
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After every epoch-end hook: a task that logs its epoch metrics in its own on_validation_epoch_end (the LM
+        # tasks reduce token sums there) runs after the callbacks' on_validation_epoch_end, which saw last epoch's.
         if not trainer.sanity_checking:
             self._take(trainer, train=False)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 #: public name -> the submodule that defines it
 _SOURCES = {
+    "CharTokenizer": "text",
     "DNATokenizer": "dna",
     "DigitsDataModule": "digits",
     "DigitsGenerationDataModule": "generation",
@@ -21,6 +22,7 @@ _SOURCES = {
     "ImageDataModule": "images",
     "LatentDataModule": "latents",
     "SpeechDataModule": "speech",
+    "TextDataModule": "text",
     "load_digits": "digits",
     "load_fashion_mnist": "fashion_mnist",
     "read_manifest": "speech_manifest",

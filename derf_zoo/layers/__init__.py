@@ -1,7 +1,7 @@
 """Building blocks shared by every family: attention and the mixer slot, MLP, stochastic depth, layer scale,
 adaLN, patch embedding and the init that respects self-initialising modules."""
 
-from derf_zoo.layers.attention import Attention
+from derf_zoo.layers.attention import Attention, KVCache
 from derf_zoo.layers.bimamba import BiMamba
 from derf_zoo.layers.drop_path import DropPath
 from derf_zoo.layers.init import init_weights, trunc_normal_linear
@@ -17,6 +17,7 @@ __all__ = [
     "Attention",
     "BiMamba",
     "DropPath",
+    "KVCache",
     "LayerScale",
     "Mamba",
     "MixerFactory",

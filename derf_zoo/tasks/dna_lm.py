@@ -1,5 +1,8 @@
 """DNA language modeling on the task contract: next-token (HyenaDNA) or masked (Caduceus) prediction of bases.
 
+The causal mode is :class:`~derf_zoo.tasks.LanguageModeling` (the one causal LM task, shared with GPT-2 on text)
+with DNA's ``[PAD]`` id; this module adds the masked mode and the DNA defaults.
+
 The network is called as ``model(input_ids) -> logits (B, L, V)`` with ``V >= 12`` (the checkpoints pad their
 vocabulary to 16; the extra ids never occur as targets). Batches are windows of token ids
 (:class:`~derf_zoo.data.genome.GenomeDataModule`); this task turns them into training pairs:
@@ -24,14 +27,13 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from derf_zoo.data.dna import PAD_ID, causal_lm_pair, mask_tokens
+from derf_zoo.data.dna import PAD_ID, mask_tokens
 from derf_zoo.models._context import check_context  # re-exported: the tasks' name for the models' check
-from derf_zoo.tasks.base import TASK_KEY, MetricSpec, NonFinite, Task, module_args
-from derf_zoo.tasks.distill import kl_to_teacher
+from derf_zoo.tasks.base import TASK_KEY, NonFinite, module_args
+from derf_zoo.tasks.language_modeling import LanguageModeling, causal_pair, lm_token_stats, token_batch
 from derf_zoo.tasks.schedules import Schedule
 
 __all__ = ["DNALanguageModeling", "check_context", "lm_pair", "lm_token_stats", "model_lm_mode"]
@@ -42,19 +44,14 @@ TASK_TYPES = {"causal": "text-generation", "masked": "fill-mask"}  # Hugging Fac
 
 def _tokens(batch: Any) -> Tensor:
     """The token windows of a batch: the batch itself, or the first element of a tuple/list batch."""
-    tokens = batch[0] if isinstance(batch, (tuple, list)) else batch
-    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype != torch.long:
-        got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, Tensor) else type(tokens).__name__
-        raise ValueError(f"DNALanguageModeling expects batches of int64 token ids (B, L), got {got}.")
-    return tokens
+    return token_batch(batch, "DNALanguageModeling")
 
 
 def lm_pair(tokens: Tensor, mode: LMMode, mlm_probability: float = 0.15,
             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """``(inputs, targets)`` of ``tokens`` for ``mode``; targets are -100 where nothing is scored."""
     if mode == "causal":
-        inputs, targets = causal_lm_pair(tokens)
-        return inputs, targets.masked_fill(targets == PAD_ID, -100)
+        return causal_pair(tokens, PAD_ID)
     return mask_tokens(tokens, mlm_probability, generator)
 
 
@@ -68,34 +65,22 @@ def model_lm_mode(model: nn.Module) -> LMMode:
     return "masked" if task_type == TASK_TYPES["masked"] else "causal"
 
 
-def lm_token_stats(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, int]:
-    """``(summed cross entropy, number of correct argmax predictions, number of scored tokens)``."""
-    scored = targets != -100
-    n = int(scored.sum())
-    flat = logits.reshape(-1, logits.shape[-1]).float()
-    loss_sum = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")
-    correct = ((logits.argmax(-1) == targets) & scored).sum()
-    return loss_sum, correct, n
-
-
-class DNALanguageModeling(Task):
+class DNALanguageModeling(LanguageModeling):
     """Pretrain a DNA language model (HyenaDNA causal, Caduceus masked) on genome windows.
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
             distill_weight / distill_temperature: see :class:`Task`.
-        mode: ``"causal"`` (next token) or ``"masked"`` (BERT-style, Caduceus).
+        mode: ``"causal"`` (next token; :class:`LanguageModeling` with ``[PAD]`` unscored) or ``"masked"``
+            (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
         eval_seed: validation/test masks of batch ``i`` come from ``eval_seed + i``.
         max_len: the context limit inputs are checked against (default: the model's ``max_seq_len``, if any).
     """
 
     task_type = "text-generation"  # the instance's follows its mode (fill-mask for masked LM)
-    metrics = (
-        MetricSpec("loss", higher_is_better=False, description="cross entropy per predicted base (nats)"),
-        MetricSpec("perplexity", higher_is_better=False, description="exp of the mean cross entropy per base"),
-        MetricSpec("acc", higher_is_better=True, percent=True, description="per-base top-1 accuracy"),
-    )
+    metrics = tuple(type(m)(m.name, m.higher_is_better, m.percent, m.description.replace("token", "base"))
+                    for m in LanguageModeling.metrics)  # fmt: skip
 
     def __init__(
         self,
@@ -120,17 +105,12 @@ class DNALanguageModeling(Task):
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+        super().__init__(model, model_args, optimizer, schedule, PAD_ID, max_len, calibration_target, nonfinite,
+                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+                         distill_temperature)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
-        self.mode, self.mlm_probability, self.eval_seed, self.max_len = mode, mlm_probability, int(eval_seed), max_len
+        self.mode, self.mlm_probability, self.eval_seed = mode, mlm_probability, int(eval_seed)
         self.task_type = TASK_TYPES[mode]
-        # Per split: summed loss, correct predictions and scored tokens of the epoch (reduced over ranks at its end).
-        self._sums: dict[str, list[float]] = {"val": [0.0, 0.0, 0.0], "test": [0.0, 0.0, 0.0]}
-
-    def forward(self, input_ids: Tensor) -> Tensor:
-        return self.model(input_ids)
 
     def setup(self, stage: str) -> None:
         data = self.trainer.datamodule if self._trainer is not None else None
@@ -144,33 +124,9 @@ class DNALanguageModeling(Task):
         check_context(self.model, inputs.shape[-1], self.max_len)
         return inputs, targets
 
-    def _stats(self, batch: Any, generator: torch.Generator | None) -> tuple[Tensor, Tensor, int]:
-        inputs, targets = self._pair(batch, generator)
-        return lm_token_stats(self(inputs), targets)
-
-    # ---- the contract ----------------------------------------------------------------------------------
-
-    def model_inputs(self, batch: Any) -> tuple[tuple, dict[str, Any]]:
-        """The network's input ids for ``batch`` (masked with the evaluation seed in masked mode)."""
-        return (self._pair(batch, torch.Generator().manual_seed(self.eval_seed))[0],), {}
-
-    def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
-        inputs, targets = self._pair(batch, None)
-        logits = self(inputs)
-        loss_sum, correct, n = lm_token_stats(logits, targets)
-        loss = loss_sum / max(n, 1)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=max(n, 1))
-        self.log("train/acc", correct.float() / max(n, 1), on_step=False, on_epoch=True, batch_size=max(n, 1))
-        if self.distilling():  # KL on every position's token distribution (the teacher sees the same input)
-            distill = kl_to_teacher(logits, self.teacher_forward(inputs), self.distill_temperature)
-            self.log("train/distill", distill, on_step=True, on_epoch=True)
-            loss = loss + self.distill_weight * distill
-        return loss
-
-    def evaluation_loss(self, batch: Any) -> tuple[Tensor, int]:
-        """Summed cross entropy over the scored tokens and their number (the per-token loss, fixed masks)."""
-        loss_sum, _, n = self._stats(batch, torch.Generator().manual_seed(self.eval_seed))
-        return loss_sum, n
+    def _eval_generator(self, batch_idx: int = 0) -> torch.Generator:
+        """Masks of evaluation batch ``i`` come from ``eval_seed + i`` (every epoch and model sees the same)."""
+        return torch.Generator().manual_seed(self.eval_seed + batch_idx)
 
     @classmethod
     def evaluate(cls, model: nn.Module, loader: Iterable, mode: LMMode | None = None, mlm_probability: float = 0.15,
@@ -192,47 +148,6 @@ class DNALanguageModeling(Task):
         if count == 0:
             raise ValueError("evaluate: the loader holds no scored token.")
         return {"loss": loss / count, "perplexity": math.exp(loss / count), "acc": 100.0 * correct / count}
-
-    # ---- evaluation steps ------------------------------------------------------------------------------
-
-    def _evaluate(self, batch: Any, batch_idx: int, split: str) -> None:
-        loss_sum, correct, n = self._stats(batch, torch.Generator().manual_seed(self.eval_seed + batch_idx))
-        sums = self._sums[split]
-        sums[0] += float(loss_sum)
-        sums[1] += float(correct)
-        sums[2] += n
-
-    def _log_epoch(self, split: str) -> None:
-        # Token-weighted over the whole epoch and every rank: perplexity is exp of the mean loss per token, not a
-        # mean of per-batch perplexities.
-        totals = torch.tensor(self._sums[split], dtype=torch.float64, device=self.device)
-        self._sums[split] = [0.0, 0.0, 0.0]
-        if self._trainer is not None:
-            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        loss_sum, correct, n = totals.tolist()
-        if n == 0:
-            return
-        self.log(f"{split}/loss", loss_sum / n, prog_bar=True)
-        self.log(f"{split}/perplexity", math.exp(loss_sum / n))
-        self.log(f"{split}/acc", correct / n)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._sums["val"] = [0.0, 0.0, 0.0]  # a sanity check or an interrupted epoch leaves nothing behind
-
-    def on_test_epoch_start(self) -> None:
-        self._sums["test"] = [0.0, 0.0, 0.0]
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

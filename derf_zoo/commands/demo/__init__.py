@@ -14,11 +14,11 @@ import warnings
 from pathlib import Path
 
 from derf_zoo.commands._help import examples
-from derf_zoo.commands.demo import dit, dna, speech, vit
+from derf_zoo.commands.demo import dit, dna, gpt2, speech, vit
 from derf_zoo.commands.demo.part import PartResult, print_summary
 
 #: The demo's parts, in the order ``derf-zoo demo`` runs them.
-PARTS = {"vit": vit, "dit": dit, "wav2vec2": speech, "dna": dna}
+PARTS = {"vit": vit, "dit": dit, "wav2vec2": speech, "dna": dna, "gpt2": gpt2}
 
 
 def _positive_int(text: str) -> int:
