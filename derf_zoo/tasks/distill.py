@@ -83,6 +83,16 @@ def _foreign(kind: str, where: str) -> nn.Module:
         from derf_zoo.models.wav2vec2 import from_transformers
 
         return from_transformers(Wav2Vec2ForPreTraining.from_pretrained(where))
+    if kind == "hf-gpt2":
+        from transformers import GPT2LMHeadModel
+
+        from derf_zoo.models.gpt2 import from_transformers as gpt2_from_transformers
+
+        return gpt2_from_transformers(GPT2LMHeadModel.from_pretrained(where))
+    if kind == "nanogpt":
+        from derf_zoo.models.gpt2 import from_nanogpt
+
+        return from_nanogpt(where)  # a ckpt.pt, read weights-only
     from derf_zoo.models import caduceus, dit, hyenadna
 
     importer = {"dit-official": dit.from_official, "hyenadna": hyenadna.from_hyenadna,
@@ -91,7 +101,7 @@ def _foreign(kind: str, where: str) -> nn.Module:
 
 
 #: ``prefix:`` of an upstream checkpoint the teacher can be imported from.
-FOREIGN = ("timm", "hf-wav2vec2", "dit-official", "hyenadna", "caduceus")
+FOREIGN = ("timm", "hf-wav2vec2", "hf-gpt2", "nanogpt", "dit-official", "hyenadna", "caduceus")
 
 
 def load_teacher(spec: str | nn.Module) -> nn.Module:
@@ -101,7 +111,8 @@ def load_teacher(spec: str | nn.Module) -> nn.Module:
         spec: an ``nn.Module``; a released name (``"vit_mini_ln.fmnist"``, loaded with ``pretrained=True``); a
             derf_zoo Hub folder or repo id; a Lightning checkpoint (``.ckpt``) written by ``derf-zoo fit``; or an
             upstream checkpoint imported through its family's importer: ``timm:<name>`` (timm's pretrained ViT),
-            ``hf-wav2vec2:<id or folder>`` (Hugging Face ``Wav2Vec2ForPreTraining``), ``dit-official:<file>``
+            ``hf-wav2vec2:<id or folder>`` (Hugging Face ``Wav2Vec2ForPreTraining``), ``hf-gpt2:<id or folder>``
+            (Hugging Face ``GPT2LMHeadModel``), ``nanogpt:<ckpt.pt>``, ``dit-official:<file>``
             (Meta's DiT ``.pt``), ``hyenadna:<file>``, ``caduceus:<file>``. Files are read weights-only.
 
     Raises:

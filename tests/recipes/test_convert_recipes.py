@@ -9,13 +9,13 @@ from derf_zoo.tasks.distill import FOREIGN
 from derf_zoo.training import lightning_cli
 
 RECIPES = conversions()
-SMALL = [p for p in RECIPES if p.stem.endswith(("_fmnist", "_digits", "_speech", "_ecoli"))]
+SMALL = [p for p in RECIPES if p.stem.endswith(("_fmnist", "_digits", "_speech", "_ecoli", "_shakespeare"))]
 PAPER = [p for p in RECIPES if p not in SMALL]
 
 
 def test_every_family_has_a_small_and_a_paper_scale_conversion():
     families = {p.parent.name for p in RECIPES}
-    assert families == {"vit", "dit", "wav2vec2", "hyenadna", "caduceus"}
+    assert families == {"vit", "dit", "wav2vec2", "hyenadna", "caduceus", "gpt2"}
     assert {p.parent.name for p in SMALL} == families and {p.parent.name for p in PAPER} == families
 
 
