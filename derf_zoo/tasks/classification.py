@@ -39,7 +39,7 @@ class ImageClassification(Task):
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature: see :class:`Task`.
+            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
         label_smoothing: label smoothing of the cross entropy (folded into the soft targets under mixup).
         mixup: mixup alpha (0: off).
         cutmix: cutmix alpha (0: off).
@@ -72,10 +72,12 @@ class ImageClassification(Task):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+                         distill_weight=distill_weight, distill_temperature=distill_temperature,
+                         layer_decay=layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:

@@ -83,7 +83,7 @@ class DNALanguageModeling(Task):
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature: see :class:`Task`.
+            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
         mode: ``"causal"`` (next token) or ``"masked"`` (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
         eval_seed: validation/test masks of batch ``i`` come from ``eval_seed + i``.
@@ -115,6 +115,7 @@ class DNALanguageModeling(Task):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         if mode not in TASK_TYPES:
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
@@ -122,7 +123,8 @@ class DNALanguageModeling(Task):
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+                         distill_weight=distill_weight, distill_temperature=distill_temperature,
+                         layer_decay=layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.mode, self.mlm_probability, self.eval_seed, self.max_len = mode, mlm_probability, int(eval_seed), max_len
         self.task_type = TASK_TYPES[mode]
