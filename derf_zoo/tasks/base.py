@@ -167,6 +167,10 @@ class Task(L.LightningModule):
                 and calibration_target > 0):  # fmt: skip
             raise ValueError(f"calibration_target must be a finite number > 0, got {calibration_target!r}.")
         self.model = build_network(model, model_args)
+        if isinstance(model, str):
+            # pretrained=True returns the network in eval mode (for inference, as timm does) and Lightning keeps a
+            # submodule's mode at fit start: without this, a fine-tune would run with drop path and dropout off.
+            self.model.train()
         self.optimizer_factory = optimizer
         self.schedule = schedule
         self.calibration_target = float(calibration_target)

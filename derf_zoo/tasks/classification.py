@@ -44,6 +44,9 @@ class ImageClassification(Task):
         mixup: mixup alpha (0: off).
         cutmix: cutmix alpha (0: off).
         mix_prob: probability of mixing a batch; ``switch_prob``: of cutmix instead of mixup when both are on.
+        reset_head: re-initialise the classifier after the model is built (``model.reset_classifier``, timm's API):
+            fine-tuning pretrained weights onto another label set with as many classes as the weights' (another
+            ``num_classes`` re-initialises it by itself, with a warning).
     """
 
     task_type = "image-classification"
@@ -73,6 +76,7 @@ class ImageClassification(Task):
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
         layer_decay: float | None = None,
+        reset_head: bool = False,
     ) -> None:
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
@@ -82,6 +86,11 @@ class ImageClassification(Task):
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:
             raise ValueError("ImageClassification needs a model with num_classes > 0 (a classification head).")
+        if reset_head:
+            if not callable(getattr(self.model, "reset_classifier", None)):
+                raise ValueError(f"reset_head: {type(self.model).__name__} has no reset_classifier(num_classes) to "
+                                 "re-initialise its head with.")  # fmt: skip
+            self.model.reset_classifier(num_classes)
         self.num_classes = num_classes
         self.mixup_fn = None
         if mixup > 0 or cutmix > 0:
