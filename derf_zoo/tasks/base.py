@@ -3,8 +3,8 @@
 A task subclass adds only its loss, its metrics and its batch handling. The base owns:
 
 - building the network: a registry name + ``model_args``, or an injected ``nn.Module``;
-- parameter groups (no weight decay on 1-D parameters: alpha, shift, norm affine, biases) and the
-  per-step learning-rate schedule;
+- parameter groups (no weight decay on 1-D parameters: alpha, shift, norm affine, biases; per layer with
+  ``layer_decay``) and the per-step learning-rate schedule;
 - ``alpha_init="auto"`` calibration on the first training batch, identical on every DDP rank, through
   :meth:`Task.model_inputs` (how a batch becomes the network's inputs);
 - a non-finite loss or gradient stops the run with an error naming the step and the batch (or, with

@@ -118,7 +118,7 @@ def test_every_task_takes_layer_decay():
     classes = [getattr(tasks, n) for n in tasks.__all__
                if inspect.isclass(getattr(tasks, n)) and issubclass(getattr(tasks, n), tasks.Task)
                and getattr(tasks, n) is not tasks.Task]  # fmt: skip
-    assert len(classes) == 5
+    assert len(classes) >= 5
     for cls in classes:
         assert inspect.signature(cls.__init__).parameters["layer_decay"].default is None, cls.__name__
 
