@@ -4,6 +4,7 @@ import inspect
 import math
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import timm
 import torch
@@ -12,7 +13,9 @@ from torch import nn
 
 import derf_zoo.tasks as tasks
 from derf_zoo.models import create_model
+from derf_zoo.recipes import recipe_path
 from derf_zoo.tasks import Diffusion, ImageClassification, Schedule, SequenceClassification, layer_ids, param_groups
+from derf_zoo.training import lightning_cli
 
 
 def _by_param(groups: list[dict]) -> dict[int, tuple[float, float | None]]:
@@ -132,3 +135,51 @@ def test_bad_layer_decay_is_refused_by_name(bad):
 def test_a_model_without_blocks_is_a_clear_error():
     with pytest.raises(ValueError, match=r"layer_decay needs one stack of blocks.*found none"):
         param_groups(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), 0.05, layer_decay=0.7)
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+class _KillAt(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise _Killed(f"simulated kill at step {self.step}")
+
+
+class _RecordLrs(L.Callback):
+    def __init__(self) -> None:
+        self.lrs: dict[int, list[float]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs[trainer.global_step] = [g["lr"] for g in trainer.optimizers[0].param_groups]
+
+
+@pytest.mark.slow
+def test_a_resumed_fine_tune_has_the_same_per_layer_lrs_as_an_uninterrupted_one(tmp_path):
+    def fit(folder, kill_at=None, resume=False):
+        run = lightning_cli(["-c", str(recipe_path("vit/vit_mini_derf_finetune_digits.yaml")),
+                             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+                             "--trainer.logger=false", f"--trainer.default_root_dir={folder}",
+                             f"--checkpoint.dirpath={folder}", "--checkpoint.every_n_train_steps=4",
+                             "--checkpoint.monitor=null", "--trainer.max_steps=12", "--trainer.limit_val_batches=1",
+                             "--model.init_args.schedule.warmup_epochs=0"], run=False)  # fmt: skip
+        record = _RecordLrs()
+        run.trainer.callbacks.append(record)
+        if kill_at is not None:
+            run.trainer.callbacks.append(_KillAt(kill_at))
+        run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path="last" if resume else None)
+        return record.lrs
+
+    uninterrupted = fit(tmp_path / "a")
+    with pytest.raises(_Killed):
+        fit(tmp_path / "b", kill_at=6)
+    resumed = fit(tmp_path / "b", resume=True)  # from the step-4 checkpoint
+    assert sorted(resumed) == list(range(4, 12))
+    for step, lrs in resumed.items():
+        assert lrs == pytest.approx(uninterrupted[step], rel=1e-12), step
+        assert len(set(lrs)) == 6  # one lr per layer id (decay and no-decay groups share it)
+    assert resumed[4] != pytest.approx(resumed[8])  # the cosine moves: not a comparison of two floors
