@@ -25,7 +25,10 @@ def build_model(
     Handles the keywords timm's ``create_model`` passes (``pretrained_cfg``, ``pretrained_cfg_overlay``,
     ``cache_dir``), ``device``/``dtype``, sets ``model.pretrained_cfg`` (mean, std, input_size, crop_pct,
     interpolation) so ``timm.data.resolve_model_data_config(model)`` works, and with ``pretrained=True``
-    loads the released weights (:func:`derf_zoo.hub.load_pretrained`), strictly.
+    loads the released weights (:func:`derf_zoo.hub.load_pretrained`), strictly. ``pretrained=True`` with
+    ``pretrained_cfg_overlay={"file": PATH}`` (timm's way to load local weights) loads a ``.safetensors`` file or a
+    Hub folder's ``model.safetensors`` instead (e.g. ``derf-zoo export``'s output), strictly but for the head
+    (another ``num_classes`` re-initialises it, with a warning).
 
     Args:
         cls: the model class.
@@ -39,7 +42,8 @@ def build_model(
     kwargs.pop("pretrained_model_args", None)  # timm's record of config.json's model_args (already in kwargs)
     if tag is None and timm_cfg is not None:
         tag = timm_cfg if isinstance(timm_cfg, str) else _cfg_get(timm_cfg, "tag")
-    overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    local_file = overlay.pop("file", None)  # a local path is not part of the model's config (never exported)
     cache_dir = kwargs.pop("cache_dir", None)
     verify = kwargs.pop("verify", True)  # False: load manifest weights that pin no sha256
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
@@ -49,8 +53,8 @@ def build_model(
     entry = get_model_entry(architecture)
     args = {**model_args, **kwargs}
     weights = None
-    hub_source = _timm_hub_source(timm_cfg) if pretrained else None
-    if pretrained and hub_source is None:
+    hub_source = _timm_hub_source(timm_cfg) if pretrained and local_file is None else None
+    if pretrained and hub_source is None and local_file is None:
         from derf_zoo.hub import resolve_weights
 
         weights = resolve_weights(architecture, tag, recipe=entry.recipe, conversion=entry.conversion)
@@ -61,7 +65,7 @@ def build_model(
     model.model_args = args  # what save_pretrained records in config.json
     model.pretrained_cfg = {
         **data_cfg,
-        **dict(overlay),
+        **overlay,
         "architecture": architecture,
         "tag": weights.tag if weights is not None else None,  # a tag without pretrained=True loads nothing
         "num_classes": getattr(model, "num_classes", None),
@@ -75,6 +79,8 @@ def build_model(
                         verify=verify)
     elif hub_source is not None:
         _load_timm_source(model, hub_source, cache_dir)
+    elif pretrained and local_file is not None:
+        _load_local_file(model, local_file)
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model
@@ -107,6 +113,26 @@ def _timm_hub_source(timm_cfg: Any) -> tuple[str, str | None] | None:
         return None
     repo_id, _, revision = hub_id.partition("@")
     return repo_id, revision or None
+
+
+def _load_local_file(model: nn.Module, file: Any) -> None:
+    """Load ``pretrained_cfg_overlay["file"]``: a ``.safetensors`` file or a folder holding ``model.safetensors``."""
+    from pathlib import Path
+
+    from derf_zoo.hub.download import WEIGHTS_NAME
+    from derf_zoo.hub.state_dict import load_into, read_safetensors
+
+    path = Path(file).expanduser()
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained_cfg_overlay file={str(file)!r}: expected an existing .safetensors file or a folder holding "
+            f"{WEIGHTS_NAME} (`derf-zoo export --ckpt RUN.ckpt --out FOLDER` writes one); pickled weights "
+            "(.pth, .bin, .ckpt) are never loaded here."
+        )
+    load_into(model, read_safetensors(path), source=str(path))
+    model.eval()
 
 
 def _load_timm_source(model: nn.Module, source: tuple[str, str | None], cache_dir: Any) -> None:

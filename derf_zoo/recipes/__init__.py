@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["conversions", "list_recipes", "recipe_path", "trained_from_scratch"]
+__all__ = ["conversions", "fine_tunes", "list_recipes", "recipe_path", "trained_from_scratch"]
 
 RECIPES_DIR = Path(__file__).resolve().parent
 
@@ -19,9 +19,15 @@ def conversions(recipes: list[Path] | None = None) -> list[Path]:
     return [p for p in (list_recipes() if recipes is None else recipes) if "_from_" in p.stem]
 
 
+def fine_tunes(recipes: list[Path] | None = None) -> list[Path]:
+    """The recipes that fine-tune pretrained weights on other data (``*_finetune*``: a new head, layer decay)."""
+    return [p for p in (list_recipes() if recipes is None else recipes) if "_finetune" in p.stem]
+
+
 def trained_from_scratch(recipes: list[Path]) -> list[Path]:
-    """``recipes`` without the conversions: the paper's rows and the demo's, which train from random weights."""
-    return [p for p in recipes if "_from_" not in p.stem]
+    """``recipes`` without the conversions and the fine-tunes: the paper's rows and the demo's, which train from
+    random weights."""
+    return [p for p in recipes if "_from_" not in p.stem and "_finetune" not in p.stem]
 
 
 def recipe_path(name: str) -> Path:

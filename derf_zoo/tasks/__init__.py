@@ -5,6 +5,7 @@ from derf_zoo.tasks.classification import ImageClassification
 from derf_zoo.tasks.diffusion import Diffusion
 from derf_zoo.tasks.dna_lm import DNALanguageModeling
 from derf_zoo.tasks.language_modeling import LanguageModeling
+from derf_zoo.tasks.layer_decay import layer_ids
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 from derf_zoo.tasks.sequence_classification import SequenceClassification
@@ -21,5 +22,6 @@ __all__ = [
     "SpeechPretraining",
     "Task",
     "build_network",
+    "layer_ids",
     "param_groups",
 ]

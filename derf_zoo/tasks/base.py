@@ -3,8 +3,8 @@
 A task subclass adds only its loss, its metrics and its batch handling. The base owns:
 
 - building the network: a registry name + ``model_args``, or an injected ``nn.Module``;
-- parameter groups (no weight decay on 1-D parameters: alpha, shift, norm affine, biases) and the
-  per-step learning-rate schedule;
+- parameter groups (no weight decay on 1-D parameters: alpha, shift, norm affine, biases; per layer with
+  ``layer_decay``) and the per-step learning-rate schedule;
 - ``alpha_init="auto"`` calibration on the first training batch, identical on every DDP rank, through
   :meth:`Task.model_inputs` (how a batch becomes the network's inputs);
 - a non-finite loss or gradient stops the run with an error naming the step and the batch (or, with
@@ -39,6 +39,7 @@ from derf_zoo.norms.fit import fit_pointwise_norms, merge_calls
 from derf_zoo.norms.layers import PointwiseNorm
 from derf_zoo.tasks.checksum import record_checksum, verify_checksum
 from derf_zoo.tasks.distill import check_distill_args, describe_teacher, init_student, load_teacher, teacher_references
+from derf_zoo.tasks.layer_decay import check_layer_decay
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
@@ -125,6 +126,9 @@ class Task(L.LightningModule):
         distill_weight: weight of the distillation loss added to the task's loss (0: the teacher only starts the
             student, with ``fit_norms``).
         distill_temperature: softmax temperature of a KL distillation loss (logits); MSE losses ignore it.
+        layer_decay: timm's layer-wise learning-rate decay for fine-tuning (BEiT/MAE: 0.65-0.75): block ``i`` of
+            ``L`` trains at ``layer_decay ** (L - i)`` of the lr, the embeddings at ``layer_decay ** (L + 1)``, the
+            final norm and head at the full lr (:mod:`derf_zoo.tasks.layer_decay`). None (default): one lr.
     """
 
     #: Hugging Face pipeline tag of what the task trains (the model card's ``pipeline_tag``).
@@ -147,9 +151,11 @@ class Task(L.LightningModule):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__()
         check_distill_args(teacher, fit_norms, distill_weight, distill_temperature)
+        check_layer_decay(layer_decay)
         if nonfinite not in ("error", "skip"):
             raise ValueError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}.")
         if not (isinstance(nonfinite_max_fraction, (int, float)) and 0 <= nonfinite_max_fraction < 1):
@@ -161,6 +167,10 @@ class Task(L.LightningModule):
                 and calibration_target > 0):  # fmt: skip
             raise ValueError(f"calibration_target must be a finite number > 0, got {calibration_target!r}.")
         self.model = build_network(model, model_args)
+        if isinstance(model, str):
+            # pretrained=True returns the network in eval mode (for inference, as timm does) and Lightning keeps a
+            # submodule's mode at fit start: without this, a fine-tune would run with drop path and dropout off.
+            self.model.train()
         self.optimizer_factory = optimizer
         self.schedule = schedule
         self.calibration_target = float(calibration_target)
@@ -177,6 +187,7 @@ class Task(L.LightningModule):
         self.fit_norms = fit_norms
         self.distill_weight = float(distill_weight)
         self.distill_temperature = float(distill_temperature)
+        self.layer_decay = layer_decay
         self.norms_fitted = False
         # Loaded at fit start, and kept out of the module tree: never in the student's state dict, checkpoint
         # or export, never moved or put in train mode by Lightning.
@@ -221,8 +232,10 @@ class Task(L.LightningModule):
     # ---- optimisation ---------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(param_groups(self.model, weight_decay=None))
+        optimizer = self.optimizer_factory(param_groups(self.model, weight_decay=None, layer_decay=self.layer_decay))
         if self.schedule is None:
+            for group in optimizer.param_groups:  # a constant lr: the layer scale applies once (a schedule's does)
+                group["lr"] *= group.get("lr_scale", 1.0)
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
         epochs = max(1, self.trainer.max_epochs or 1)

@@ -39,11 +39,14 @@ class ImageClassification(Task):
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature: see :class:`Task`.
+            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
         label_smoothing: label smoothing of the cross entropy (folded into the soft targets under mixup).
         mixup: mixup alpha (0: off).
         cutmix: cutmix alpha (0: off).
         mix_prob: probability of mixing a batch; ``switch_prob``: of cutmix instead of mixup when both are on.
+        reset_head: re-initialise the classifier after the model is built (``model.reset_classifier``, timm's API):
+            fine-tuning pretrained weights onto another label set with as many classes as the weights' (another
+            ``num_classes`` re-initialises it by itself, with a warning).
     """
 
     task_type = "image-classification"
@@ -72,14 +75,22 @@ class ImageClassification(Task):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
+        reset_head: bool = False,
     ) -> None:
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+                         distill_weight=distill_weight, distill_temperature=distill_temperature,
+                         layer_decay=layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:
             raise ValueError("ImageClassification needs a model with num_classes > 0 (a classification head).")
+        if reset_head:
+            if not callable(getattr(self.model, "reset_classifier", None)):
+                raise ValueError(f"reset_head: {type(self.model).__name__} has no reset_classifier(num_classes) to "
+                                 "re-initialise its head with.")  # fmt: skip
+            self.model.reset_classifier(num_classes)
         self.num_classes = num_classes
         self.mixup_fn = None
         if mixup > 0 or cutmix > 0:

@@ -85,7 +85,7 @@ class Diffusion(Task):
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature: see :class:`Task`.
+            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
         diffusion_steps: steps of the training process (DiT: 1000).
         noise_schedule: ``"linear"`` (DiT) or ``"squaredcos_cap_v2"``.
         eval_seed: seed of the validation draws (timesteps and noise; the image at index ``k`` of the dataset uses
@@ -116,10 +116,12 @@ class Diffusion(Task):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+                         distill_weight=distill_weight, distill_temperature=distill_temperature,
+                         layer_decay=layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.diffusion = self.make_diffusion(self.model, diffusion_steps, noise_schedule)
         self.eval_seed = int(eval_seed)

@@ -70,7 +70,7 @@ class DNALanguageModeling(LanguageModeling):
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature: see :class:`Task`.
+            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
         mode: ``"causal"`` (next token; :class:`LanguageModeling` with ``[PAD]`` unscored) or ``"masked"``
             (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
@@ -100,6 +100,7 @@ class DNALanguageModeling(LanguageModeling):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         if mode not in TASK_TYPES:
             raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
@@ -107,7 +108,7 @@ class DNALanguageModeling(LanguageModeling):
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
         super().__init__(model, model_args, optimizer, schedule, PAD_ID, max_len, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
-                         distill_temperature)
+                         distill_temperature, layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.mode, self.mlm_probability, self.eval_seed = mode, mlm_probability, int(eval_seed)
         self.task_type = TASK_TYPES[mode]

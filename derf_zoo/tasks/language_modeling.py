@@ -70,7 +70,7 @@ class LanguageModeling(Task):
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature: see :class:`Task` (a teacher adds the KL of every position's
+            distill_weight / distill_temperature / layer_decay: see :class:`Task` (a teacher adds the KL of every position's
             next-token distribution).
         pad_token_id: targets with this id are not scored (None: every target is).
         max_len: the context limit inputs are checked against (default: the model's ``max_seq_len``); a longer
@@ -100,10 +100,12 @@ class LanguageModeling(Task):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+                         distill_weight=distill_weight, distill_temperature=distill_temperature,
+                         layer_decay=layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         self.pad_token_id, self.max_len = pad_token_id, max_len
         # Per split: summed loss, correct predictions and scored tokens of the epoch (reduced over ranks at its end).

@@ -12,6 +12,9 @@ A model marks more parameters two ways, both honoured here:
   or on any submodule (names relative to it);
 - a ``_no_weight_decay = True`` attribute on the parameter itself (mamba_ssm convention: Mamba's ``A_log``,
   which is 2-D, and ``D``), so a layer can mark its own parameters wherever it sits in a model.
+
+With ``layer_decay`` the two groups are split further by layer, each group carrying an ``lr_scale``
+(:mod:`derf_zoo.tasks.layer_decay`), which :class:`derf_zoo.tasks.schedules.Schedule` applies.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from torch import nn
+
+from derf_zoo.tasks.layer_decay import check_layer_decay, layer_ids
 
 __all__ = ["no_decay_names", "param_groups"]
 
@@ -41,8 +46,9 @@ def no_decay_names(model: nn.Module, extra_no_decay: Iterable[str] = ()) -> list
             if p.requires_grad and (p.ndim < 2 or name in skip or getattr(p, "_no_weight_decay", False))]  # fmt: skip
 
 
-def param_groups(model: nn.Module, weight_decay: float | None, extra_no_decay: Iterable[str] = ()) -> list[dict]:
-    """Split the trainable parameters of ``model`` into a decay and a no-decay group.
+def param_groups(model: nn.Module, weight_decay: float | None, extra_no_decay: Iterable[str] = (),
+                 layer_decay: float | None = None) -> list[dict]:  # fmt: skip
+    """Split the trainable parameters of ``model`` into a decay and a no-decay group (per layer with ``layer_decay``).
 
     No decay: every parameter with ``ndim < 2``, every name a ``no_weight_decay()`` of the model or of a submodule
     lists (relative to that submodule), every parameter
@@ -53,12 +59,20 @@ def param_groups(model: nn.Module, weight_decay: float | None, extra_no_decay: I
         weight_decay: weight decay of the decay group; None leaves it to the optimizer's own default
             (what a recipe sets in the optimizer's ``init_args``).
         extra_no_decay: more parameter names (exact) to exclude from decay.
+        layer_decay: None (default): two groups, as above. A number in (0, 1]: timm's layer-wise lr decay, one
+            decay and one no-decay group per layer id (:func:`derf_zoo.tasks.layer_decay.layer_ids`, in the order
+            timm builds them), each with ``lr_scale = layer_decay ** (num_layers + 1 - layer_id)``; the schedule
+            (or, without one, the task) multiplies the group's learning rate by it.
 
     Returns:
         ``[{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]``,
-        ready for any torch optimizer (the first group has no ``weight_decay`` key when it is None).
+        ready for any torch optimizer (the first group has no ``weight_decay`` key when it is None); with
+        ``layer_decay``, the non-empty ``{"params", "weight_decay", "lr_scale"}`` groups of every layer.
     """
+    check_layer_decay(layer_decay)
     skip = set(no_decay_names(model, extra_no_decay))
+    if layer_decay is not None:
+        return _layer_decay_groups(model, weight_decay, skip, layer_decay)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -67,3 +81,22 @@ def param_groups(model: nn.Module, weight_decay: float | None, extra_no_decay: I
     if weight_decay is not None:
         decay_group["weight_decay"] = weight_decay
     return [decay_group, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _layer_decay_groups(model: nn.Module, weight_decay: float | None, skip: set[str], layer_decay: float) -> list[dict]:
+    """timm's ``param_groups_layer_decay`` groups: one per (layer id, decay or not), in first-seen order."""
+    ids, num_layers = layer_ids(model)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        layer, decayed = ids[name], name not in skip
+        if (layer, decayed) not in groups:
+            group: dict = {"params": [], "lr_scale": layer_decay ** (num_layers + 1 - layer)}
+            if not decayed:
+                group["weight_decay"] = 0.0
+            elif weight_decay is not None:
+                group["weight_decay"] = weight_decay
+            groups[layer, decayed] = group
+        groups[layer, decayed]["params"].append(p)
+    return list(groups.values())

@@ -40,9 +40,16 @@ class Schedule:
             raise ValueError(f"power must be > 0 and warmup_steps >= 0, got {self.power}, {self.warmup_steps}.")
 
     def build(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: float) -> LambdaLR:
-        """A per-step LambdaLR for ``total_steps`` optimizer steps."""
+        """A per-step LambdaLR for ``total_steps`` optimizer steps.
+
+        A parameter group with an ``lr_scale`` (layer-wise lr decay, :func:`derf_zoo.tasks.param_groups`) follows
+        the schedule of its unscaled ``lr`` times ``lr_scale``, ``min_lr`` and warmup included: what timm's
+        schedulers do (``param_group["lr"] = value * param_group["lr_scale"]``). ``lr`` must be the unscaled rate
+        when this is called (as the optimizer's ``init_args`` give it).
+        """
         warmup = self.warmup_steps if self.warmup_steps is not None else round(self.warmup_epochs * steps_per_epoch)
         base_lrs = [g["lr"] for g in optimizer.param_groups]
+        scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
 
         def factor(step: int, base_lr: float) -> float:
             if step < warmup:
@@ -57,4 +64,4 @@ class Schedule:
             floor = min(self.min_lr / base_lr, 1.0) if base_lr > 0 else 0.0
             return floor + (1 - floor) * shape
 
-        return LambdaLR(optimizer, [lambda s, lr=lr: factor(s, lr) for lr in base_lrs])
+        return LambdaLR(optimizer, [lambda s, lr=lr, k=k: k * factor(s, lr) for lr, k in zip(base_lrs, scales)])

@@ -162,8 +162,9 @@ class SequenceClassification(Task):
     """Fine-tune a DNA backbone to classify sequences (GenomicBenchmarks, E. coli vs lambda).
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`;
-            ``model`` is the backbone (a name or a module with ``forward_features``).
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
+            distill_weight / distill_temperature / layer_decay: see :class:`Task`; ``model`` is the backbone (a name
+            or a module with ``forward_features``).
         num_classes: classes of the new head.
         init_from: backbone weights to start from (module doc); None keeps the built weights.
         head_dropout: dropout before the head.
@@ -196,10 +197,12 @@ class SequenceClassification(Task):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+                         distill_weight=distill_weight, distill_temperature=distill_temperature,
+                         layer_decay=layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         if init_from is not None:
             from derf_zoo.hub import load_into

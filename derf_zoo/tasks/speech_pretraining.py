@@ -71,9 +71,9 @@ class SpeechPretraining(Task):
     """Pretrain a wav2vec 2.0 model (contrastive + diversity + feature penalty) and report its validation loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*): see :class:`Task`
-            (default optimizer: :func:`fairseq_adam`; the recipe's polynomial schedule is
-            ``Schedule("polynomial", warmup_steps=32000)``).
+        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
+            distill_weight / distill_temperature / layer_decay: see :class:`Task` (default optimizer:
+            :func:`fairseq_adam`; the recipe's polynomial schedule is ``Schedule("polynomial", warmup_steps=32000)``).
         eval_seed: seed of the validation masks and negatives (batch ``i`` uses ``eval_seed + i``).
     """
 
@@ -101,10 +101,12 @@ class SpeechPretraining(Task):
         fit_norms: int = 0,
         distill_weight: float = 1.0,
         distill_temperature: float = 1.0,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature)
+                         distill_weight=distill_weight, distill_temperature=distill_temperature,
+                         layer_decay=layer_decay)
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         if not getattr(self.model, "pretraining", False):
             raise ValueError("SpeechPretraining needs a wav2vec 2.0 model with its pretraining head "
