@@ -70,8 +70,8 @@ class LanguageModeling(Task):
 
     Args:
         model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature / layer_decay: see :class:`Task` (a teacher adds the KL of every position's
-            next-token distribution).
+            distill_weight / distill_temperature / layer_decay: see :class:`Task` (a teacher adds the KL of every
+            position's next-token distribution).
         pad_token_id: targets with this id are not scored (None: every target is).
         max_len: the context limit inputs are checked against (default: the model's ``max_seq_len``); a longer
             window is an error naming both lengths.
