@@ -7,7 +7,9 @@ errors of the per-item difference):
 - ViT-mini on the 10,000 Fashion-MNIST test images (top-1, %);
 - DiT-nano on the 360 held-out digits (diffusion loss x100, 8 seeded draws per image: the demo's protocol);
 - wav2vec 2.0 tiny on the 4 held-out clips x 8 mask seeds (bits per masked frame: the demo's protocol);
-- HyenaDNA-nano / Caduceus-nano on the held-out end of the E. coli genome (nats per base, fixed masks).
+- HyenaDNA-nano / Caduceus-nano on the held-out end of the E. coli genome (nats per base, fixed masks);
+- GPT-2 nano on every held-out window of Tiny Shakespeare (nats per character: the demo's protocol; the noise here
+  treats windows as independent, the demo's block noise is wider).
 
 Rows: ``naive`` (every weight copied, alpha 0.5, shift 0), ``fitted`` (:func:`derf_zoo.norms.fit_pointwise_norms`,
 no training), ``fitted + distilled`` at each budget (the family's ``*_derf_from_*`` recipe, ``--trainer.max_steps``),
@@ -92,6 +94,12 @@ def _genome_nats(model: nn.Module, recipe: str, mode: str) -> Tensor:
     return torch.tensor(out, dtype=torch.float64)
 
 
+def _shakespeare_nats(model: nn.Module) -> Tensor:
+    from derf_zoo.commands.demo.gpt2 import held_out_windows, window_losses
+
+    return window_losses(model.eval(), held_out_windows())
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -128,6 +136,10 @@ FAMILIES = {
                        (20, 40), lambda m: _genome_nats(m, "caduceus/caduceus_nano_rmsnorm_ecoli.yaml", "masked"),
                        "held-out nats per masked base", 1.0, False, "ecoli",
                        "validation (held-out end of the genome, fixed masks)"),
+    "gpt2": Family("GPT-2 nano / Tiny Shakespeare", "gpt2_nano_ln.shakespeare",
+                   "gpt2/gpt2_nano_derf_from_ln_shakespeare.yaml", "gpt2/gpt2_nano_derf_shakespeare.yaml", (50, 100),
+                   _shakespeare_nats, "held-out nats per character", 1.0, False, "tiny-shakespeare",
+                   "validation (last 10 % of the characters; every 64-character window)"),
 }
 
 
