@@ -180,6 +180,7 @@ def _family_cases():
          {"mask_time_indices": torch.zeros(4, 49, dtype=torch.bool)}, logits),
         ("hyenadna_nano_ln.ecoli", (dna,), {}, logits),
         ("caduceus_nano_rmsnorm.ecoli", (dna,), {}, logits),
+        ("gpt2_nano_ln.shakespeare", (torch.randint(0, 65, (8, 64), generator=g),), {}, logits),
     ]
 
 
