@@ -14,15 +14,13 @@ from derf_zoo.models import ModelFamily, register_family, register_model
 from derf_zoo.models._builder import build_model
 from derf_zoo.norms.registry import norm_spec_string, resolve_norm_sites
 
-FAMILY = register_family(ModelFamily(name="toy", norm_sites=("attn", "mlp", "final"), task="tests.Toy",
-                                     task_type="feature-extraction",
-                                     key_maps={"upstream": lambda k: k.replace("trunk.", "backbone.")}))  # fmt: skip
+TOY_SITES = ("attn", "mlp", "final")
 
 
 class Toy(nn.Module, HubMixin):
     def __init__(self, dim: int = 16, depth: int = 1, norm="derf") -> None:
         super().__init__()
-        sites = resolve_norm_sites(norm, FAMILY.norm_sites)
+        sites = resolve_norm_sites(norm, TOY_SITES)
         self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
         self.backbone = Transformer(dim, depth, num_heads=2, norm=sites)
 
@@ -30,10 +28,24 @@ class Toy(nn.Module, HubMixin):
         return self.backbone(x)
 
 
-@register_model(family="toy", recipe="recipes/toy/toy_derf.yaml", timm=False)
 def toy_derf(pretrained: bool = False, **kwargs) -> Toy:
     """A two-site Transformer used to prove the harness."""
     return build_model(Toy, "toy_derf", pretrained=pretrained, model_args={"norm": "derf"}, data_cfg={}, **kwargs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_family():
+    """The toy family is registered for this module's tests only: a family left in the registry would show up in
+    every later test that walks it (the docs' generated tables, the model listings)."""
+    from derf_zoo.models import _registry
+
+    upstream = {"upstream": lambda k: k.replace("trunk.", "backbone.")}
+    family = register_family(ModelFamily(name="toy", norm_sites=TOY_SITES, task="tests.Toy",
+                                         task_type="feature-extraction", key_maps=upstream))
+    register_model(family="toy", recipe="recipes/toy/toy_derf.yaml", timm=False)(toy_derf)
+    yield family
+    _registry._MODELS.pop("toy_derf", None)
+    _registry._FAMILIES.pop("toy", None)
 
 
 def test_a_new_family_round_trips_through_the_hub_layer(tmp_path):

@@ -5,11 +5,11 @@ import yaml
 
 from derf_zoo.data.text import prepare_text
 from derf_zoo.models import get_model_entry
-from derf_zoo.recipes import list_recipes
+from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.training import lightning_cli
 
-PAPER = list_recipes("gpt2/*_openwebtext.yaml")
-NANO = list_recipes("gpt2/*_shakespeare.yaml")
+PAPER = trained_from_scratch(list_recipes("gpt2/*_openwebtext.yaml"))
+NANO = trained_from_scratch(list_recipes("gpt2/*_shakespeare.yaml"))
 CPU = ["--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=1",
        "--trainer.strategy=auto", "--trainer.precision=32-true", "--trainer.enable_progress_bar=false",
        "--trainer.enable_model_summary=false"]
