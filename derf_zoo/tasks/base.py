@@ -202,6 +202,14 @@ class Task(L.LightningModule):
         """
         return ((batch[0] if isinstance(batch, (tuple, list)) else batch),), {}
 
+    def calibration_call(self, batches: list[Any]) -> tuple[tuple, dict[str, Any]]:
+        """One network call ``(args, kwargs)`` holding all ``batches`` (the norm fit sees them in one forward pass).
+
+        The default concatenates :meth:`model_inputs` of each batch along dimension 0; a task whose batches differ
+        in length (speech) pads them here.
+        """
+        return merge_calls([self.model_inputs(b) for b in batches])
+
     def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
         """The scalar loss of one training batch (log what you like here)."""
         raise NotImplementedError(f"{type(self).__name__} must implement training_loss(batch, batch_idx).")
@@ -355,7 +363,7 @@ class Task(L.LightningModule):
     def _fit_student_norms(self) -> None:
         """Start the student from the teacher's weights and fit its point-wise norms (all ranks identical)."""
         references = teacher_references(self.model, self._teacher)
-        args, kwargs = merge_calls([self.model_inputs(b) for b in self._calibration_batches()])
+        args, kwargs = self.calibration_call(self._calibration_batches())
         init_student(self.model, self._teacher)
         report = fit_pointwise_norms(self.model, references, forward=lambda net: net(*args, **kwargs))
         # Each rank fitted on its own batches: take rank 0's parameters so every replica starts identical.

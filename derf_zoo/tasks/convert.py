@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from torch import nn
 
-from derf_zoo.norms.fit import FitReport, fit_pointwise_norms, merge_calls
+from derf_zoo.norms.fit import FitReport, fit_pointwise_norms
 from derf_zoo.tasks.distill import init_student, load_teacher, teacher_references
 
 __all__ = ["calibration_from_recipe", "convert_pretrained", "student_of"]
@@ -75,12 +75,14 @@ def calibration_from_recipe(recipe: str | Path, student: nn.Module, batches: int
     task_args = {k: v for k, v in (task_cfg.get("init_args") or {}).items()
                  if k not in ("model", "model_args", "optimizer", "schedule", "teacher", "fit_norms")}  # fmt: skip
     task = _import(task_cfg["class_path"])(model=student, **task_args)
-    calls = []
+    drawn = []
     for batch in data.train_dataloader():
-        calls.append(task.model_inputs(batch))
-        if len(calls) == batches:
+        drawn.append(batch)
+        if len(drawn) == batches:
             break
-    return merge_calls(calls)
+    if not drawn:
+        raise ValueError(f"convert: the training data of {path} yielded no batch.")
+    return task.calibration_call(drawn)
 
 
 def convert_pretrained(

@@ -171,3 +171,13 @@ def test_upstream_checkpoints_are_read_weights_only(tmp_path):
     with pytest.raises(ValueError, match="holds no state dict"):
         torch.save({"step": 3}, tmp_path / "empty.pt")
         read_weights(tmp_path / "empty.pt")
+
+
+def test_speech_calibration_pads_utterances_of_different_lengths():
+    from derf_zoo.tasks import SpeechPretraining
+
+    task = SpeechPretraining("wav2vec2_tiny_derf")
+    (x,), kwargs = task.calibration_call([torch.randn(2, 16000), (torch.randn(1, 12000), torch.ones(1, 12000))])
+    assert x.shape == (3, 16000) and torch.equal(x[2, 12000:], torch.zeros(4000))
+    mask = kwargs["attention_mask"]
+    assert mask[:2].all() and mask[2, :12000].all() and not mask[2, 12000:].any()
