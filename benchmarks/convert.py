@@ -208,6 +208,16 @@ def rows_for(key: str, runs: Path, done: dict[str, dict], save: Callable[[], Non
     return rows
 
 
+def _row_order(row: dict) -> tuple:
+    """teacher, naive, fitted, then each budget (distilled before from scratch), whatever order the rows landed in."""
+    name = row["row"]
+    fixed = {"teacher": 0, "naive conversion": 1, "fitted conversion": 2}
+    if name in fixed:
+        return (fixed[name], 0, 0)
+    steps = int(name.rsplit(", ", 1)[1].split()[0])
+    return (3, steps, 0 if name.startswith("fitted") else 1)
+
+
 def render(records: dict[str, dict], machine: str) -> str:
     lines = ["# LayerNorm weights -> Derf: fitted conversion and distillation, every family", "",
              "Produced by `python benchmarks/convert.py` (records in `convert.json`). Teacher: the zoo's released "
@@ -218,6 +228,7 @@ def render(records: dict[str, dict], machine: str) -> str:
     for r in records.values():
         by_family.setdefault(r["family"], []).append(r)
     for family, rows in by_family.items():
+        rows = sorted(rows, key=_row_order)
         lines += [f"## {family}: {rows[0]['metric']} ({'higher' if rows[0]['higher_is_better'] else 'lower'} is "
                   f"better, {rows[0]['items']} held-out items)", "",
                   "| row | value | vs teacher | noise (2 SE) | train time (s) |", "|---|---:|---:|---:|---:|"]
