@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from torch import nn
 
@@ -57,8 +58,12 @@ def _import(class_path: str) -> Any:
         raise ValueError(f"convert: cannot import {class_path!r} named by the recipe ({err}).") from err
 
 
-def calibration_from_recipe(recipe: str | Path, student: nn.Module, batches: int) -> tuple[tuple, dict[str, Any]]:
+def calibration_from_recipe(recipe: str | Path, student: nn.Module, batches: int,
+                            seed: int = 0) -> tuple[tuple, dict[str, Any]]:  # fmt: skip
     """The first ``batches`` training batches of ``recipe``'s data, as the recipe's task feeds them to its network.
+
+    The batches are drawn with the global RNG seeded by ``seed`` inside a fork (the same images every time, and the
+    caller's RNG left as it was).
 
     Raises:
         FileNotFoundError: no such recipe. ValueError: a recipe without ``data:`` / ``model:`` class paths.
@@ -76,10 +81,12 @@ def calibration_from_recipe(recipe: str | Path, student: nn.Module, batches: int
                  if k not in ("model", "model_args", "optimizer", "schedule", "teacher", "fit_norms")}  # fmt: skip
     task = _import(task_cfg["class_path"])(model=student, **task_args)
     drawn = []
-    for batch in data.train_dataloader():
-        drawn.append(batch)
-        if len(drawn) == batches:
-            break
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for batch in data.train_dataloader():
+            drawn.append(batch)
+            if len(drawn) == batches:
+                break
     if not drawn:
         raise ValueError(f"convert: the training data of {path} yielded no batch.")
     return task.calibration_call(drawn)
