@@ -74,9 +74,17 @@ def _foreign(kind: str, where: str) -> nn.Module:
     if kind == "timm":
         import timm
 
-        from derf_zoo.models.vit import from_timm
+        from derf_zoo.models import create_model
+        from derf_zoo.models.vit import _args_from_timm_model, from_timm
 
-        return from_timm(timm.create_model(where, pretrained=True))
+        source = timm.create_model(where, pretrained=True)
+        # Rebuilt through the registry's generic ViT with every argument read from the timm model, and timm's input
+        # pipeline as its data config: a student can then be made (and saved) from its architecture and arguments.
+        data = {k: source.pretrained_cfg[k] for k in ("mean", "std", "crop_pct", "interpolation", "input_size")
+                if k in source.pretrained_cfg}  # fmt: skip
+        model = create_model("vit_base_patch16_224", **_args_from_timm_model(source), pretrained_cfg_overlay=data)
+        model.load_state_dict(from_timm(source).state_dict())
+        return model
     if kind == "hf-wav2vec2":
         from transformers import Wav2Vec2ForPreTraining
 

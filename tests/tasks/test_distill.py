@@ -181,3 +181,25 @@ def test_speech_calibration_pads_utterances_of_different_lengths():
     assert x.shape == (3, 16000) and torch.equal(x[2, 12000:], torch.zeros(4000))
     mask = kwargs["attention_mask"]
     assert mask[:2].all() and mask[2, :12000].all() and not mask[2, 12000:].any()
+
+
+def test_a_timm_teacher_is_registry_built_so_a_student_can_be_made_from_it(monkeypatch):
+    import timm
+
+    from derf_zoo.norms import Derf
+    from derf_zoo.tasks.convert import student_of
+
+    real, made = timm.create_model, []
+
+    def offline(name, pretrained=False, **kw):  # the architecture with random weights stands in for the Hub's
+        made.append(real(name, pretrained=False, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    teacher = load_teacher("timm:vit_tiny_patch16_224.augreg_in21k_ft_in1k")
+    assert teacher.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)  # timm's input pipeline, not ImageNet's default
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(x), made[0].eval()(x), atol=1e-5, rtol=1e-5)
+    student = student_of(teacher, "derf")
+    assert init_student(student, teacher) and any(isinstance(m, Derf) for m in student.modules())
