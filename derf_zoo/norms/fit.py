@@ -120,6 +120,10 @@ def _one_call(batch: Any) -> tuple[tuple, dict[str, Any]]:
 
 def _concat(values: Sequence[Any], where: str) -> Any:
     first = values[0]
+    tensors = [isinstance(v, Tensor) for v in values]
+    if any(tensors) and not all(tensors):
+        raise ValueError(f"fit: the calibration batches disagree at {where}: a tensor in some batches, "
+                         f"{type(values[tensors.index(False)]).__name__} in others.")
     if not isinstance(first, Tensor):
         return first  # a flag, a generator: the first batch's (only tensors are data)
     if not all(isinstance(v, Tensor) and v.shape[1:] == first.shape[1:] for v in values):
@@ -251,7 +255,7 @@ def _closed_form(layer: PointwiseNorm, fn: Callable[[Tensor], Tensor], x: Tensor
                  shift: float) -> tuple[Tensor, Tensor]:
     """Per-channel least-squares weight and bias of ``y ~ weight * f(alpha * x + shift) + bias`` on every token."""
     n = x.shape[0]
-    su = torch.zeros(layer.num_features, dtype=torch.float64)
+    su = torch.zeros(layer.num_features, dtype=torch.float64, device=x.device)
     suu, sy, suy = su.clone(), su.clone(), su.clone()
     for start in range(0, n, _CHUNK):
         u = fn(alpha * x[start:start + _CHUNK] + shift).double()
@@ -306,7 +310,7 @@ def _fit_layer(name: str, layer: PointwiseNorm, x_in: Tensor, reference: nn.Modu
             weight = torch.where(keep, torch.ones_like(weight), weight)
             bias = torch.where(keep, torch.zeros_like(bias), bias)
             affine = (weight.float(), bias.float())
-            out = out * affine[0] + affine[1]
+            out = out * affine[0].to(out) + affine[1].to(out)
     after, per_channel = _unexplained(out, y)
     worst = int(per_channel.argmax())
     fit = LayerFit(name, before, after, (worst, float(per_channel[worst])), alpha,

@@ -344,7 +344,10 @@ class Task(L.LightningModule):
             object.__setattr__(self, "_teacher", load_teacher(self.teacher_spec).to(self.device))
             rank_zero_info(f"Distilling from {describe_teacher(self.teacher_spec)} (weight {self.distill_weight}, "
                            f"temperature {self.distill_temperature}).")  # fmt: skip
-        if self.fit_norms and not self.norms_fitted:
+        # A resume never re-fits: the checkpoint holds the fitted (and trained) weights. ckpt_path too, because some
+        # strategies restore the checkpoint only after this hook.
+        resuming = self._trainer is not None and self.trainer.ckpt_path is not None
+        if self.fit_norms and not self.norms_fitted and not resuming:
             self._fit_student_norms()
 
     def _calibration_batches(self) -> list[Any]:
@@ -366,12 +369,11 @@ class Task(L.LightningModule):
         args, kwargs = self.calibration_call(self._calibration_batches())
         init_student(self.model, self._teacher)
         report = fit_pointwise_norms(self.model, references, forward=lambda net: net(*args, **kwargs))
-        # Each rank fitted on its own batches: take rank 0's parameters so every replica starts identical.
-        params = [p.detach() for p in self.model.parameters()]
-        synced = self.trainer.strategy.broadcast([p.clone() for p in params], src=0)
-        with torch.no_grad():
-            for p, q in zip(params, synced):
-                p.copy_(q.to(p.device))
+        # Each rank fitted on its own batches: take rank 0's parameters so every replica starts identical (in place,
+        # tensor by tensor: no pickled copies of the model on one device).
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for p in self.model.parameters():
+                torch.distributed.broadcast(p.data, src=0)
         rank_zero_info(str(report))
         self.norms_fitted = True
         self.alpha_calibrated = True  # the fit set every alpha: an alpha_init="auto" calibration must not undo it

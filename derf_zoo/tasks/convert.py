@@ -130,6 +130,9 @@ def convert_pretrained(
     args, kwargs = calibration_from_recipe(calib, student, batches)
     report = fit_pointwise_norms(student, teacher_references(student, teacher),
                                  forward=lambda net: net(*args, **kwargs))  # fmt: skip
+    if not report.layers:
+        raise ValueError(f"convert: the calibration forward reached none of the {len(report.not_reached)} point-wise "
+                         f"norms of {type(student).__name__} ({', '.join(report.not_reached[:3])}...).")
     student.eval()
     folder = None
     if out is not None:

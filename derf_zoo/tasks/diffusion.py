@@ -51,9 +51,23 @@ class _WithTeacher(nn.Module):
         except AttributeError:
             return getattr(self.student, name)
 
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        out = self.student(*args, **kwargs)
-        self.distill = mse_to_teacher(out, self.teacher_forward(*args, **kwargs), "denoiser outputs")
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        # The student drops labels to the null class in training (classifier-free guidance); the teacher, in eval
+        # mode, never does. Drop them here once, and give both networks the same labels, so the distillation never
+        # pulls the unconditional branch towards a conditional target.
+        embedder = getattr(self.student, "y_embedder", None)
+        handle = None
+        if y is not None and self.student.training and getattr(embedder, "dropout_prob", 0) > 0:
+            drop = torch.rand(y.shape, device=y.device) < embedder.dropout_prob
+            y = torch.where(drop, torch.full_like(y, embedder.num_classes), y)
+            # the labels are already dropped: the student's embedder must not drop again
+            handle = embedder.register_forward_pre_hook(lambda module, args: (args[0], False, *args[2:]))
+        try:
+            out = self.student(x, t, y)
+        finally:
+            if handle is not None:
+                handle.remove()
+        self.distill = mse_to_teacher(out, self.teacher_forward(x, t, y), "denoiser outputs")
         return out
 
 

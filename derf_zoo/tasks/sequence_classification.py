@@ -203,6 +203,9 @@ class SequenceClassification(Task):
                          nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
                          distill_weight=distill_weight, distill_temperature=distill_temperature,
                          layer_decay=layer_decay)
+        if teacher is not None and not isinstance(teacher, nn.Module):
+            raise ValueError("SequenceClassification distils from a teacher given as a module (a DNASequenceClassifier "
+                             f"with its head); {teacher!r} names a language model, whose outputs are no class logits.")
         self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
         if init_from is not None:
             from derf_zoo.hub import load_into

@@ -124,16 +124,17 @@ class SpeechPretraining(Task):
         return (x,), {"attention_mask": attention_mask, "generator": self.eval_generator()}
 
     def calibration_call(self, batches: list[Any]) -> tuple[tuple, dict[str, Any]]:
-        """The batches' waveforms right-padded with zeros to the longest, with the attention mask that says so (the
-        norm fit sees every utterance in one forward pass; padded frames are masked as in any batch)."""
-        waves, masks = zip(*(_unpack(b) for b in batches))
-        length = max(w.shape[-1] for w in waves)
-        padded, attention = [], []
-        for w, m in zip(waves, masks):
-            real = torch.ones_like(w, dtype=torch.long) if m is None else m.long()
-            padded.append(torch.nn.functional.pad(w, (0, length - w.shape[-1])))
-            attention.append(torch.nn.functional.pad(real, (0, length - w.shape[-1])))
-        return (torch.cat(padded),), {"attention_mask": torch.cat(attention), "generator": self.eval_generator()}
+        """The batches' utterances cropped to the shortest real length among them, so the norm fit sees only real
+        frames in one forward pass (padding would add repeated silent frames to every layer's fit, and change the
+        feature encoder's group norm statistics)."""
+        waves, lengths = [], []
+        for batch in batches:
+            x, mask = _unpack(batch)
+            waves.append(x)
+            lengths += (mask.sum(-1) if mask is not None else torch.full((len(x),), x.shape[-1])).tolist()
+        shortest = int(min(lengths))
+        x = torch.cat([w[..., :shortest] for w in waves])
+        return (x,), {"attention_mask": None, "generator": self.eval_generator()}
 
     def eval_generator(self, batch_idx: int = 0) -> torch.Generator:
         """The generator of the masks and negatives of evaluation batch ``batch_idx``.

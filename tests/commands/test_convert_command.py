@@ -26,7 +26,11 @@ def test_convert_writes_a_fitted_folder_that_loads(tmp_path, capsys):
     teacher = create_model("vit_nano_ln.digits", pretrained=True).eval()
     naive = create_model("vit_nano_ln", norm="derf").eval()
     naive.load_state_dict({**naive.state_dict(), **{k: v for k, v in teacher.state_dict().items()}})
-    x = torch.randn(32, 1, 16, 16)
+    from derf_zoo.data import DigitsDataModule
+
+    data = DigitsDataModule(batch_size=128)
+    data.setup("validate")
+    x, _ = next(iter(data.val_dataloader()))  # real held-out digits: what the fit was calibrated for
     with torch.no_grad():
         want = teacher(x).softmax(-1)
         err_fit = (model(x).softmax(-1) - want).abs().mean()

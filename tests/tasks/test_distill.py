@@ -173,14 +173,14 @@ def test_upstream_checkpoints_are_read_weights_only(tmp_path):
         read_weights(tmp_path / "empty.pt")
 
 
-def test_speech_calibration_pads_utterances_of_different_lengths():
+def test_speech_calibration_crops_utterances_to_the_shortest_real_length():
     from derf_zoo.tasks import SpeechPretraining
 
     task = SpeechPretraining("wav2vec2_tiny_derf")
-    (x,), kwargs = task.calibration_call([torch.randn(2, 16000), (torch.randn(1, 12000), torch.ones(1, 12000))])
-    assert x.shape == (3, 16000) and torch.equal(x[2, 12000:], torch.zeros(4000))
-    mask = kwargs["attention_mask"]
-    assert mask[:2].all() and mask[2, :12000].all() and not mask[2, 12000:].any()
+    mask = torch.ones(1, 16000, dtype=torch.long)
+    mask[0, 12000:] = 0  # an utterance padded within its batch: only its 12,000 real samples count
+    (x,), kwargs = task.calibration_call([torch.randn(2, 16000), (torch.randn(1, 16000), mask)])
+    assert x.shape == (3, 12000) and kwargs["attention_mask"] is None
 
 
 def test_a_timm_teacher_is_registry_built_so_a_student_can_be_made_from_it(monkeypatch):
@@ -203,3 +203,20 @@ def test_a_timm_teacher_is_registry_built_so_a_student_can_be_made_from_it(monke
         torch.testing.assert_close(teacher(x), made[0].eval()(x), atol=1e-5, rtol=1e-5)
     student = student_of(teacher, "derf")
     assert init_student(student, teacher) and any(isinstance(m, Derf) for m in student.modules())
+
+
+def test_diffusion_teacher_sees_the_labels_the_student_dropped():
+    task = Diffusion("dit_nano_derf", teacher="dit_nano_ln.digits", distill_weight=1.0)
+    task.log = lambda *a, **k: None
+    seen = {}
+    teacher = create_model("dit_nano_ln.digits", pretrained=True).eval().requires_grad_(False)
+    teacher.y_embedder.register_forward_pre_hook(lambda m, a: seen.__setitem__("teacher", a[0].clone()))
+    task.model.y_embedder.register_forward_hook(lambda m, a, out: seen.__setitem__("student", (a[0].clone(), a[1])))
+    object.__setattr__(task, "_teacher", teacher)
+    task.model.train()
+    torch.manual_seed(3)
+    y = torch.randint(0, 10, (64,))
+    task.training_loss((torch.randn(64, 1, 8, 8), y), 0)
+    student_labels, student_dropped_again = seen["student"]
+    assert torch.equal(seen["teacher"], student_labels) and student_dropped_again is False
+    assert (student_labels == 10).any() and (student_labels != y).sum() == (student_labels == 10).sum()
