@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard
 import derf_zoo
 from derf_zoo.hub import released_weights, sha256_file
 
-GPT2 = [w for w in released_weights() if w.architecture.startswith("gpt2_nano")]
+GPT2 = [w for w in released_weights() if w.architecture.startswith("gpt2_nano") and w.tag == "shakespeare"]
 
 
 def test_the_release_is_derf_and_layernorm():
