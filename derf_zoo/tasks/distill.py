@@ -69,8 +69,30 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     raise ValueError(f"teacher: {path} holds no state dict (looked for model_ema, ema, model, state_dict).")
 
 
+#: the registry entry that rebuilds an imported model from its arguments (each takes every argument of its class)
+_GENERIC = {"DiT": "dit_xl_2", "Wav2Vec2": "wav2vec2_base", "HyenaDNA": "hyenadna_tiny_1k",
+            "Caduceus": "caduceus_ph_1k", "GPT2": "gpt2"}
+
+
+def _registered(model: nn.Module) -> nn.Module:
+    """An imported model rebuilt through the registry with the arguments its importer read, so that a student can be
+    made (and saved as a Hub folder) from its architecture and arguments."""
+    built = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    if built or type(model).__name__ not in _GENERIC or getattr(model, "model_args", None) is None:
+        return model
+    from derf_zoo.models import create_model
+
+    rebuilt = create_model(_GENERIC[type(model).__name__], **model.model_args)
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
+
+
 def _foreign(kind: str, where: str) -> nn.Module:
     """Import an upstream checkpoint into the zoo (its own layout, through the family's importer)."""
+    return _registered(_import_foreign(kind, where))
+
+
+def _import_foreign(kind: str, where: str) -> nn.Module:
     if kind == "timm":
         import timm
 

@@ -163,6 +163,10 @@ def test_upstream_checkpoints_are_read_weights_only(tmp_path):
     assert set(read_weights(path)) == set(to_official(teacher))
     imported = load_teacher(f"dit-official:{path}")
     assert not any(p.requires_grad for p in imported.parameters()) and not imported.training
+    from derf_zoo.tasks.convert import student_of
+
+    assert imported.pretrained_cfg["architecture"] == "dit_xl_2"  # registry-built: a student can be made and saved
+    assert init_student(student_of(imported, "derf"), imported)
     x, t, y = torch.randn(2, 4, 32, 32), torch.tensor([3, 700]), torch.tensor([1, 2])
     with torch.no_grad():
         torch.testing.assert_close(imported(x, t, y), teacher(x, t, y))
