@@ -82,8 +82,13 @@ def _registered(model: nn.Module) -> nn.Module:
         return model
     from derf_zoo.models import create_model
 
-    rebuilt = create_model(_GENERIC[type(model).__name__], **model.model_args)
-    rebuilt.load_state_dict(model.state_dict())
+    try:
+        rebuilt = create_model(_GENERIC[type(model).__name__], **model.model_args)
+        rebuilt.load_state_dict(model.state_dict())
+    except (ValueError, TypeError, RuntimeError):
+        # the importer's arguments do not pin the whole architecture: the teacher still works as it is (recipes
+        # name their student), only `derf-zoo convert` cannot make one from it and says so
+        return model
     return rebuilt
 
 
