@@ -33,7 +33,7 @@ def test_quick_report_has_every_row_and_ratio(capsys):
     assert ref.kept_bytes > 0 and derf.kept_bytes <= 1.05 * ln.kept_bytes  # the memory target: no timing noise
     text = bench_dit.report(rows, "quick", 2, 2)
     assert "| our LN DiT / diffusers DiT |" in text and "| our Derf DiT / our LN DiT |" in text
-    ratio = r"\d\.\d{3}x \[\d\.\d{3}, \d\.\d{3}\]; min/min \d\.\d{3}x"
+    ratio = r"\d+\.\d{3}x \[\d+\.\d{3}, \d+\.\d{3}\]; min/min \d+\.\d{3}x"  # a noisy ratio can reach 10x
     assert len(re.findall(ratio, text)) == 4  # train and sampling, for both comparisons
 
 
