@@ -8,7 +8,6 @@ how well each layer was fitted, and that it is not distilled yet (a recipe with 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from torch import nn
 
 from derf_zoo.norms.fit import FitReport, fit_pointwise_norms
 from derf_zoo.tasks.distill import init_student, load_teacher, teacher_references
+from derf_zoo.tasks.export import import_class
 
 __all__ = ["calibration_from_recipe", "convert_pretrained", "student_of"]
 
@@ -50,14 +50,6 @@ def student_of(teacher: nn.Module, to: str, exclude: Sequence[str] = ()) -> nn.M
     return create_model(cfg["architecture"], **{**args, "norm": norm_arg})
 
 
-def _import(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"convert: cannot import {class_path!r} named by the recipe ({err}).") from err
-
-
 def calibration_from_recipe(recipe: str | Path, student: nn.Module, batches: int,
                             seed: int = 0) -> tuple[tuple, dict[str, Any]]:  # fmt: skip
     """The first ``batches`` training batches of ``recipe``'s data, as the recipe's task feeds them to its network.
@@ -75,11 +67,11 @@ def calibration_from_recipe(recipe: str | Path, student: nn.Module, batches: int
     data_cfg, task_cfg = cfg.get("data") or {}, cfg.get("model") or {}
     if "class_path" not in data_cfg or "class_path" not in task_cfg:
         raise ValueError(f"convert: {path} needs data.class_path and model.class_path (a derf_zoo recipe).")
-    data = _import(data_cfg["class_path"])(**(data_cfg.get("init_args") or {}))
+    data = import_class(data_cfg["class_path"], f"the recipe {path}")(**(data_cfg.get("init_args") or {}))
     data.setup("fit")
     task_args = {k: v for k, v in (task_cfg.get("init_args") or {}).items()
                  if k not in ("model", "model_args", "optimizer", "schedule", "teacher", "fit_norms")}  # fmt: skip
-    task = _import(task_cfg["class_path"])(model=student, **task_args)
+    task = import_class(task_cfg["class_path"], f"the recipe {path}")(model=student, **task_args)
     drawn = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -18,15 +18,20 @@ from derf_zoo.hub.state_dict import load_into
 from derf_zoo.tasks.base import TASK_KEY, Task, build_network
 from derf_zoo.tasks.checksum import verify_checksum
 
-__all__ = ["export_checkpoint", "task_class"]
+__all__ = ["export_checkpoint", "import_class", "task_class"]
 
 
-def _import(class_path: str) -> Any:
+def import_class(class_path: str, named_by: str = "the checkpoint") -> Any:
+    """The object a dotted ``class_path`` names (a recipe's or checkpoint's ``class_path``).
+
+    Raises:
+        ValueError: it cannot be imported; the message says what named it.
+    """
     module, _, name = class_path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"Cannot import {class_path!r} named by the checkpoint ({err}).") from err
+        raise ValueError(f"Cannot import {class_path!r} named by {named_by} ({err}).") from err
 
 
 def task_class(ckpt: dict[str, Any]) -> type[Task]:
@@ -34,7 +39,7 @@ def task_class(ckpt: dict[str, Any]) -> type[Task]:
     class_path = (ckpt.get(TASK_KEY) or {}).get("class_path") or (ckpt.get("hyper_parameters") or {}).get("_class_path")
     if not class_path:
         raise ValueError("The checkpoint does not say which task wrote it: not a checkpoint of `derf-zoo fit`.")
-    cls = _import(class_path)
+    cls = import_class(class_path)
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ValueError(f"The checkpoint was written by {class_path}, which is not a derf_zoo task.")
     return cls
@@ -46,7 +51,7 @@ def _datamodule(ckpt: dict[str, Any]) -> Any:
     if class_path is None:
         raise ValueError("--eval needs the datamodule's class in the checkpoint (runs started with derf-zoo fit).")
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    return _import(class_path)(**hparams), f"{class_path.rpartition('.')[2]}({hparams})"
+    return import_class(class_path)(**hparams), f"{class_path.rpartition('.')[2]}({hparams})"
 
 
 def export_checkpoint(
