@@ -51,7 +51,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from lightning.pytorch.utilities.exceptions import MisconfigurationException  # e.g. accelerator gpu, no GPU
 
     from derf_zoo.callbacks.checkpoint import RunFolderError
-    from derf_zoo.tasks.checksum import CorruptCheckpointError
+    from derf_zoo.tasks.checkpoint import CorruptCheckpointError
 
     return (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
             FloatingPointError, RunFolderError, CorruptCheckpointError, MisconfigurationException)  # fmt: skip

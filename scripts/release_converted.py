@@ -32,10 +32,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from derf_zoo import create_model
-    from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
     from derf_zoo.hub.state_dict import load_into
     from derf_zoo.recipes import recipe_path
-    from derf_zoo.tasks.checksum import verify_checksum
+    from derf_zoo.tasks.checkpoint import load_lightning_checkpoint, network_weights, verify_checksum
     from derf_zoo.tasks.distill import load_teacher
 
     family = FAMILIES[args.family]

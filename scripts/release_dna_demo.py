@@ -59,8 +59,8 @@ def main() -> None:
     import derf_zoo
     from derf_zoo.commands.demo import dna
     from derf_zoo.hub import load_into
-    from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
     from derf_zoo.recipes import recipe_path
+    from derf_zoo.tasks.checkpoint import load_lightning_checkpoint, network_weights
 
     torch.set_num_threads(1)  # as the demo part: bit-reproducible runs, and faster for these tiny models
     entries = []

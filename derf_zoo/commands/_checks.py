@@ -6,29 +6,26 @@ not after it with a traceback.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
-import torch
-
-__all__ = ["check_device", "check_writable"]
+__all__ = ["as_flags", "check_device", "check_writable"]
 
 
 def check_device(device: str) -> str:
-    """``device`` if torch can run on it here; ValueError naming it and what is available otherwise."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"--device {device!r} is not a device torch knows ({err}); use cpu or cuda[:N].") from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu.")
-        if parsed.index is not None and parsed.index >= count:
-            raise ValueError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}.")
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu.")
-    return device
+    """``device`` if torch can run on it here; ValueError naming ``--device`` and what is available otherwise."""
+    from derf_zoo.devices import check_device as check
+
+    return check(device, "--device")
+
+
+def as_flags(message: str, names: dict[str, str]) -> str:
+    """A library message in a command's words: each argument spelling in ``names`` (``"cfg_scale"``,
+    ``"skip_invalid=True"``) replaced by its flag (``"--cfg-scale"``, ``"--skip-invalid"``), whole words only."""
+    for name, flag in names.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, message)
+    return message
 
 
 def check_writable(*files: Path, option: str = "--out") -> None:

@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from derf_zoo.tasks.checksum import CorruptCheckpointError
+    from derf_zoo.commands._checks import as_flags
+    from derf_zoo.tasks.checkpoint import CorruptCheckpointError
     from derf_zoo.tasks.export import export_checkpoint
 
     if not args.ckpt.is_file():
@@ -57,7 +58,8 @@ def run_export(args: argparse.Namespace) -> int:
             dataset=args.dataset, split=args.split, recipe=args.recipe, overwrite=args.overwrite,
         )  # fmt: skip
     except (ValueError, FileExistsError, CorruptCheckpointError) as err:
-        raise SystemExit(f"derf-zoo export: {err}") from None
+        flags = {"weights='ema'": "--weights ema", "weights='raw'": "--weights raw", "evaluate=True": "--eval"}
+        raise SystemExit(f"derf-zoo export: {as_flags(str(err), flags)}") from None
     shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()) or "no metric recorded"
     print(f"wrote {folder} ({shown}); next: derf-zoo push {folder} --repo-id ORG/NAME")
     return 0

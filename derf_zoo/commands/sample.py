@@ -20,27 +20,17 @@ uint8 (N, H, W, 3) (grey images repeated to 3 channels), ``arr_1`` their labels:
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-# the sampling core lives in derf_zoo.diffusion.sampling (the callbacks use it too); re-exported for callers
 from derf_zoo.commands._help import examples
-from derf_zoo.diffusion.sampling import (  # noqa: F401
-    DEFAULT_STEPS,
-    LATENT_CHANNELS,
-    PIXEL_CHANNELS,
-    SAMPLERS,
-    check_vae,
-    decode_latents,
-    draw,
-    grid_image,
-    is_latent,
-    sample_model_space,
-)
+from derf_zoo.diffusion.sampling import check_sampling, check_vae, draw, grid_image, load_dit
+
+#: the library's argument names, as this command's flags (its errors are shown in the command's words)
+FLAGS = {"cfg_scale": "--cfg-scale", "per_class": "--per-class", "batch_size": "--batch-size",
+         "decode_batch_size": "--decode-batch-size", "weights='ema'": "--weights ema", "weights='raw'": "--weights raw"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,77 +57,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_dit(source: str, weights: str | None = None) -> nn.Module:
-    """The network in eval mode from a Diffusion checkpoint file, a Hub folder, or a released ``arch.tag``.
-
-    Raises:
-        ValueError: a checkpoint of another task, or a name with no released weights.
-    """
-    from derf_zoo.models import create_model, list_models
-
-    path = Path(source)
-    if path.is_file():
-        from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
-        from derf_zoo.hub.state_dict import load_into
-        from derf_zoo.tasks.base import build_network
-        from derf_zoo.tasks.checksum import verify_checksum
-        from derf_zoo.tasks.diffusion import Diffusion
-        from derf_zoo.tasks.export import task_class
-
-        ckpt = load_lightning_checkpoint(path)
-        verify_checksum(ckpt, str(path))
-        task = task_class(ckpt)
-        if not issubclass(task, Diffusion):
-            raise ValueError(f"{path} is a checkpoint of {task.__name__}, not of the Diffusion task.")
-        hparams = ckpt.get("hyper_parameters") or {}
-        if not isinstance(hparams.get("model"), str):
-            raise ValueError("This checkpoint's task was given a module, not a registry name: it cannot be rebuilt.")
-        net, _ = network_weights(ckpt, weights)
-        model = build_network(hparams["model"], hparams.get("model_args"))
-        load_into(model, net, source=str(path))
-        return model.eval()
-    if path.is_dir():
-        from derf_zoo.models import from_pretrained
-
-        return from_pretrained(path)
-    released = list_models(pretrained=True)
-    if source not in released and ("/" in source or path.suffix == ".ckpt") and not path.exists():
-        raise ValueError(f"{source}: no such checkpoint file or Hub folder.")
-    if source in released:
-        return create_model(source, pretrained=True).eval()
-    raise ValueError(f"{source!r} is neither a checkpoint file, a Hub folder, nor a released weight "
-                     f"(released: {', '.join(released)}).")  # fmt: skip
-
-
-def check_options(model: nn.Module, classes: list[int] | None, per_class: int, cfg_scale: float, sampler: str,
-                  steps: int | None) -> tuple[list[int], int]:  # fmt: skip
-    """Validated (classes, steps) for ``model``; ValueError with the valid choices otherwise."""
-    from derf_zoo.norms.registry import unknown_name_error
-
-    if sampler not in SAMPLERS:
-        raise unknown_name_error("sampler", sampler, SAMPLERS)
-    if not (math.isfinite(cfg_scale) and cfg_scale >= 1.0):  # inf turns every guided sample into NaN
-        raise ValueError(f"--cfg-scale must be a finite number >= 1 (1 = no guidance), got {cfg_scale}.")
-    num_classes = getattr(model, "num_classes", None)
-    if num_classes is None or not hasattr(model, "in_channels"):
-        raise ValueError(f"{type(model).__name__} is not a class-conditional DiT.")
-    if model.in_channels not in (*PIXEL_CHANNELS, LATENT_CHANNELS):
-        raise ValueError(f"The model has {model.in_channels} input channels: derf-zoo sample draws pixel-space DiTs "
-                         f"(1 or 3 channels) and latent DiTs on Stable Diffusion VAE latents ({LATENT_CHANNELS}).")
-    if cfg_scale > 1 and not model.y_embedder.has_null_class:
-        raise ValueError("--cfg-scale > 1 needs a null class: this DiT was built with class_dropout_prob=0.")
-    classes = list(range(num_classes)) if classes is None else list(classes)
-    bad = [c for c in classes if not 0 <= c < num_classes]
-    if bad:
-        raise ValueError(f"Class label(s) {bad} out of range: this model has classes 0..{num_classes - 1}.")
-    if per_class < 1:
-        raise ValueError(f"--per-class must be >= 1, got {per_class}.")
-    steps = DEFAULT_STEPS[sampler] if steps is None else steps
-    if not 1 <= steps <= 1000:
-        raise ValueError(f"--steps must be in 1..1000 (the training process has 1000), got {steps}.")
-    return classes, steps
-
-
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
@@ -146,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
     existing = [str(p) for p in (out, npz) if p.exists()]
     if existing and not args.overwrite:
         raise SystemExit(f"derf-zoo sample: {', '.join(existing)} already exists; pass --overwrite to replace it.")
-    from derf_zoo.commands._checks import check_device, check_writable
-    from derf_zoo.tasks.checksum import CorruptCheckpointError
+    from derf_zoo.commands._checks import as_flags, check_device, check_writable
+    from derf_zoo.tasks.checkpoint import CorruptCheckpointError
 
     try:
         check_writable(out, npz)  # before minutes of sampling: a bad --out fails now
         check_device(args.device)
         model = load_dit(args.model, args.weights)
-        classes, steps = check_options(model, args.classes, args.per_class, args.cfg_scale, args.sampler, args.steps)
+        classes, steps = check_sampling(model, args.classes, args.per_class, args.cfg_scale, args.sampler, args.steps)
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
         if args.decode_batch_size < 1:
@@ -169,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, device=args.device, vae=vae,
                       decode_batch_size=args.decode_batch_size)  # fmt: skip
     except (ValueError, FileNotFoundError, CorruptCheckpointError) as err:
-        raise SystemExit(f"derf-zoo sample: {err}") from None
+        raise SystemExit(f"derf-zoo sample: {as_flags(str(err), FLAGS)}") from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid_image(images, rows=len(classes))).save(out)

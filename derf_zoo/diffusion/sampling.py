@@ -1,9 +1,10 @@
 """Drawing class-conditional samples from a DiT: the core of ``derf-zoo sample`` and the sampling callbacks.
 
-:func:`sample_model_space` runs the reverse process (DDPM or DDIM, classifier-free guidance) from seeded noise,
-:func:`draw` turns its output into uint8 images (decoding latents through a Stable Diffusion VAE for a latent DiT)
-and :func:`grid_image` lays them out as one picture. Nothing here touches the global RNG: every batch draws from
-its own ``torch.Generator`` seeded ``seed + i``.
+:func:`load_dit` gets the network (a Diffusion checkpoint, a Hub folder or released weights) and
+:func:`check_sampling` validates what to draw from it. :func:`sample_model_space` runs the reverse process (DDPM or
+DDIM, classifier-free guidance) from seeded noise, :func:`draw` turns its output into uint8 images (decoding latents
+through a Stable Diffusion VAE for a latent DiT) and :func:`grid_image` lays them out as one picture. Nothing here
+touches the global RNG: every batch draws from its own ``torch.Generator`` seeded ``seed + i``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_STEPS", "LATENT_CHANNELS", "PIXEL_CHANNELS", "SAMPLERS", "check_vae", "decode_latents", "draw",
-           "grid_image", "is_latent", "sample_model_space"]
+__all__ = ["DEFAULT_STEPS", "LATENT_CHANNELS", "PIXEL_CHANNELS", "SAMPLERS", "check_sampling", "check_vae",
+           "decode_latents", "draw", "grid_image", "is_latent", "load_dit", "sample_model_space"]
 
 SAMPLERS = ("ddpm", "ddim")
 #: Channels of a pixel-space DiT (grey, RGB) and of a latent DiT (the Stable Diffusion VAE's latent channels).
@@ -64,7 +65,7 @@ def decode_latents(vae: nn.Module, latents: torch.Tensor, batch_size: int = 32) 
     from derf_zoo.data.latents import SD_VAE_SCALE
 
     if batch_size < 1:
-        raise ValueError(f"--decode-batch-size must be >= 1, got {batch_size}.")
+        raise ValueError(f"batch_size (latents per decoder call) must be >= 1, got {batch_size}.")
     param = next(vae.parameters())
     out = []
     for z in latents.split(batch_size):
@@ -102,6 +103,8 @@ def draw(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, samp
     """
     from derf_zoo.data.generation import to_pixels
 
+    if isinstance(decode_batch_size, bool) or not isinstance(decode_batch_size, int) or decode_batch_size < 1:
+        raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size!r}.")
     check_vae(model, vae)
     if vae is not None:
         vae = vae.to(device).eval()
@@ -127,3 +130,85 @@ def grid_image(images: torch.Tensor, rows: int, min_cell: int = 32) -> np.ndarra
     side_h, side_w = x.shape[-2:]
     return x.reshape(rows, cols, 3, side_h, side_w).permute(0, 3, 1, 4, 2).reshape(rows * side_h, cols * side_w,
                                                                                   3).numpy()  # fmt: skip
+
+
+def load_dit(source: str, weights: str | None = None) -> nn.Module:
+    """The DiT in eval mode from a Diffusion-task checkpoint file, a Hub folder, or a released ``arch.tag``.
+
+    Args:
+        source: a ``.ckpt`` of the ``Diffusion`` task (read weights-only, its checksum verified), a folder written by
+            ``save_pretrained`` / ``derf-zoo export``, or a registered name with released weights.
+        weights: of a checkpoint: ``"ema"``, ``"raw"`` or None (EMA when the run averaged its weights).
+
+    Raises:
+        ValueError: a checkpoint of another task, or a name with no released weights. CorruptCheckpointError: a
+            checkpoint whose bytes do not match its checksum.
+    """
+    from pathlib import Path
+
+    from derf_zoo.models import create_model, list_models
+
+    path = Path(source)
+    if path.is_file():
+        from derf_zoo.tasks.checkpoint import read_checkpoint
+        from derf_zoo.tasks.diffusion import Diffusion
+
+        ckpt = read_checkpoint(path)
+        task = ckpt.task_class()
+        if not issubclass(task, Diffusion):
+            raise ValueError(f"{path} is a checkpoint of {task.__name__}, not of the Diffusion task.")
+        return ckpt.build_network(weights)[0]
+    if path.is_dir():
+        from derf_zoo.models import from_pretrained
+
+        return from_pretrained(path)
+    released = list_models(pretrained=True)
+    if source not in released and ("/" in source or path.suffix == ".ckpt") and not path.exists():
+        raise ValueError(f"{source}: no such checkpoint file or Hub folder.")
+    if source in released:
+        return create_model(source, pretrained=True).eval()
+    raise ValueError(f"{source!r} is neither a checkpoint file, a Hub folder, nor a released weight "
+                     f"(released: {', '.join(released)}).")  # fmt: skip
+
+
+def check_sampling(model: nn.Module, classes: list[int] | None, per_class: int, cfg_scale: float, sampler: str,
+                   steps: int | None) -> tuple[list[int], int]:  # fmt: skip
+    """Validated (classes, steps) for drawing ``per_class`` samples of ``classes`` from ``model``.
+
+    Args:
+        model: the network to sample (a class-conditional DiT, pixel or latent).
+        classes: class labels, or None for every class.
+        per_class: samples per class, >= 1.
+        cfg_scale: classifier-free guidance scale, finite and >= 1 (1: none; > 1 needs a null class).
+        sampler: one of :data:`SAMPLERS`.
+        steps: sampling steps in 1..1000, or None for the sampler's default (:data:`DEFAULT_STEPS`).
+
+    Raises:
+        ValueError: naming the bad argument, its value and the valid choices.
+    """
+    import math
+
+    from derf_zoo.norms.registry import unknown_name_error
+
+    if sampler not in SAMPLERS:
+        raise unknown_name_error("sampler", sampler, SAMPLERS)
+    if not (math.isfinite(cfg_scale) and cfg_scale >= 1.0):  # inf turns every guided sample into NaN
+        raise ValueError(f"cfg_scale must be a finite number >= 1 (1 = no guidance), got {cfg_scale}.")
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None or not hasattr(model, "in_channels"):
+        raise ValueError(f"{type(model).__name__} is not a class-conditional DiT.")
+    if model.in_channels not in (*PIXEL_CHANNELS, LATENT_CHANNELS):
+        raise ValueError(f"The model has {model.in_channels} input channels: DiT sampling draws pixel-space DiTs "
+                         f"(1 or 3 channels) and latent DiTs on Stable Diffusion VAE latents ({LATENT_CHANNELS}).")
+    if cfg_scale > 1 and not model.y_embedder.has_null_class:
+        raise ValueError("cfg_scale > 1 needs a null class: this DiT was built with class_dropout_prob=0.")
+    classes = list(range(num_classes)) if classes is None else list(classes)
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"Class label(s) {bad} out of range: this model has classes 0..{num_classes - 1}.")
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class!r}.")
+    steps = DEFAULT_STEPS[sampler] if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
+        raise ValueError(f"steps must be in 1..1000 (the training process has 1000), got {steps!r}.")
+    return classes, steps

@@ -16,7 +16,8 @@ A task subclass adds only its loss, its metrics and its batch handling. The base
   distillation loss (:mod:`derf_zoo.tasks.distill`);
 - the checkpoint keys it records: whether calibration ran, the validation metrics of the saved weights
   and the task's declaration (:data:`TASK_KEY`), which ``derf-zoo export`` and the model card read; and a
-  checksum of the saved weights and optimizer state, verified on load (:mod:`derf_zoo.tasks.checksum`);
+  checksum of the saved weights and optimizer state, verified on load (:mod:`derf_zoo.tasks.checkpoint`, which
+  also reads checkpoints back);
 - what it is: :attr:`Task.task_type` and :attr:`Task.metrics`, declared once on the class.
 """
 
@@ -33,11 +34,18 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
-from derf_zoo.hub.lightning_checkpoint import optimizer_classes
 from derf_zoo.norms.calibrate import calibrate_alpha
 from derf_zoo.norms.fit import fit_pointwise_norms, merge_calls
 from derf_zoo.norms.layers import PointwiseNorm
-from derf_zoo.tasks.checksum import record_checksum, verify_checksum
+from derf_zoo.tasks.checkpoint import (
+    CALIBRATED_KEY,
+    METRICS_KEY,
+    NORMS_FITTED_KEY,
+    TASK_KEY,
+    optimizer_classes,
+    record_checksum,
+    verify_checksum,
+)
 from derf_zoo.tasks.distill import check_distill_args, describe_teacher, init_student, load_teacher, teacher_references
 from derf_zoo.tasks.layer_decay import check_layer_decay
 from derf_zoo.tasks.optim import param_groups
@@ -50,10 +58,6 @@ __all__ = ["CALIBRATED_KEY", "METRICS_KEY", "NORMS_FITTED_KEY", "TASK_KEY", "Met
 # its hyperparameters; Lightning resumes with weights_only=True, which must be allowed to name these classes.
 torch.serialization.add_safe_globals([*optimizer_classes(), Schedule])
 
-CALIBRATED_KEY = "derf_zoo_alpha_calibrated"
-METRICS_KEY = "derf_zoo_val_metrics"
-TASK_KEY = "derf_zoo_task"
-NORMS_FITTED_KEY = "derf_zoo_norms_fitted"
 NonFinite = Literal["error", "skip"]
 
 

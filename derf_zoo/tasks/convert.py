@@ -17,8 +17,8 @@ import yaml
 from torch import nn
 
 from derf_zoo.norms.fit import FitReport, fit_pointwise_norms
+from derf_zoo.tasks.checkpoint import import_class
 from derf_zoo.tasks.distill import init_student, load_teacher, teacher_references
-from derf_zoo.tasks.export import import_class
 
 __all__ = ["calibration_from_recipe", "convert_pretrained", "student_of"]
 

@@ -22,31 +22,19 @@ __all__ = ["FOREIGN", "check_distill_args", "describe_teacher", "init_student", 
            "mse_to_teacher", "read_weights", "teacher_references"]
 
 
-def _from_lightning_checkpoint(path: Path) -> nn.Module:
-    from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
-    from derf_zoo.hub.state_dict import load_into
-    from derf_zoo.models import create_model
-
-    ckpt = load_lightning_checkpoint(path)  # weights_only: a pickled file is refused here
-    hparams = ckpt.get("hyper_parameters") or {}
-    if not isinstance(hparams.get("model"), str):
-        raise ValueError(f"teacher: {path} is not a derf_zoo task checkpoint with a registry model name "
-                         "(its task was given a module); export it with save_pretrained and pass the folder.")
-    model = create_model(hparams["model"], **(hparams.get("model_args") or {}))
-    load_into(model, network_weights(ckpt, None)[0], source=f"teacher {path}")
-    return model
-
-
 def read_weights(path: str | Path) -> dict[str, Tensor]:
     """A state dict from a file, never unpickling code: ``.safetensors``, or a torch file read with
     ``weights_only=True`` (``argparse.Namespace`` allowed: official training checkpoints pickle their arguments
     under ``args``). A training checkpoint's network is picked from ``model_ema``, ``ema``, ``model`` or
-    ``state_dict``, in that order.
+    ``state_dict``, in that order; a derf_zoo task checkpoint (Lightning's) gives its network's weights, read as
+    :mod:`derf_zoo.tasks.checkpoint` reads them (checksum verified, EMA weights when the run averaged them).
 
     Raises:
         FileNotFoundError: no such file. ValueError: a file that is not weights-only loadable.
     """
     import argparse
+
+    from derf_zoo.tasks.checkpoint import network_weights, optimizer_classes, verify_checksum
 
     path = Path(path)
     if not path.is_file():
@@ -56,11 +44,15 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
 
         return load_file(str(path))
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # a derf_zoo task checkpoint may name a torch.optim class (its optimizer argument): allowed by name too
+        with torch.serialization.safe_globals([argparse.Namespace, *optimizer_classes()]):
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError and friends: something other than plain tensors and data
         raise ValueError(f"teacher: cannot read {path} with weights_only=True ({err}); convert it to safetensors "
                          "from a trusted environment.") from err
+    if isinstance(obj, dict) and "pytorch-lightning_version" in obj:
+        verify_checksum(obj, str(path))
+        return network_weights(obj, None)[0]
     for key in ("model_ema", "ema", "model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             return obj[key]
@@ -165,7 +157,9 @@ def load_teacher(spec: str | nn.Module) -> nn.Module:
     elif spec.endswith(".ckpt") or Path(spec).is_file():
         if not Path(spec).is_file():
             raise FileNotFoundError(f"teacher: no checkpoint at {spec}.")
-        model = _from_lightning_checkpoint(Path(spec))
+        from derf_zoo.tasks.checkpoint import read_checkpoint
+
+        model = read_checkpoint(spec).build_network()[0]  # weights-only, checksum verified
     elif Path(spec).is_dir() or spec.count("/") == 1:
         from derf_zoo.models import from_pretrained
 

@@ -137,9 +137,9 @@ def backbone_state_dict(source: str | Path) -> dict[str, Tensor]:
 
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".ckpt":
-        from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, network_weights
+        from derf_zoo.tasks.checkpoint import read_checkpoint
 
-        return network_weights(load_lightning_checkpoint(path), None)[0]
+        return read_checkpoint(path).network_weights()[0]  # weights-only, checksum verified
     if path.is_file() and path.suffix == ".safetensors":
         return read_safetensors(path)
     if path.is_dir():

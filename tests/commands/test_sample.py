@@ -9,7 +9,7 @@ from PIL import Image
 
 from derf_zoo import create_model
 from derf_zoo.cli import main
-from derf_zoo.commands.sample import draw, load_dit
+from derf_zoo.diffusion.sampling import draw, load_dit
 
 TINY = {"hidden_size": 16, "depth": 1, "num_heads": 2, "num_classes": 3, "input_size": 4}
 

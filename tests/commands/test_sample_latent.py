@@ -10,8 +10,8 @@ from PIL import Image
 
 from derf_zoo import create_model
 from derf_zoo.cli import main
-from derf_zoo.commands.sample import decode_latents, draw, load_dit, sample_model_space
 from derf_zoo.data.latents import SD_VAE_SCALE
+from derf_zoo.diffusion.sampling import decode_latents, draw, load_dit, sample_model_space
 
 #: A DiT-B/4 + Derf entry point (latent space, 4 channels) shrunk to 2x2 patches of a 4x4 latent.
 TINY_LATENT = {"hidden_size": 16, "depth": 1, "num_heads": 2, "num_classes": 3, "input_size": 4, "patch_size": 2}
@@ -64,7 +64,7 @@ def test_decode_latents_matches_the_vae_called_directly_in_any_batching(vae_fold
         chunked = torch.cat([reference_decode(vae, z) for z in latents.split(batch_size)])
         assert torch.equal(got, chunked)
         assert (got.int() - expected.int()).abs().max() <= 1
-    with pytest.raises(ValueError, match="decode-batch-size must be >= 1"):
+    with pytest.raises(ValueError, match=r"batch_size \(latents per decoder call\) must be >= 1"):
         decode_latents(vae, latents, 0)
 
 

@@ -11,7 +11,7 @@ import derf_zoo
 from derf_zoo.cli import main
 from derf_zoo.data import DigitsDataModule
 from derf_zoo.recipes import recipe_path
-from derf_zoo.tasks.checksum import CorruptCheckpointError, record_checksum
+from derf_zoo.tasks.checkpoint import CorruptCheckpointError, record_checksum
 from derf_zoo.tasks.export import export_checkpoint
 from derf_zoo.training import lightning_cli
 

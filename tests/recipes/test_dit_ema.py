@@ -10,7 +10,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 
-from derf_zoo.commands.sample import load_dit
+from derf_zoo.diffusion.sampling import load_dit
 from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.tasks.diffusion import Diffusion
 

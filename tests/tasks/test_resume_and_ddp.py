@@ -63,7 +63,7 @@ def test_killed_fit_resumes_with_the_same_step_and_optimizer_state(tmp_path):
 
 
 def test_a_checkpoint_with_corrupted_optimizer_state_does_not_resume(tmp_path):
-    from derf_zoo.tasks.checksum import CHECKSUM_KEY, CorruptCheckpointError
+    from derf_zoo.tasks.checkpoint import CHECKSUM_KEY, CorruptCheckpointError
 
     tiny = ["-c", RECIPE, *QUIET, "--model.init_args.model_args.embed_dim=16", "--model.init_args.model_args.depth=1",
             "--model.init_args.model_args.num_heads=1", f"--trainer.default_root_dir={tmp_path}",

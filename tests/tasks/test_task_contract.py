@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import derf_zoo
 from derf_zoo.callbacks import EvalModeTrainLoss, evaluation_mode_loss
-from derf_zoo.hub.lightning_checkpoint import load_lightning_checkpoint, recorded_metrics
 from derf_zoo.norms import PointwiseNorm
 from derf_zoo.tasks import ImageClassification, MetricSpec, Task
 from derf_zoo.tasks.base import TASK_KEY
+from derf_zoo.tasks.checkpoint import load_lightning_checkpoint, recorded_metrics
 
 
 class ScaledRegressor(nn.Module):
