@@ -44,15 +44,9 @@ PROTOCOL = (
 
 def measure(model: torch.nn.Module) -> dict[str, float]:
     """The card's numbers for ``model``, computed with the demo's code (see the module docstring)."""
-    from derf_zoo.commands.demo.dit import (
-        SAMPLES_PER_CLASS,
-        held_out_losses,
-        judge,
-        load_judge,
-        real_reference,
-        sample_grid,
-    )
+    from derf_zoo.commands.demo.dit import held_out_losses, sample_grid
     from derf_zoo.data.generation import DigitsGenerationDataModule
+    from derf_zoo.diffusion.digits_judge import SAMPLES_PER_CLASS, judge, load_judge, real_reference
 
     data = DigitsGenerationDataModule(img_size=8)
     data.setup("fit")

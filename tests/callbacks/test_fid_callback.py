@@ -103,7 +103,7 @@ def test_module_without_width_and_data_without_validation(fit_dit):
 
 def test_released_vit_features_are_the_demo_judges():
     # FID("vit_nano_ln.digits") sees the digits as the demo's judge does (bilinear to 16x16, digits mean/std)
-    from derf_zoo.commands.demo.dit import JudgeFeatures
+    from derf_zoo.diffusion.digits_judge import JudgeFeatures
 
     vit = resolve_feature("vit_nano_ln.digits")
     images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)

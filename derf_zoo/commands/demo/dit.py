@@ -24,10 +24,19 @@ import torch.nn.functional as F
 
 from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.commands.demo.part import PartResult, choose_norms, final_site_saturation, saturation_text
-from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD
 from derf_zoo.data.generation import to_pixels
 from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
-from derf_zoo.diffusion.fid import FrechetDistance
+
+# the judge of the samples is library code (the release script and the cards use it too); re-exported for them
+from derf_zoo.diffusion.digits_judge import (  # noqa: F401
+    JUDGE,
+    JUDGE_SIZE,
+    SAMPLES_PER_CLASS,
+    JudgeFeatures,
+    judge,
+    load_judge,
+    real_reference,
+)
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.tasks.diffusion import Diffusion, _draws
@@ -39,10 +48,6 @@ SAMPLE_RESPACING = "250"
 CFG_SCALE = 1.0
 #: Draws (timestep, noise) per held-out image for the headline loss.
 DRAWS_PER_IMAGE = 8
-#: The judge of the samples: the released digits ViT (16x16 inputs, the digits DataModule's preprocessing).
-JUDGE = "vit_nano_ln.digits"
-JUDGE_SIZE = 16
-SAMPLES_PER_CLASS = 10
 
 
 @dataclass
@@ -112,54 +117,6 @@ def sample_grid(model: torch.nn.Module, per_class: int = 10, seed: int = 0) -> t
     guided = ClassifierFreeGuidance(model, CFG_SCALE)
     x = diffusion.p_sample_loop(guided, shape, model_kwargs={"y": y}, generator=torch.Generator().manual_seed(seed))
     return to_pixels(x)
-
-
-class JudgeFeatures(torch.nn.Module):
-    """The judge ViT's pre-logit features of 8x8 images in [0, 1] (bilinear to 16x16, digits mean/std)."""
-
-    def __init__(self, judge: torch.nn.Module) -> None:
-        super().__init__()
-        self.judge = judge
-
-    @staticmethod
-    def inputs(images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.float(), size=JUDGE_SIZE, mode="bilinear", align_corners=False)
-        return (x - DIGITS_MEAN[0]) / DIGITS_STD[0]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.judge.forward_head(self.judge.forward_features(self.inputs(images)), pre_logits=True)
-
-    @torch.no_grad()
-    def class_accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        """Share (%) of ``images`` the judge classifies as ``labels``."""
-        self.judge.eval()
-        return 100.0 * float((self.judge(self.inputs(images)).argmax(-1) == labels).float().mean())
-
-
-def load_judge() -> JudgeFeatures:
-    from derf_zoo.models import create_model
-
-    return JudgeFeatures(create_model(JUDGE, pretrained=True).eval())
-
-
-def judge(features: JudgeFeatures, images: torch.Tensor, labels: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    """Fréchet distance (judge features) of ``images`` to the ``real`` held-out images, and class accuracy (%)."""
-    return {"fd": FrechetDistance(features)(images, real), "class_acc": features.class_accuracy(images, labels)}
-
-
-def real_reference(per_class: int = SAMPLES_PER_CLASS,
-                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(``per_class`` real training digits per class, their labels, the held-out digits), images in [0, 1]."""
-    from derf_zoo.data.generation import DigitsGenerationDataModule
-
-    data = DigitsGenerationDataModule(img_size=8)
-    data.setup("fit")
-    train_x, train_y = data.train_set.images, data.train_set.labels
-    generator = torch.Generator().manual_seed(seed)
-    picks = torch.cat([torch.nonzero(train_y == c).flatten()[torch.randperm(int((train_y == c).sum()),
-                                                                            generator=generator)[:per_class]]
-                       for c in range(int(train_y.max()) + 1)])  # fmt: skip
-    return to_pixels(train_x[picks]), train_y[picks], to_pixels(data.val_set.images)
 
 
 def print_judged(results: list[RunResult], reference: dict[str, float], held_out: int) -> None:
