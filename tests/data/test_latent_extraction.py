@@ -1,4 +1,5 @@
-"""``derf-zoo extract-latents`` on a tiny random AutoencoderKL (saved to a tmp folder: no download) and a few PNGs."""
+"""Latent extraction (derf_zoo.data.latent_extraction) and `derf-zoo extract-latents` on a tiny random AutoencoderKL
+(saved to a tmp folder: no download) and a few PNGs."""
 
 import json
 
@@ -9,7 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from derf_zoo.cli import main
-from derf_zoo.commands import extract_latents as xl
+from derf_zoo.data import latent_extraction as xl
 from derf_zoo.data.latents import SD_VAE_SCALE, LatentDataModule
 
 SIZE = 16  # pixels: 2x2x4 latents
@@ -209,7 +210,7 @@ def test_overwrite_deletes_only_the_shards_and_the_record(vae_folder, images, tm
 def test_out_may_not_be_or_contain_the_image_folder(vae_folder, images, where, overwrite):
     out = images if where == "equal" else images.parent
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    with pytest.raises(FileExistsError, match=rf"--out {out} is or contains the image folder {images}"):
+    with pytest.raises(FileExistsError, match=rf"The output folder {out} is or contains the image folder {images}"):
         xl.extract_latents(images, out, vae=str(vae_folder), image_size=SIZE, overwrite=overwrite, progress=False)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
@@ -260,7 +261,7 @@ def test_unreadable_images_are_named_or_skipped_and_listed(vae_folder, images, t
     (images / "c_fox" / "0.png").write_text("not an image")
     out = tmp_path / "latents"
     kwargs = dict(vae=str(vae_folder), image_size=SIZE, shard_size=4, progress=False)
-    with pytest.raises(ValueError, match=r"image .*a_cat/1\.png cannot be read .*--skip-invalid"):
+    with pytest.raises(ValueError, match=r"image .*a_cat/1\.png cannot be read .*skip_invalid=True"):
         xl.extract_latents(images, out, **kwargs)
     assert not (out / xl.RECORD_NAME).exists()  # the first shard failed: no record of an extraction that is not there
     done = xl.extract_latents(images, out, **kwargs, skip_invalid=True)
