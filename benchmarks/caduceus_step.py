@@ -18,13 +18,13 @@ import contextlib
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from derf_zoo.benchmarking.timing import PairedRatio, time_rounds
 from derf_zoo.layers import mamba as mamba_module
 from derf_zoo.layers.selective_scan import DEFAULT_CHUNK_SIZE, linear_scan
 from derf_zoo.models import create_model
@@ -68,27 +68,11 @@ def _step_fn(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, ma
     return step
 
 
-def time_rounds(cases: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Milliseconds of every case in each of ``repeats`` interleaved rounds (after ``warmup`` untimed calls)."""
-    for fn in cases.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for round_index in range(repeats):
-        for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-        print(f"round {round_index + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.0f} ms" for k, v in times.items()),
-              file=sys.stderr, flush=True)  # progress: a full run takes minutes on a loaded machine
-    return times
-
-
 def ratio_line(name: str, times: dict[str, list[float]], case: str, base: str, target: str) -> str:
     """A table row: the median of the per-round ratios case/base, its range, and the target."""
-    ratios = [a / b for a, b in zip(times[case], times[base])]
+    r = PairedRatio(times[case], times[base])
     return (f"| {name} | {statistics.median(times[case]):.1f} | {statistics.median(times[base]):.1f} | "
-            f"{statistics.median(ratios):.3f} | {min(ratios):.3f}-{max(ratios):.3f} | {target} |")  # fmt: skip
+            f"{r.median:.3f} | {r.min:.3f}-{r.max:.3f} | {target} |")  # fmt: skip
 
 
 def bench(args: argparse.Namespace) -> str:
@@ -110,9 +94,10 @@ def bench(args: argparse.Namespace) -> str:
     }
     loop_cases = {"chunked (rmsnorm)": step_cases["chunked (rmsnorm)"],
                   "sequential loop (rmsnorm)": _step_fn(rms_loop, ids, labels, mambapy=False)}  # fmt: skip
-    times = time_rounds(step_cases, args.repeats, warmup=1)
+    times = time_rounds(step_cases, args.repeats, warmup=1, progress=True).wall
     # The loop is ~10x slower: fewer rounds, each paired with a fresh chunked timing.
-    loop_times = time_rounds(loop_cases, max(1, args.repeats // 2 if not args.quick else 1), warmup=0)
+    loop_times = time_rounds(loop_cases, max(1, args.repeats // 2 if not args.quick else 1), warmup=0,
+                             progress=True).wall  # fmt: skip
 
     # The scan alone (fwd + bwd of h_t = a_t h_{t-1} + b_t) on one Mamba direction's state, by chunk size.
     d_inner, d_state = 2 * (size.get("d_model", 118)), size.get("d_state", 16)
@@ -126,7 +111,7 @@ def bench(args: argparse.Namespace) -> str:
 
     scan_cases = {f"chunk {c}": scan_case(lambda c=c: linear_scan(a, b, None, c)) for c in args.scan_chunks}
     scan_cases["mambapy pscan"] = scan_case(lambda: pscan(a, b))
-    scan_times = time_rounds(scan_cases, args.repeats, warmup=1)
+    scan_times = time_rounds(scan_cases, args.repeats, warmup=1, progress=True).wall
 
     model_text = (" (quick: d_model 16, 1 layer, d_state 4)"
                   if args.quick else ", caduceus_ph_1k (d_model 118, 4 layers)")

@@ -6,11 +6,11 @@ process CPU time on one thread: on a shared machine contention inflates CPU time
 
 import argparse
 import statistics
-import time
 
 import torch
 
-from derf_zoo.commands.bench_dit import build_models
+from derf_zoo.benchmarking.dit_step import build_models
+from derf_zoo.benchmarking.timing import time_rounds
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -22,15 +22,9 @@ if __name__ == "__main__":
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 4, 32, 32, generator=g)
     t, y = torch.randint(0, 1000, (args.batch,), generator=g), torch.randint(0, 1000, (args.batch,), generator=g)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    with torch.no_grad():
-        for m in models.values():  # warm-up
-            m(x, t, y)
-        for _ in range(args.rounds):  # interleaved rounds
-            for name, m in models.items():
-                start = time.process_time()
-                m(x, t, y)
-                times[name].append(time.process_time() - start)
+    with torch.no_grad():  # one warm-up call each, then interleaved rounds
+        cpu_ms = time_rounds({name: lambda m=m: m(x, t, y) for name, m in models.items()}, args.rounds, 1).cpu
+    times = {name: [ms / 1e3 for ms in v] for name, v in cpu_ms.items()}
     ref = statistics.median(next(iter(times.values())))
     for name, v in times.items():
         print(f"{name}: CPU s min {min(v):.3f}, median {statistics.median(v):.3f} ({statistics.median(v) / ref:.3f}x)")

@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from derf_zoo.commands.bench import positive_int
+from derf_zoo.benchmarking.arguments import positive_int
+from derf_zoo.benchmarking.timing import PairedRatio, time_rounds
 from derf_zoo.models.gpt2 import _SIZES, GPT2, from_transformers
 from derf_zoo.norms.kernels import resolve_kernel
 
@@ -44,13 +44,6 @@ def make_step(model: nn.Module, ids: torch.Tensor, hf: bool) -> Callable[[], flo
         return loss.item()
 
     return step
-
-
-def quantile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    pos = q * (len(s) - 1)
-    lo, hi = int(pos), min(int(pos) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def build(size: str, length: int) -> dict[str, nn.Module]:
@@ -74,19 +67,8 @@ def time_training(models: dict[str, nn.Module], batch: int, length: int, repeats
     vocab = next(iter(models.values())).config.vocab_size
     ids = torch.randint(0, vocab, (batch, length + 1), generator=torch.Generator().manual_seed(0))
     steps = {name: make_step(m.train(), ids, hf=name.startswith("HF")) for name, m in models.items()}
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    wall: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
-    for r in range(repeats):
-        for name in order[r % len(order):] + order[:r % len(order)]:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            steps[name]()
-            wall[name].append((time.perf_counter() - start) * 1e3)
-            cpu[name].append((time.process_time() - start_cpu) * 1e3)
-    return wall, cpu
+    timings = time_rounds(steps, repeats, warmup, order="rotate")
+    return timings.wall, timings.cpu
 
 
 @torch.no_grad()
@@ -105,21 +87,12 @@ def time_generation(models: dict[str, nn.Module], prompt_len: int, new_tokens: i
     if not (torch.equal(tokens["ours, KV cache"], tokens["HF generate (cache)"])
             and torch.equal(tokens["ours, KV cache"], tokens["ours, no cache"])):
         raise AssertionError("greedy tokens differ between ours (cached / uncached) and HF generate")
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(repeats):
-        names = list(runs)
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            runs[name]()
-            rates[name].append(new_tokens / (time.perf_counter() - start))
-    return rates
+    wall = time_rounds(runs, repeats, warmup=0, order="rotate").wall  # warmed up above
+    return {name: [new_tokens / (ms / 1e3) for ms in t] for name, t in wall.items()}
 
 
 def _ratio(label: str, a: list[float], b: list[float]) -> str:
-    ratios = [x / y for x, y in zip(a, b, strict=True)]
-    return (f"{label}: per-round median {statistics.median(ratios):.3f}x, middle half {quantile(ratios, 0.25):.3f}-"
-            f"{quantile(ratios, 0.75):.3f}x, min-max {min(ratios):.3f}-{max(ratios):.3f}x; ratio of medians "
-            f"{statistics.median(a) / statistics.median(b):.3f}x; ratio of minimums {min(a) / min(b):.3f}x")
+    return f"{label}: {PairedRatio(a, b).describe()}"
 
 
 def report(args: argparse.Namespace) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from derf_zoo.commands.bench import positive_int
+from derf_zoo.benchmarking.arguments import positive_int
+from derf_zoo.benchmarking.timing import PairedRatio, time_rounds
 from derf_zoo.models import create_model
 from derf_zoo.norms.kernels import resolve_kernel
 from derf_zoo.norms.layers import Derf
@@ -43,13 +43,6 @@ def make_step(model: nn.Module, ids: torch.Tensor) -> Callable[[], float]:
     return step
 
 
-def quantile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    pos = q * (len(s) - 1)
-    lo, hi = int(pos), min(int(pos) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 def run(batch: int, length: int, repeats: int, warmup: int) -> dict[str, object]:
     models = {}
     for name in (LN, DERF):
@@ -59,29 +52,13 @@ def run(batch: int, length: int, repeats: int, warmup: int) -> dict[str, object]
     steps = {name: make_step(m, ids) for name, m in models.items()}
     derf = next(m for m in models[DERF].modules() if isinstance(m, Derf))
     kernel = resolve_kernel(derf.kernel, torch.zeros(1, 128), "derf")
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
-    for r in range(repeats):
-        for name in order if r % 2 == 0 else order[::-1]:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            steps[name]()
-            times[name].append((time.perf_counter() - start) * 1e3)
-            cpu[name].append((time.process_time() - start_cpu) * 1e3)
-    ratios = [d / n for d, n in zip(times[DERF], times[LN], strict=True)]
-    cpu_ratios = [d / n for d, n in zip(cpu[DERF], cpu[LN], strict=True)]
-    return {"times": times, "cpu": cpu, "ratios": ratios, "cpu_ratios": cpu_ratios, "kernel": kernel}
+    timings = time_rounds(steps, repeats, warmup, order="alternate")
+    return {"times": timings.wall, "cpu": timings.cpu, "ratios": timings.ratio(DERF, LN).per_round,
+            "cpu_ratios": timings.ratio(DERF, LN, clock="cpu").per_round, "kernel": kernel}  # fmt: skip
 
 
-def _ratio_line(label: str, ratios: list[float], times: dict[str, list[float]]) -> str:
-    ln, derf = (statistics.median(t) for t in times.values())
-    return (f"{label}: per-round Derf/LN median {statistics.median(ratios):.3f}x, middle half "
-            f"{quantile(ratios, 0.25):.3f}-{quantile(ratios, 0.75):.3f}x, min-max {min(ratios):.3f}-"
-            f"{max(ratios):.3f}x; ratio of medians {derf / ln:.3f}x; ratio of minimums "
-            f"{min(times[DERF]) / min(times[LN]):.3f}x")
+def _ratio_line(label: str, times: dict[str, list[float]]) -> str:
+    return f"{label}: {PairedRatio(times[DERF], times[LN]).describe('Derf/LN')}"
 
 
 def report(result: dict[str, object], args: argparse.Namespace) -> str:
@@ -99,8 +76,8 @@ def report(result: dict[str, object], args: argparse.Namespace) -> str:
                      f"{statistics.median(cpu[name]):.1f} |")  # fmt: skip
     lines += [
         "",
-        _ratio_line("wall time", result["ratios"], times),
-        _ratio_line("process CPU time", result["cpu_ratios"], cpu),
+        _ratio_line("wall time", times),
+        _ratio_line("process CPU time", cpu),
         f"target: Derf <= {TARGET}x LN; Derf kernel path: {result['kernel']!r} "
         "(derf_zoo.norms.kernels.resolve_kernel for a CPU float32 tensor)",
     ]

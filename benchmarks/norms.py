@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from derf_zoo.commands.bench import GPT2_SHAPE, VIT_B_SHAPE, add_arguments, bench_norms
+from derf_zoo.benchmarking.arguments import add_arguments
+from derf_zoo.benchmarking.norms import GPT2_SHAPE, VIT_B_SHAPE, bench_norms
 
 SHAPES = {"vit": ("ViT-B activations", VIT_B_SHAPE), "gpt2": ("GPT-2 activations", GPT2_SHAPE),
           "big": ("large activations", (64, 4096, 768)), "tiny": ("smoke test", (4, 64, 768))}  # fmt: skip

@@ -18,11 +18,11 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from derf_zoo.benchmarking.timing import PairedRatio, time_rounds
 from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.models.wav2vec2 import Wav2Vec2, from_transformers
 
@@ -43,12 +43,10 @@ def build(quick: bool) -> tuple[torch.nn.Module, Wav2Vec2, Wav2Vec2]:
     return hf.train(), ln.train(), derf.train()
 
 
-def step(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, negatives: torch.Tensor) -> float:
+def step(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, negatives: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
-    start = time.perf_counter()
     out = model(x, mask_time_indices=mask, sampled_negative_indices=negatives)
     out.loss.backward()
-    return time.perf_counter() - start
 
 
 def run(args: argparse.Namespace) -> str:
@@ -61,18 +59,13 @@ def run(args: argparse.Namespace) -> str:
     mask = compute_mask_indices((args.batch, frames), 0.65, 10, min_masks=2, generator=g)
     negatives = sample_negative_indices(mask, ln.num_negatives, generator=g)
     models = {"hf_ln": hf, "ours_ln": ln, "ours_derf": derf}
-    for model in models.values():  # warm-up: allocator, one-time kernels
-        step(model, x, mask, negatives)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for r in range(args.repeats):
-        order = list(models) if r % 2 == 0 else list(reversed(models))  # alternate the order against drift
-        for name in order:
-            times[name].append(step(models[name], x, mask, negatives))
-    ratio_hf = [a / b for a, b in zip(times["ours_ln"], times["hf_ln"])]
-    ratio_derf = [a / b for a, b in zip(times["ours_derf"], times["ours_ln"])]
+    # one warm-up step each (allocator, one-time kernels), then rounds in an order reversed every other round
+    cases = {name: lambda m=m: step(m, x, mask, negatives) for name, m in models.items()}
+    timings = time_rounds(cases, args.repeats, warmup=1, order="alternate")
+    times = {name: [ms / 1e3 for ms in t] for name, t in timings.wall.items()}  # seconds
 
-    def summary(values: list[float]) -> str:
-        return f"{statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
+    def summary(r: PairedRatio) -> str:
+        return f"{r.median:.3f} (min {r.min:.3f}, max {r.max:.3f})"
 
     config = "tiny (--quick)" if args.quick else "Base (12 x 768, 7 x 512 CNN, 2 x 320 codes, 100 negatives)"
     lines = [
@@ -93,8 +86,8 @@ def run(args: argparse.Namespace) -> str:
         "",
         "| ratio (per round, median and spread) | value | target |",
         "|---|---|---|",
-        f"| ours LN / HF Wav2Vec2ForPreTraining | {summary(ratio_hf)} | <= 1.05 |",
-        f"| ours Derf / ours LN | {summary(ratio_derf)} | <= 1.05 |",
+        f"| ours LN / HF Wav2Vec2ForPreTraining | {summary(timings.ratio('ours_ln', 'hf_ln'))} | <= 1.05 |",
+        f"| ours Derf / ours LN | {summary(timings.ratio('ours_derf', 'ours_ln'))} | <= 1.05 |",
         "",
     ]
     return "\n".join(lines)

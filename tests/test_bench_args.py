@@ -5,6 +5,8 @@ import argparse
 import pytest
 import torch
 
+from derf_zoo.benchmarking.arguments import add_arguments
+from derf_zoo.benchmarking.timing import run_interleaved
 from derf_zoo.commands import bench
 
 COUNT_OPTIONS = ("--repeats", "--batch", "--threads")
@@ -31,7 +33,7 @@ def test_counts_must_be_positive_integers(option, value, capsys):
 def test_the_benchmark_scripts_get_the_same_checks(option, capsys):
     # benchmarks/norms.py and benchmarks/vit_step.py build their parser with add_arguments.
     parser = argparse.ArgumentParser()
-    bench.add_arguments(parser, repeats=25, batch=8)
+    add_arguments(parser, repeats=25, batch=8)
     with pytest.raises(SystemExit):
         parser.parse_args([option, "0"])
     assert f"argument {option}: " in capsys.readouterr().err
@@ -49,9 +51,9 @@ def test_run_interleaved_refuses_counts_it_cannot_time(kwargs):
     # Called from Python, not through argparse: 0 repeats used to end in statistics.StatisticsError.
     args = {"repeats": 2, "warmup": 0, "inner": 1, **kwargs}
     with pytest.raises(ValueError, match=rf"{next(iter(kwargs))} must be"):
-        bench.run_interleaved({"noop": lambda: None}, device=torch.device("cpu"), **args)
+        run_interleaved({"noop": lambda: None}, device=torch.device("cpu"), **args)
 
 
 def test_run_interleaved_medians():
-    times = bench.run_interleaved({"a": lambda: None, "b": lambda: None}, 3, 1, torch.device("cpu"))
+    times = run_interleaved({"a": lambda: None, "b": lambda: None}, 3, 1, torch.device("cpu"))
     assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())

@@ -1,5 +1,6 @@
-"""benchmarks/dit_step.py's engine on a tiny DiT: every model runs, the report holds the target ratios, and the
-deterministic part (activations kept for the backward) meets its target: Derf keeps what LayerNorm keeps."""
+"""benchmarks/dit_step.py's engine (derf_zoo.benchmarking.dit_step) on a tiny DiT: every model runs, the report
+holds the target ratios, and the deterministic part (activations kept for the backward) meets its target: Derf
+keeps what LayerNorm keeps."""
 
 import argparse
 import re
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from derf_zoo.commands import bench_dit
+from derf_zoo.benchmarking import dit_step as bench_dit
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "dit_step.py"
 
 
 def test_models_have_the_same_size_and_agree_on_shapes():
@@ -42,7 +45,7 @@ def test_script_quick_writes_its_report(tmp_path, monkeypatch):
     argv = ["dit_step.py", "--quick", "--repeats", "1", "--sample-steps", "1", "--threads", "1", "--device", "cpu",
             "--batch", "2", "--out", str(out)]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
-    runpy.run_path(str(Path(__file__).parents[2] / "benchmarks" / "dit_step.py"), run_name="__main__")
+    runpy.run_path(str(SCRIPT), run_name="__main__")
     text = out.read_text()
     assert text.startswith("# DiT step benchmark") and "batch 2" in text and "diffusers DiTTransformer2DModel" in text
 
@@ -50,7 +53,7 @@ def test_script_quick_writes_its_report(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", ["0", "x"])
 def test_sample_steps_must_be_positive(value, capsys):
     parser = argparse.ArgumentParser()
-    bench_dit.add_dit_arguments(parser)
+    runpy.run_path(str(SCRIPT))["add_dit_arguments"](parser)
     with pytest.raises(SystemExit):
         parser.parse_args(["--sample-steps", value])
     assert "positive integer" in capsys.readouterr().err

@@ -24,9 +24,3 @@ def test_the_benchmark_reports_interleaved_ratios_and_the_kernel():
     text = bench.report(result, args)
     assert "per-round Derf/LN median" in text and "min-max" in text and repr(result["kernel"]) in text
     assert "process CPU time" in text and len(result["cpu_ratios"]) == 2
-
-
-def test_quantile_interpolates():
-    bench = _load()
-    assert bench.quantile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
-    assert bench.quantile([5.0], 0.25) == 5.0

@@ -1,6 +1,6 @@
-"""DiT training step and sampling: diffusers' ``DiTTransformer2DModel`` vs derf_zoo's LayerNorm and Derf DiTs.
+"""A DiT training step and sampling: diffusers' ``DiTTransformer2DModel`` vs derf_zoo's LayerNorm and Derf DiTs.
 
-All three models have the same size (DiT-B/4 on 32x32x4 latents, the paper's 256 px setting, unless ``--quick``)
+All three models have the same size (DiT-B/4 on 32x32x4 latents, the paper's 256 px setting; ``"quick"``: a tiny DiT)
 and are timed in one process, interleaved round by round, so machine load hits them alike. Reported per model:
 
 - the training step: forward + epsilon-MSE backward + AdamW (the same loss for every model, so the comparison is
@@ -16,7 +16,6 @@ times every model once, back to back) is reported as median [min, max]: the hone
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from derf_zoo.commands.bench import _param_ptrs, _sync, add_arguments, interleaved_times, kept_activation_bytes
+from derf_zoo.benchmarking.memory import kept_activation_bytes, param_ptrs
+from derf_zoo.benchmarking.timing import PairedRatio, interleaved_times, sync
 
-__all__ = ["DIT_SIZES", "bench_dit", "main_dit_step"]
+__all__ = ["DIT_SIZES", "SAMPLE_STEPS", "DiTRow", "bench_dit", "build_models", "report"]
 
 #: (hidden, depth, heads, patch, latent side, latent channels): DiT-B/4 at 256 px and a tiny size for tests.
 DIT_SIZES = {"b4": (768, 12, 12, 4, 32, 4), "quick": (64, 2, 4, 4, 8, 4)}
@@ -35,6 +35,8 @@ SAMPLE_STEPS = 250
 
 @dataclass
 class DiTRow:
+    """One model's times per round (ms), activations kept for the backward, peak CUDA memory and size."""
+
     name: str
     train_ms: list[float]
     sample_step_ms: list[float]
@@ -111,10 +113,10 @@ def bench_dit(size: str, batch: int, device: torch.device, repeats: int, sample_
     sampling = interleaved_times(samples, repeats, 1, device)
     rows = []
     for name, model in models.items():
-        kept = kept_activation_bytes(lambda model=model: model(x, t, y), _param_ptrs(model))
+        kept = kept_activation_bytes(lambda model=model: model(x, t, y), param_ptrs(model))
         peak = None
         if device.type == "cuda":
-            _sync(device)
+            sync(device)
             torch.cuda.reset_peak_memory_stats(device)
             steps[name]()
             peak = torch.cuda.max_memory_allocated(device)
@@ -126,9 +128,8 @@ def bench_dit(size: str, batch: int, device: torch.device, repeats: int, sample_
 def _ratio(a: list[float], b: list[float]) -> str:
     """Ratio of the medians, the [min, max] of the per-round ratios, and the ratio of the fastest rounds (on a
     loaded machine the fastest round is the least disturbed one)."""
-    per_round = [x / y for x, y in zip(a, b)]
-    return (f"{statistics.median(a) / statistics.median(b):.3f}x [{min(per_round):.3f}, {max(per_round):.3f}]; "
-            f"min/min {min(a) / min(b):.3f}x")
+    r = PairedRatio(a, b)
+    return f"{r.of_medians:.3f}x [{r.min:.3f}, {r.max:.3f}]; min/min {r.of_minimums:.3f}x"
 
 
 def _ms(values: list[float]) -> str:
@@ -173,27 +174,3 @@ def report(rows: list[DiTRow], size: str, batch: int, sample_steps: int) -> str:
     lines += [f"- {r.name}: {', '.join(f'{v:.0f}' for v in r.train_ms)}; "
               f"{', '.join(f'{v:.0f}' for v in r.sample_step_ms)}" for r in rows]  # fmt: skip
     return "\n".join(lines)
-
-
-def main_dit_step(args: argparse.Namespace) -> str:
-    from derf_zoo.commands._checks import check_device
-
-    device = torch.device(check_device(args.device))
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
-    size = "quick" if args.quick else "b4"
-    header = (f"device {device}, threads {torch.get_num_threads()}, torch {torch.__version__}, fp32, "
-              f"{args.repeats} interleaved rounds")  # fmt: skip
-    print(header, flush=True)
-    body = report(bench_dit(size, args.batch, device, args.repeats, args.sample_steps), size, args.batch,
-                  args.sample_steps)  # fmt: skip
-    print(body)
-    return header + "\n\n" + body
-
-
-def add_dit_arguments(p: argparse.ArgumentParser) -> None:
-    from derf_zoo.commands.bench import positive_int
-
-    add_arguments(p, repeats=5, batch=8)
-    p.add_argument("--quick", action="store_true", help="a tiny DiT (for tests), not DiT-B/4")
-    p.add_argument("--sample-steps", type=positive_int, default=5, help="DDPM steps timed (extrapolated to 250)")
