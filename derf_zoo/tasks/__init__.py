@@ -1,6 +1,8 @@
-"""LightningModules per domain on one task contract (:class:`Task`), and the optimizer helpers they share."""
+"""LightningModules per domain on one task contract (:class:`Task`), the optimizer helpers they share, and reading
+their checkpoints back (:func:`read_checkpoint`)."""
 
 from derf_zoo.tasks.base import MetricSpec, Task, build_network
+from derf_zoo.tasks.checkpoint import CorruptCheckpointError, TaskCheckpoint, read_checkpoint
 from derf_zoo.tasks.classification import ImageClassification
 from derf_zoo.tasks.diffusion import Diffusion
 from derf_zoo.tasks.dna_lm import DNALanguageModeling
@@ -12,6 +14,7 @@ from derf_zoo.tasks.sequence_classification import SequenceClassification
 from derf_zoo.tasks.speech_pretraining import SpeechPretraining
 
 __all__ = [
+    "CorruptCheckpointError",
     "DNALanguageModeling",
     "Diffusion",
     "ImageClassification",
@@ -21,7 +24,9 @@ __all__ = [
     "SequenceClassification",
     "SpeechPretraining",
     "Task",
+    "TaskCheckpoint",
     "build_network",
     "layer_ids",
     "param_groups",
+    "read_checkpoint",
 ]
