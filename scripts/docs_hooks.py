@@ -34,6 +34,7 @@ API_PAGES = {
     "callbacks": "derf_zoo.callbacks",
     "diffusion": "derf_zoo.diffusion",
     "hub": "derf_zoo.hub",
+    "benchmarking": "derf_zoo.benchmarking",
     "index": "derf_zoo",
 }
 

@@ -159,10 +159,12 @@ class PairedRatio:
 
     @property
     def min(self) -> float:
+        """Smallest per-round ratio."""
         return min(self.per_round)
 
     @property
     def max(self) -> float:
+        """Largest per-round ratio."""
         return max(self.per_round)
 
     def quantile(self, q: float) -> float:

@@ -249,10 +249,12 @@ class TaskCheckpoint:
 
     @property
     def epoch(self) -> int | None:
+        """The epoch Lightning recorded (None when absent)."""
         return self.data.get("epoch")
 
     @property
     def global_step(self) -> int | None:
+        """The optimizer step Lightning recorded (None when absent)."""
         return self.data.get("global_step")
 
     def task_class(self) -> type[Task]:
