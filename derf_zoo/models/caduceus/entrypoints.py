@@ -8,7 +8,6 @@ from typing import Any
 
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
-from derf_zoo.models.caduceus.layouts import caduceus_to_zoo_key
 from derf_zoo.models.caduceus.model import NORM_SITES, Caduceus
 from derf_zoo.norms.registry import NormSpec
 
@@ -32,7 +31,7 @@ __all__ = [
 #: The Caduceus family: masked DNA language models; the HF layout imports with caduceus_to_zoo_key.
 FAMILY = register_family(ModelFamily(
     name="caduceus", norm_sites=NORM_SITES, task="derf_zoo.tasks.DNALanguageModeling", task_type="fill-mask",
-    key_maps={"caduceus": caduceus_to_zoo_key},
+    layouts={},
 ))  # fmt: skip
 
 

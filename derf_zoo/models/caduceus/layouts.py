@@ -77,7 +77,7 @@ def from_caduceus(state_dict: Mapping[str, Tensor], **model_args: Any) -> Caduce
     if tied:
         raise WeightsMismatchError(f"from_caduceus: tied weights differ in the state dict ({tied[:4]}); this "
                                    "model shares them (bidirectional_weight_tie, tied LM head).")  # fmt: skip
-    load_into(model, state_dict, source="the Caduceus state dict", key_map=key_map)
+    load_into(model, {key_map(k): v for k, v in state_dict.items()}, source="the Caduceus state dict")
     return model
 
 

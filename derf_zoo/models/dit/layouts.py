@@ -105,7 +105,8 @@ def from_official(state_dict: nn.Module | Mapping[str, Tensor], **model_args: An
     args = {**_args_from_official(sd, model_args), **model_args}
     model = DiT(**args)
     model.model_args = args
-    load_into(model, sd, source="from_official: the official DiT state dict", key_map=official_to_zoo_key)
+    load_into(model, {official_to_zoo_key(k): v for k, v in sd.items()},
+              source="from_official: the official DiT state dict")
     if module is not None:
         model.train(module.training)
     return model

@@ -10,7 +10,6 @@ from derf_zoo.data.dna import PAD_ID
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.models.hyenadna.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
-from derf_zoo.models.hyenadna.layouts import hyenadna_to_zoo_key
 from derf_zoo.models.hyenadna.model import DNA_VOCAB_SIZE, HYENADNA_SITES, HyenaDNA
 from derf_zoo.norms.registry import NormSpec
 
@@ -35,7 +34,7 @@ __all__ = [
 #: checkpoints are ``HyenaDNAForCausalLM``).
 FAMILY = register_family(ModelFamily(
     name="hyenadna", norm_sites=HYENADNA_SITES, task="derf_zoo.tasks.DNALanguageModeling",
-    task_type="text-generation", key_maps={"hyenadna": hyenadna_to_zoo_key},
+    task_type="text-generation", layouts={},
 ))  # fmt: skip
 
 #: The model card's Input line and usage example (derf_zoo.hub.card fills the {model.*} fields): token ids.

@@ -40,8 +40,8 @@ from derf_zoo.models.vit.entrypoints import (
     vit_tiny_patch16_224,
 )
 from derf_zoo.models.vit.layouts import (
+    TIMM_LAYOUT,
     from_timm,
-    timm_to_zoo_key,
 )
 from derf_zoo.models.vit.model import (
     GlobalPool,
@@ -53,10 +53,10 @@ __all__ = [
     "FAMILY",
     "FASHION_MNIST_DATA_CFG",
     "IMAGENET_DATA_CFG",
+    "TIMM_LAYOUT",
     "GlobalPool",
     "VisionTransformer",
     "from_timm",
-    "timm_to_zoo_key",
     "vit_base_derf",
     "vit_base_dyt",
     "vit_base_ln",

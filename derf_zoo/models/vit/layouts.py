@@ -15,18 +15,24 @@ from derf_zoo.models.vit.model import VisionTransformer
 from derf_zoo.norms.layers import PointwiseNorm, RMSNorm
 from derf_zoo.norms.registry import NormSpec, get_norm_layer, resolve_norm_sites
 from derf_zoo.norms.sites import is_norm, is_rms_like
+from derf_zoo.weights import Layout, Rename
 
-__all__ = ["from_timm", "timm_to_zoo_key"]
+__all__ = ["TIMM_LAYOUT", "from_timm"]
 
 
-def timm_to_zoo_key(key: str) -> str:
-    """Map a timm ViT state-dict key to ours: blocks live in ``backbone`` and attention is the ``mixer``."""
-    if key.startswith("blocks."):
-        return "backbone." + key.replace(".attn.", ".mixer.", 1)
-    if key.startswith("norm."):
-        return "backbone." + key
-    return key
-
+#: timm's ``VisionTransformer`` (and the official Derf ViT checkpoints, which use it): the blocks and the final
+#: norm live in our ``backbone``, and attention is its ``mixer``; everything else has timm's name.
+TIMM_LAYOUT = Layout("timm VisionTransformer", (
+    Rename("backbone.blocks.{i}.mixer.{rest}", "blocks.{i}.attn.{rest}"),
+    Rename("backbone.blocks.{i}.{rest}", "blocks.{i}.{rest}"),
+    Rename("backbone.norm.{p}", "norm.{p}"),
+    Rename("cls_token", "cls_token"),
+    Rename("reg_token", "reg_token"),
+    Rename("pos_embed", "pos_embed"),
+    Rename("patch_embed.proj.{p}", "patch_embed.proj.{p}"),
+    Rename("fc_norm.{p}", "fc_norm.{p}"),
+    Rename("head.{p}", "head.{p}"),
+), strip_prefixes=("module.",))  # fmt: skip
 
 
 
@@ -129,7 +135,7 @@ def from_timm(
     if norm is not None:
         args["norm"] = norm
     model = VisionTransformer(**args)
-    mapped = {timm_to_zoo_key(k): v for k, v in sd.items()}
+    mapped = TIMM_LAYOUT.to_ours(sd)
     same_norm = norm is None or all(
         str(get_norm_layer(s)) == str(get_norm_layer(source_norm))
         for s in resolve_norm_sites(args["norm"], BLOCK_SITES).values()

@@ -7,7 +7,6 @@ from typing import Any
 
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
-from derf_zoo.models.wav2vec2.layouts import fairseq_to_zoo_key, hf_to_zoo_key
 from derf_zoo.models.wav2vec2.model import NORM_SITES, Wav2Vec2
 
 __all__ = [
@@ -36,7 +35,7 @@ AUDIO_DATA_CFG = {"sample_rate": 16000, "input_size": (16000,),
 #: The wav2vec 2.0 family; SpeechPretraining trains and evaluates it (validation loss).
 FAMILY = register_family(ModelFamily(
     name="wav2vec2", norm_sites=NORM_SITES, task="derf_zoo.tasks.SpeechPretraining",
-    task_type="feature-extraction", key_maps={"transformers": hf_to_zoo_key, "fairseq": fairseq_to_zoo_key},
+    task_type="feature-extraction", layouts={},
 ))  # fmt: skip
 
 
