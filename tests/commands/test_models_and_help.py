@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from derf_zoo.cli import LIGHTNING_COMMANDS, _own_parser, main
-from derf_zoo.commands import models as models_cmd
 from derf_zoo.hub import released_weights
-from derf_zoo.models import create_model, list_families, list_models
+from derf_zoo.models import create_model, list_families, list_models, table
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -51,14 +50,14 @@ def test_lightning_help_ends_with_an_example(capsys):
                                   "caduceus_nano_rmsnorm"])  # fmt: skip
 def test_parameter_count_without_allocating_equals_a_real_build(name):
     # The table counts on meta tensors (a DiT-XL costs nothing); it must count what a real build has.
-    params, _ = models_cmd._describe(name)
+    params, _ = table._describe(name)
     assert params == sum(p.numel() for p in create_model(name).parameters())
 
 
 def test_describing_a_model_leaves_the_random_stream_alone():
-    models_cmd._describe.cache_clear()
+    table._describe.cache_clear()
     torch.manual_seed(0)
-    models_cmd._describe("vit_nano_ln")
+    table._describe("vit_nano_ln")
     after = torch.rand(3)
     torch.manual_seed(0)
     assert torch.equal(after, torch.rand(3))
@@ -66,7 +65,7 @@ def test_describing_a_model_leaves_the_random_stream_alone():
 
 @pytest.mark.slow
 def test_rows_cover_the_registry_and_the_manifest():
-    rows = models_cmd.model_rows()
+    rows = table.model_rows()
     assert [r.name for r in sorted(rows, key=lambda r: r.name)] == list_models()
     assert {r.family for r in rows} == set(list_families())
     released = {w.name: w for w in released_weights()}
@@ -83,13 +82,13 @@ def test_rows_cover_the_registry_and_the_manifest():
 
 
 def test_markdown_table_states_tag_metrics_sha_and_card():
-    text = models_cmd.markdown_tables(models_cmd.model_rows(family="dit"), cards="../cards")
+    text = table.markdown_tables(table.model_rows(family="dit"), cards="../cards")
     weights = next(w for w in released_weights() if w.name == "dit_nano_derf.digits")
     row = next(line for line in text.splitlines() if line.startswith("| `dit_nano_derf` |"))
     assert "[`.digits`](../cards/dit_nano_derf.digits.md)" in row and f"`{weights.sha256[:12]}`" in row
     assert "loss 0.1022, fd 7.243, class_acc 71" in row
     assert "| `dit_xl_2_derf` | 674.8 M | 4x32x32 latent | `dit/dit_xl_2_derf_in1k256.yaml` | — |" in text
-    hub_row = next(line for line in models_cmd.markdown_tables(models_cmd.model_rows("vit_base_ln")).splitlines()
+    hub_row = next(line for line in table.markdown_tables(table.model_rows("vit_base_ln")).splitlines()
                    if line.startswith("| `vit_base_ln`"))  # fmt: skip
     assert "https://huggingface.co/timm/vit_base_patch16_224.augreg2_in21k_ft_in1k" in hub_row
     assert "not pinned" in hub_row
@@ -97,7 +96,7 @@ def test_markdown_table_states_tag_metrics_sha_and_card():
 
 def test_unknown_family_names_the_choices():
     with pytest.raises(ValueError, match="vit"):
-        models_cmd.model_rows(family="vti")
+        table.model_rows(family="vti")
 
 
 def test_update_and_check_generated_regions(tmp_path, capsys):
@@ -113,10 +112,10 @@ def test_update_and_check_generated_regions(tmp_path, capsys):
     assert main(["models", "--check", str(page)]) == 0
     page.write_text("<!-- derf-zoo models --markdown --update x -->\n<!-- /derf-zoo models -->\n")
     with pytest.raises(ValueError, match="filters only"):
-        models_cmd.update_files([page])
+        table.update_files([page])
     page.write_text("<!-- derf-zoo models --markdown -->\nno end\n")
     with pytest.raises(ValueError, match="closing"):
-        models_cmd.update_files([page])
+        table.update_files([page])
 
 
 def test_models_command_prints_a_table(capsys):
