@@ -118,7 +118,8 @@ def load_teacher(spec: str | nn.Module) -> nn.Module:
             upstream checkpoint imported through its family's importer: ``timm:<name>`` (timm's pretrained ViT),
             ``hf-wav2vec2:<id or folder>`` (Hugging Face ``Wav2Vec2ForPreTraining``), ``hf-gpt2:<id or folder>``
             (Hugging Face ``GPT2LMHeadModel``), ``nanogpt:<ckpt.pt>``, ``dit-official:<file>``
-            (Meta's DiT ``.pt``), ``hyenadna:<file>``, ``caduceus:<file>``. Files are read weights-only.
+            (Meta's DiT ``.pt``, or an official training checkpoint: its ``ema``), ``hyenadna:<file>``,
+            ``caduceus:<file>``. Files are read weights-only.
 
     Raises:
         ValueError: an unknown name, or a file that is not weights-only loadable (pickles are refused).
