@@ -232,6 +232,8 @@ def test_bad_input_is_named():
         FAIRSEQ_LAYOUT.to_theirs({"backbone.blocks.0.mixer.bogus": torch.zeros(1)})
     with pytest.raises(ValueError, match="extractor_mode must be 'group' or 'layer', got 'default'"):
         fairseq_layout(2, "default")
+    with pytest.raises(ValueError, match="codevector_groups must be an integer >= 1, got 0"):
+        transformers_layout(0)
     # a codebook of 2 groups through the layout of another G does not load silently
     with pytest.raises(ValueError, match=r"quantizer\.codevectors: weights \(4, 4, 8\) vs model \(2, 8, 8\)"):
         load_layout(Wav2Vec2(**TINY), to_fairseq(Wav2Vec2(**TINY)), fairseq_layout(4), source="fairseq")

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from derf_zoo.models._builder import check_int
 from derf_zoo.models.wav2vec2.model import Wav2Vec2
 from derf_zoo.weights import Fuse, Ignored, Layout, OursOnly, Rename, Transform, load_layout
 from derf_zoo.weights.layout import Rule
@@ -77,6 +78,7 @@ def transformers_layout(codevector_groups: int = 2) -> Layout:
     ``wav2vec2.`` prefix) and the CTC / sequence-classification models' (their task heads, which no
     :class:`Wav2Vec2` has, are dropped, as ``Wav2Vec2Model.from_pretrained`` drops them).
     """
+    check_int("codevector_groups", codevector_groups, minimum=1)
     return Layout(f"transformers Wav2Vec2ForPreTraining ({codevector_groups} codebook groups)", (
         *_transformers_encoder("wav2vec2."),
         *_transformers_encoder(""),
@@ -105,6 +107,7 @@ def fairseq_layout(codevector_groups: int = 2, extractor_mode: str = "group") ->
     default``, our ``"group"``) or the ``LayerNorm`` at ``.2.1`` (``layer_norm``, our ``"layer"``). Imports take
     either; ``extractor_mode`` says which one exports write.
     """
+    check_int("codevector_groups", codevector_groups, minimum=1)
     if extractor_mode not in ("group", "layer"):
         raise ValueError(f"extractor_mode must be 'group' or 'layer', got {extractor_mode!r}.")
     norms = (Rename("feature_extractor.conv_layers.{i}.norm.{w}", "feature_extractor.conv_layers.{i}.2.{w}"),
