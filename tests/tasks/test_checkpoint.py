@@ -110,16 +110,15 @@ def test_a_task_given_a_module_cannot_be_rebuilt(trained, tmp_path):
 
 def test_teachers_backbones_and_dit_loading_read_through_it(trained, tmp_path):
     from derf_zoo.diffusion.sampling import load_dit
-    from derf_zoo.tasks.distill import load_teacher, read_weights
+    from derf_zoo.tasks.distill import load_teacher
     from derf_zoo.tasks.sequence_classification import backbone_state_dict
 
     task, path = trained
     expected = {k: v for k, v in task.model.state_dict().items()}
-    for weights in (read_weights(path), backbone_state_dict(path), load_teacher(str(path)).state_dict(),
-                    load_dit(str(path)).state_dict()):  # fmt: skip
+    for weights in (backbone_state_dict(path), load_teacher(str(path)).state_dict(), load_dit(str(path)).state_dict()):
         assert weights.keys() == expected.keys() and all(torch.equal(weights[k], v) for k, v in expected.items())
     tampered = str(_tampered(path, tmp_path))
-    for reader in (load_teacher, read_weights, backbone_state_dict, load_dit):  # none loads damaged weights
+    for reader in (load_teacher, backbone_state_dict, load_dit):  # none loads damaged weights
         with pytest.raises(CorruptCheckpointError, match=r"tampered_state_dict\.ckpt is corrupted"):
             reader(tampered)
 
