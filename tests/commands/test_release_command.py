@@ -73,6 +73,20 @@ def test_release_writes_folder_and_entry_and_refuses_to_overwrite_before_any_wor
     assert manifest.read_text().count("# Test releases.") == 1
 
 
+def test_leftover_exports_are_refused_before_training(tmp_path, monkeypatch, capsys):
+    from derf_zoo.commands.demo import gpt2
+
+    monkeypatch.setattr(gpt2, "train_one", lambda *a, **k: pytest.fail("trained despite a leftover export"))
+    monkeypatch.setattr(gpt2, "held_out_windows", lambda: None)
+    (tmp_path / "runs" / "export" / "gpt2_nano_ln.shakespeare").mkdir(parents=True)
+    (tmp_path / "runs" / "export" / "gpt2_nano_ln.shakespeare" / "config.json").write_text("{}")
+    argv = ["release", "gpt2", "--out", str(tmp_path / "runs"), "--dest", str(tmp_path / "checkpoints")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "exports of gpt2_nano_ln.shakespeare" in err and "--overwrite" in err
+    assert not (tmp_path / "checkpoints").exists()
+
+
 @pytest.mark.slow
 def test_the_gpt2_part_on_a_tiny_budget(tmp_path, monkeypatch, capsys):
     """The real gpt2 part, shrunken (1 epoch of 2 steps, 64 held-out windows): train, export, re-measure, release."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["check_note", "recipe_epochs", "trained_steps", "training_arguments"]
+__all__ = ["check_exports_free", "check_note", "recipe_epochs", "trained_steps", "training_arguments"]
 
 
 def _positive_int(text: str) -> int:
@@ -43,3 +43,12 @@ def trained_steps(checkpoint: Path) -> int:
 def check_note(epochs: int | None) -> str:
     """What a card says when ``--epochs`` shortened the runs: they are a check, not the release."""
     return "" if epochs is None else f" [a pipeline check: --epochs {epochs} overrode the recipe's budget]"
+
+
+def check_exports_free(export_dir: Path, names: list[str], overwrite: bool) -> None:
+    """Refuse, before any training, export folders (``export_dir/NAME``) an earlier release left, unless
+    ``overwrite``: the export would otherwise fail only after minutes of training."""
+    taken = [n for n in names if (export_dir / n).is_dir() and any((export_dir / n).iterdir())]
+    if taken and not overwrite:
+        raise FileExistsError(f"{export_dir} already holds exports of {', '.join(taken)}; nothing was trained. Pass "
+                              "--overwrite to replace them, or another --out.")  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from derf_zoo.commands.release._common import check_note, trained_steps, training_arguments
+from derf_zoo.commands.release._common import check_exports_free, check_note, trained_steps, training_arguments
 from derf_zoo.release import Release, paired_noise, publish
 
 HELP = "retrain and release the demo's nano GPT-2s (gpt2_nano_{derf,ln}.shakespeare)"
@@ -48,6 +48,7 @@ def release(args: argparse.Namespace) -> list[Release]:
     from derf_zoo.commands.demo import gpt2
     from derf_zoo.tasks.export import export_checkpoint
 
+    check_exports_free(args.out / "export", names(args), args.overwrite)
     windows = gpt2.held_out_windows()
     runs = {tag: gpt2.train_one(tag, args.out, args.epochs, progress=False, windows=windows) for tag in TAGS}
     noise = paired_noise(runs["derf"].window_losses, runs["ln"].window_losses, block=gpt2.BLOCK)

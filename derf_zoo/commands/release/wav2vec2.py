@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-from derf_zoo.commands.release._common import check_note, recipe_epochs, trained_steps, training_arguments
+from derf_zoo.commands.release._common import (
+    check_exports_free,
+    check_note,
+    recipe_epochs,
+    trained_steps,
+    training_arguments,
+)
 from derf_zoo.release import Release, paired_noise, publish
 
 HELP = "retrain and release the speech demo's tiny wav2vec 2.0s (wav2vec2_tiny_{derf,ln}.speech)"
@@ -44,6 +50,7 @@ def release(args: argparse.Namespace) -> list[Release]:
     from derf_zoo.commands.demo import speech
     from derf_zoo.tasks.export import export_checkpoint
 
+    check_exports_free(args.out / "export", names(args), args.overwrite)
     runs = {tag: speech.train_one(tag, args.out, args.epochs, progress=False) for tag in TAGS}
     gap = paired_noise(runs["derf"].clips.per_clip(), runs["ln"].clips.per_clip())
     releases = []
