@@ -10,6 +10,7 @@ from derf_zoo.data.dna import PAD_ID
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.models.hyenadna.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
+from derf_zoo.models.hyenadna.layouts import HYENADNA_CHECKPOINTED_LAYOUT, HYENADNA_LAYOUT
 from derf_zoo.models.hyenadna.model import DNA_VOCAB_SIZE, HYENADNA_SITES, HyenaDNA
 from derf_zoo.norms.registry import NormSpec
 
@@ -31,10 +32,12 @@ __all__ = [
 
 
 #: The HyenaDNA family: next-token prediction, so Hugging Face's "text-generation" pipeline tag (the ``-hf``
-#: checkpoints are ``HyenaDNAForCausalLM``).
+#: checkpoints are ``HyenaDNAForCausalLM``). Its foreign layouts: the public checkpoints' (``"hyenadna"``) and that of
+#: models trained with gradient checkpointing (``"hyenadna_checkpointed"``).
 FAMILY = register_family(ModelFamily(
     name="hyenadna", norm_sites=HYENADNA_SITES, task="derf_zoo.tasks.DNALanguageModeling",
-    task_type="text-generation", layouts={},
+    task_type="text-generation",
+    layouts={"hyenadna": HYENADNA_LAYOUT, "hyenadna_checkpointed": HYENADNA_CHECKPOINTED_LAYOUT},
 ))  # fmt: skip
 
 #: The model card's Input line and usage example (derf_zoo.hub.card fills the {model.*} fields): token ids.
