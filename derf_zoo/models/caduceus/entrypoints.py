@@ -8,6 +8,7 @@ from typing import Any
 
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
+from derf_zoo.models.caduceus.layouts import CADUCEUS_LAYOUTS
 from derf_zoo.models.caduceus.model import NORM_SITES, Caduceus
 from derf_zoo.norms.registry import NormSpec
 
@@ -28,10 +29,12 @@ __all__ = [
 ]
 
 
-#: The Caduceus family: masked DNA language models; the HF layout imports with caduceus_to_zoo_key.
+#: The Caduceus family: masked DNA language models. Its foreign layouts are CaduceusForMaskedLM's: ``"caduceus"``
+#: (the public checkpoints), ``"caduceus_fused_ps"`` (Caduceus-PS saved with fused_add_norm) and their
+#: ``"caduceus_untied*"`` forms (bidirectional_weight_tie=False).
 FAMILY = register_family(ModelFamily(
     name="caduceus", norm_sites=NORM_SITES, task="derf_zoo.tasks.DNALanguageModeling", task_type="fill-mask",
-    layouts={},
+    layouts=CADUCEUS_LAYOUTS,
 ))  # fmt: skip
 
 
