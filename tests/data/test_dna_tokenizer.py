@@ -1,5 +1,6 @@
 """The DNA tokenizer, the complement map, reverse complement and the LM corruptions (tokenizer-level facts)."""
 
+import inspect
 import random
 
 import pytest
@@ -11,6 +12,7 @@ from derf_zoo.data.dna import (
     MASK_ID,
     NUCLEOTIDE_IDS,
     PAD_ID,
+    PAD_VOCAB_SIZE_MULTIPLE,
     SEP_ID,
     UNK_ID,
     VOCAB,
@@ -103,6 +105,8 @@ def test_one_vocabulary_for_both_dna_families():
     assert DNA_DATA_CFG["pad_token_id"] == PAD_ID == DNATokenizer.pad_token_id
     assert caduceus.dna_complement_map is padded_complement_ids
     assert set(caduceus.DNA_DATA_CFG) - set(hyenadna.DNA_DATA_CFG) == {"input_size"}  # the one difference
+    for model in (hyenadna.HyenaDNA, caduceus.Caduceus):  # both pad the embedding to 16 rows by default
+        assert inspect.signature(model).parameters["pad_vocab_size_multiple"].default == PAD_VOCAB_SIZE_MULTIPLE == 8
 
 
 def test_reverse_complement_strings_tokens_and_round_trip():
