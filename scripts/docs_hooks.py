@@ -35,6 +35,7 @@ API_PAGES = {
     "diffusion": "derf_zoo.diffusion",
     "hub": "derf_zoo.hub",
     "benchmarking": "derf_zoo.benchmarking",
+    "release": "derf_zoo.release",
     "index": "derf_zoo",
 }
 
