@@ -48,8 +48,10 @@ _1K = {"d_model": 118, "n_layer": 4, "d_state": 16, "d_conv": 4, "expand": 2}
 #: true difference: a Mamba has no maximum length (HyenaDNA's is its max_seq_len argument), so the 1k models'
 #: training window, 1024 bases, is recorded as the input size (the card's length).
 DNA_DATA_CFG = {**BASE_DNA_DATA_CFG, "input_size": (1024,), **dna_card_texts("{input_size[0]}", "256")}
-#: The model card's Input line and usage example: token ids, not an image.
-CARD_INPUT, CARD_EXAMPLE = DNA_DATA_CFG["card_input"], DNA_DATA_CFG["card_example"]
+#: The model card's Input line: token ids, not an image.
+CARD_INPUT = DNA_DATA_CFG["card_input"]
+#: The model card's usage example (one name per line: the docs' API reference resolves each).
+CARD_EXAMPLE = DNA_DATA_CFG["card_example"]
 
 # Paper §3.4: Derf alpha 0.5, shift 0 (the default "derf"), weight and bias; RMSNorm eps 1e-5 (the reference's).
 _NORMS = {"derf": "derf", "rmsnorm": "rmsnorm"}

@@ -45,8 +45,10 @@ FAMILY = register_family(ModelFamily(
 #: derf_zoo.hub.card fills: the length is the model's own ``max_seq_len`` (an architecture argument, so the data
 #: config records none).
 DNA_DATA_CFG = {**BASE_DNA_DATA_CFG, **dna_card_texts("{model.max_seq_len}", "{model.card_example_length}")}
-#: The model card's Input line and usage example: token ids.
-CARD_INPUT, CARD_EXAMPLE = DNA_DATA_CFG["card_input"], DNA_DATA_CFG["card_example"]
+#: The model card's Input line: token ids.
+CARD_INPUT = DNA_DATA_CFG["card_input"]
+#: The model card's usage example (one name per line: the docs' API reference resolves each).
+CARD_EXAMPLE = DNA_DATA_CFG["card_example"]
 
 
 #: The public checkpoints' shapes (LongSafari/hyenadna-{tiny-1k,small-32k}-seqlen config.json): max length is
