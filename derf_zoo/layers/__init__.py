@@ -7,7 +7,7 @@ from derf_zoo.layers.drop_path import DropPath
 from derf_zoo.layers.init import init_weights, trunc_normal_linear
 from derf_zoo.layers.layer_scale import LayerScale
 from derf_zoo.layers.mixers import MixerFactory, get_mixer, list_mixers, register_mixer
-from derf_zoo.layers.mlp import Mlp
+from derf_zoo.layers.mlp import Mlp, tanh_gelu
 from derf_zoo.layers.modulation import AdaLNModulation, modulate
 from derf_zoo.layers.patch_embed import PatchEmbed
 
@@ -25,5 +25,6 @@ __all__ = [
     "list_mixers",
     "modulate",
     "register_mixer",
+    "tanh_gelu",
     "trunc_normal_linear",
 ]
