@@ -72,5 +72,10 @@ class ZooModel(nn.Module, HubMixin):
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters the optimizer should not decay (timm's convention, read by
-        :func:`derf_zoo.tasks.optim.param_groups`, which also spares every 1-D parameter)."""
+        :func:`derf_zoo.tasks.optim.param_groups`, which also spares every 1-D parameter).
+
+        Returns:
+            the family's ``no_weight_decay_names``: ViT's ``pos_embed`` and ``cls_token``, wav2vec 2.0's ``mask_emb``
+            (the learned vector that replaces masked frames); none for the other families.
+        """
         return set(self.no_weight_decay_names)
