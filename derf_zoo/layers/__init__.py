@@ -4,7 +4,7 @@ lives in that family's package (``derf_zoo.models.<family>``)."""
 
 from derf_zoo.layers.attention import Attention, KVCache
 from derf_zoo.layers.drop_path import DropPath
-from derf_zoo.layers.init import init_weights, trunc_normal_linear
+from derf_zoo.layers.init import gpt2_normal, init_weights, trunc_normal_linear
 from derf_zoo.layers.layer_scale import LayerScale
 from derf_zoo.layers.mixers import MixerFactory, get_mixer, list_mixers, register_mixer
 from derf_zoo.layers.mlp import Mlp, tanh_gelu
@@ -21,6 +21,7 @@ __all__ = [
     "Mlp",
     "PatchEmbed",
     "get_mixer",
+    "gpt2_normal",
     "init_weights",
     "list_mixers",
     "modulate",

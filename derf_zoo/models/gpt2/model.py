@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from derf_zoo.backbone import Transformer
-from derf_zoo.layers import init_weights, tanh_gelu
+from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.attention import KVCache
 from derf_zoo.models._base import ZooModel, check_sizes
 from derf_zoo.norms.layers import LayerNorm, PointwiseNorm
@@ -160,7 +160,7 @@ class GPT2(ZooModel):
         """GPT-2's init (HF ``_init_weights``, nanoGPT ``_init_weights``): normal(0.02) linears and embeddings, zero
         biases, and the residual projections (``c_proj`` of attention and MLP) at 0.02 / sqrt(2 n_layer); the token
         embedding at ``embed_init_std``."""
-        init_weights(self, _gpt2_init)
+        init_weights(self, gpt2_normal)
         nn.init.normal_(self.wte.weight, std=self.embed_init_std)
         std = 0.02 / math.sqrt(2 * len(self.backbone.blocks))
         for block in self.backbone.blocks:
@@ -269,16 +269,6 @@ class GPT2(ZooModel):
         finally:
             self.train(was_training)
         return ids[0] if one_d else ids
-
-
-@torch.no_grad()
-def _gpt2_init(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)
 
 
 #: HF's configurations (openai-community/gpt2, -medium, -large, -xl config.json): vocab 50257, context 1024.

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from derf_zoo.backbone import Transformer
 from derf_zoo.data.dna import VOCAB_SIZE
-from derf_zoo.layers import init_weights, tanh_gelu
+from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
 from derf_zoo.models._base import ZooModel, check_sizes
 from derf_zoo.models._builder import check_positive
@@ -96,7 +96,7 @@ class HyenaDNA(ZooModel):
         ``embed_init_std``), zero biases, and the residual outputs (``out_proj``, ``fc2``) at std 0.02 / sqrt(2
         n_layer). The short convolution keeps PyTorch's default and the filter's skip ``bias`` its normal draw, as in
         the reference."""
-        init_weights(self, _gpt2_init)
+        init_weights(self, gpt2_normal)
         # Re-drawn at embed_init_std after the family init (one extra draw): the released nano weights start from
         # this order, so changing it would stop `derf-zoo demo dna` from reproducing their cards.
         nn.init.normal_(self.embeddings.weight, std=self.embed_init_std)
@@ -133,13 +133,3 @@ class HyenaDNA(ZooModel):
     def get_output_embeddings(self) -> nn.Embedding:
         """The head's weight is the embedding's (one parameter)."""
         return self.embeddings
-
-
-@torch.no_grad()
-def _gpt2_init(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)
