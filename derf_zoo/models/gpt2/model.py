@@ -14,6 +14,7 @@ from derf_zoo.backbone import Transformer
 from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.attention import KVCache
 from derf_zoo.models._base import ZooModel, check_sizes
+from derf_zoo.models._builder import check_positive
 from derf_zoo.norms.layers import LayerNorm, PointwiseNorm
 from derf_zoo.norms.registry import NormFactory, NormSpec, norm_spec_string, resolve_norm_sites
 
@@ -116,10 +117,7 @@ class GPT2(ZooModel):
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
-        if isinstance(embed_init_std, bool) or not isinstance(embed_init_std, (int, float)) or not (
-                math.isfinite(embed_init_std) and embed_init_std > 0):  # fmt: skip
-            raise ValueError(f"embed_init_std must be a finite number > 0, got {embed_init_std!r}.")
-        self.embed_init_std = float(embed_init_std)
+        self.embed_init_std = check_positive("embed_init_std", embed_init_std)
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be true or false, got {bias!r}.")
         self.vocab_size, self.n_positions, self.n_embd = vocab_size, n_positions, n_embd
