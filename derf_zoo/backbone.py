@@ -121,8 +121,9 @@ class Transformer(nn.Module):
         mlp_hidden_dim: MLP hidden width in units, instead of ``mlp_ratio`` (wav2vec 2.0's ``ffn_dim``, HyenaDNA's
             ``d_inner``: widths no ratio states exactly); 0 builds blocks without an MLP. None: ``mlp_ratio``.
         qkv_bias: bias on the attention's qkv projection.
-        norm: one norm spec for every site or a per-site mapping over ``attn``, ``mlp``, ``final``
-            (see :func:`derf_zoo.get_norm_layer`); a family passes the factories it resolved for its own sites.
+        norm: one norm spec for every site or a per-site mapping over the sites this backbone has (``attn``, plus
+            ``mlp`` with an MLP and ``final`` unless ``final_norm="none"``; see :attr:`sites` and
+            :func:`derf_zoo.get_norm_layer`); a family passes the factories it resolved for those sites.
         norm_eps: eps passed to normalizing layers (point-wise layers ignore it).
         norm_first: pre-norm blocks (True) or post-norm blocks (False; see :class:`TransformerBlock`).
         drop_path_rate: stochastic depth of the last block; it grows linearly from 0 over the depth.
