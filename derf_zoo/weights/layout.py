@@ -9,7 +9,8 @@ a key, any other ``{name}`` one key segment), that says each of those once:
 
 - :class:`Rename` ``ours`` <-> ``theirs``, with an optional invertible :class:`Transform` on the tensor;
 - :class:`Fuse` several of their tensors concatenated into one of ours (split back on the way out);
-- :class:`Tied` a key of theirs holding the same tensor as another key of theirs (checked equal in, copied out);
+- :class:`Tied` a key of theirs holding the same tensor as another key of theirs (checked equal in, copied out;
+  a placeholder of ``theirs`` that ``same_as`` lacks, like ``{i}``, copies it to every block the output has);
 - :class:`Ignored` a key of theirs that is no weight (dropped in, not written out);
 - :class:`OursOnly` a key of ours they do not have (left as the model initialised it in, dropped out).
 
@@ -80,7 +81,12 @@ class Fuse:
 
 @dataclass(frozen=True)
 class Tied:
-    """Their ``theirs`` holds the same tensor as their ``same_as`` (a tied head)."""
+    """Their ``theirs`` holds the same tensor as their ``same_as`` (a tied head).
+
+    A placeholder of ``theirs`` that ``same_as`` does not have (``"blocks.{i}.emb.{p}"`` tied to
+    ``"blocks.0.emb.{p}"``: one tensor the upstream repeats in every block) takes, on the way out, every value it
+    has in the other keys written (every block index); on the way in, every copy is checked equal to ``same_as``.
+    """
 
     theirs: str
     same_as: str
@@ -247,13 +253,28 @@ class Layout:
                 self._copy_tied(rule, out)
         return out
 
-    @staticmethod
-    def _copy_tied(rule: Tied, out: dict[str, Tensor]) -> None:
+    def _copy_tied(self, rule: Tied, out: dict[str, Tensor]) -> None:
         same = _pattern(rule.same_as)
-        for key in list(out):
+        written = list(out)
+        for key in written:
             m = same.match(key)
-            if m:
-                out[rule.theirs.format(**m.groupdict())] = out[key]
+            if not m:
+                continue
+            groups = m.groupdict()
+            free = [name for name in _pattern(rule.theirs).groupindex if name not in groups]
+            if not free:
+                out[rule.theirs.format(**groups)] = out[key]
+                continue
+            if len(free) > 1:
+                raise LayoutError(f"{self.name}: the tied key {rule.theirs!r} has several placeholders ({free}) that "
+                                  f"{rule.same_as!r} does not fix; at most one can range over the written keys.")
+            # A copy at every value the free placeholder takes in the keys written (a shared embedder that the
+            # upstream repeats in every block: every block index its other keys have).
+            name = free[0]
+            head = rule.theirs[:rule.theirs.index("{" + name + "}")].format(**groups)
+            value = re.compile(re.escape(head) + f"({_PLACEHOLDERS.get(name, '[^.]+')})\\.")
+            for found in sorted({v.group(1) for k in written if (v := value.match(k))}, key=lambda v: (len(v), v)):
+                out[rule.theirs.format(**groups, **{name: found})] = out[key]
 
     # ---- what the model keeps of its own ------------------------------------------------------------------------
 

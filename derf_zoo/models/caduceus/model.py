@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from derf_zoo.backbone import Transformer
-from derf_zoo.data.dna import COMPLEMENT_IDS, VOCAB_SIZE
+from derf_zoo.data.dna import COMPLEMENT_IDS, PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE, padded_complement_ids
 from derf_zoo.layers import init_weights
 from derf_zoo.models._base import ZooModel, check_sizes
 from derf_zoo.models._builder import check_positive
@@ -33,19 +33,13 @@ __all__ = [
 #: Complement of each id of the HyenaDNA/Caduceus character tokenizer (``[CLS]`` 0 ... ``[UNK]`` 6 map to
 #: themselves, A7 <-> T10, C8 <-> G9, N11 -> N11): the tokenizer's own table, one definition for data and model.
 DNA_COMPLEMENT = tuple(COMPLEMENT_IDS.tolist())
-#: The tokenizer's vocabulary (12) and the public checkpoints' ``pad_vocab_size_multiple`` (8): 16 rows.
+#: The tokenizer's vocabulary (12); the public checkpoints pad it to a multiple of PAD_VOCAB_SIZE_MULTIPLE (8).
 DNA_VOCAB_SIZE = VOCAB_SIZE
-PAD_VOCAB_SIZE_MULTIPLE = 8
+#: The complement permutation over a padded vocabulary (the data module's, under the name this family exports).
+dna_complement_map = padded_complement_ids
 
 #: Norm sites: before each BiMamba (the backbone's pre-mixer site, ``attn``) and after the last block.
 NORM_SITES = ("attn", "final")
-
-
-def dna_complement_map(vocab_size: int) -> Tensor:
-    """The complement permutation over a (padded) vocabulary: DNA_COMPLEMENT, then padding ids map to themselves."""
-    if vocab_size < len(DNA_COMPLEMENT):
-        raise ValueError(f"vocab_size must cover the DNA tokenizer's {len(DNA_COMPLEMENT)} tokens, got {vocab_size}.")
-    return torch.tensor(DNA_COMPLEMENT + tuple(range(len(DNA_COMPLEMENT), vocab_size)), dtype=torch.long)
 
 
 def _rcps_norm(factory: Any, site: str) -> Any:

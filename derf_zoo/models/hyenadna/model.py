@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from derf_zoo.backbone import Transformer
-from derf_zoo.data.dna import VOCAB_SIZE
+from derf_zoo.data.dna import PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE
 from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
 from derf_zoo.models._base import ZooModel, check_sizes
@@ -58,7 +58,7 @@ class HyenaDNA(ZooModel):
     def __init__(
         self,
         vocab_size: int = DNA_VOCAB_SIZE,
-        pad_vocab_size_multiple: int = 8,
+        pad_vocab_size_multiple: int = PAD_VOCAB_SIZE_MULTIPLE,
         d_model: int = 128,
         n_layer: int = 2,
         d_inner: int | None = None,
