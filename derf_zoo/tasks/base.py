@@ -22,7 +22,6 @@ A task subclass adds only its loss, its metrics and its batch handling. The base
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
@@ -33,6 +32,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_choice, check_int, check_positive, is_real
 from derf_zoo.hub.lightning_checkpoint import optimizer_classes
 from derf_zoo.norms.calibrate import calibrate_alpha
 from derf_zoo.norms.fit import fit_pointwise_norms, merge_calls
@@ -156,16 +156,11 @@ class Task(L.LightningModule):
         super().__init__()
         check_distill_args(teacher, fit_norms, distill_weight, distill_temperature)
         check_layer_decay(layer_decay)
-        if nonfinite not in ("error", "skip"):
-            raise ValueError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}.")
-        if not (isinstance(nonfinite_max_fraction, (int, float)) and 0 <= nonfinite_max_fraction < 1):
+        check_choice("nonfinite", nonfinite, ("error", "skip"))
+        if not (is_real(nonfinite_max_fraction) and 0 <= nonfinite_max_fraction < 1):
             raise ValueError(f"nonfinite_max_fraction must be a number in [0, 1), got {nonfinite_max_fraction!r}.")
-        if isinstance(nonfinite_max_consecutive, bool) or not isinstance(nonfinite_max_consecutive, int) \
-                or nonfinite_max_consecutive < 0:  # fmt: skip
-            raise ValueError(f"nonfinite_max_consecutive must be an int >= 0, got {nonfinite_max_consecutive!r}.")
-        if not (isinstance(calibration_target, (int, float)) and math.isfinite(calibration_target)
-                and calibration_target > 0):  # fmt: skip
-            raise ValueError(f"calibration_target must be a finite number > 0, got {calibration_target!r}.")
+        check_int("nonfinite_max_consecutive", nonfinite_max_consecutive, 0)
+        check_positive("calibration_target", calibration_target)
         self.model = build_network(model, model_args)
         if isinstance(model, str):
             # pretrained=True returns the network in eval mode (for inference, as timm does) and Lightning keeps a

@@ -30,6 +30,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_choice
 from derf_zoo.data.dna import PAD_ID, mask_tokens
 from derf_zoo.models._context import check_context  # re-exported: the tasks' name for the models' check
 from derf_zoo.tasks.base import TASK_KEY, NonFinite, module_args
@@ -102,8 +103,7 @@ class DNALanguageModeling(LanguageModeling):
         distill_temperature: float = 1.0,
         layer_decay: float | None = None,
     ) -> None:
-        if mode not in TASK_TYPES:
-            raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
+        check_choice("mode", mode, TASK_TYPES)
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
         super().__init__(model, model_args, optimizer, schedule, PAD_ID, max_len, calibration_target, nonfinite,

@@ -26,6 +26,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from derf_zoo._validate import check_int
 from derf_zoo.data.dna import A_ID, PAD_ID, reverse_complement_ids
 from derf_zoo.models._context import check_context
 from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
@@ -82,8 +83,7 @@ class DNASequenceClassifier(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, dropout: float = 0.0, rc_average: bool = False,
                  pad_id: int = PAD_ID) -> None:  # fmt: skip
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        check_int("num_classes", num_classes, 2)
         self.backbone = backbone
         self.num_classes, self.rc_average, self.pad_id = num_classes, rc_average, pad_id
         self.num_features = feature_dim(backbone)
