@@ -103,7 +103,7 @@ def _import_foreign(kind: str, where: str) -> nn.Module:
         import timm
 
         from derf_zoo.models import create_model
-        from derf_zoo.models.vit import _args_from_timm_model, from_timm
+        from derf_zoo.models.vit.layouts import _args_from_timm_model, from_timm
 
         source = timm.create_model(where, pretrained=True)
         # Rebuilt through the registry's generic ViT with every argument read from the timm model, and timm's input

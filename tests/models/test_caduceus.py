@@ -6,8 +6,6 @@ import torch.nn.functional as F
 
 from derf_zoo.data.dna import reverse_complement_ids
 from derf_zoo.hub.state_dict import WeightsMismatchError
-from derf_zoo.layers import rcps
-from derf_zoo.layers.rcps import RCPSWrapper
 from derf_zoo.models import create_model, get_family
 from derf_zoo.models.caduceus import (
     DNA_COMPLEMENT,
@@ -15,8 +13,10 @@ from derf_zoo.models.caduceus import (
     caduceus_to_zoo_key,
     dna_complement_map,
     from_caduceus,
+    rcps,
     to_caduceus,
 )
+from derf_zoo.models.caduceus.rcps import RCPSWrapper
 from derf_zoo.norms.layers import Derf, RMSNorm
 
 TINY = {"d_model": 8, "n_layer": 2, "d_state": 4, "expand": 2}

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from derf_zoo import Derf, create_model
-from derf_zoo.layers.dit_embed import sincos_pos_embed_2d, timestep_embedding
 from derf_zoo.models.dit import DiT, from_official, official_to_zoo_key, to_official, zoo_to_official_key
+from derf_zoo.models.dit.embedders import sincos_pos_embed_2d, timestep_embedding
 from derf_zoo.norms.layers import DyT
 
 TINY = {"input_size": 8, "patch_size": 2, "in_channels": 3, "hidden_size": 32, "depth": 2, "num_heads": 4,
@@ -175,7 +175,7 @@ def test_affine_free_sites_and_init_flags():
 def test_paper_rows_hold_the_papers_init():
     # shared/PAPER.md §3.2: LN keeps adaLN-Zero everywhere; Derf/DyT keep block zero-init only for DiT-B and never
     # zero the final layer; alpha_0 = 1.0 for DiT-XL/2. Checked on the registered arguments (no giant builds).
-    from derf_zoo.models import dit
+    from derf_zoo.models.dit import entrypoints as dit
 
     calls = {}
 

@@ -42,7 +42,7 @@ def test_parameter_count_of_gpt2_ln_equals_hf_gpt2():
     model = create_model("gpt2_ln")
     assert sum(p.numel() for p in model.parameters()) == 124_439_808  # GPT2LMHeadModel's, the head tied
     # the larger sizes are HF's configurations (openai-community/gpt2-{medium,large,xl})
-    from derf_zoo.models.gpt2 import _SIZES
+    from derf_zoo.models.gpt2 import GPT2_SIZES as _SIZES
 
     assert [(_SIZES[s]["n_embd"], _SIZES[s]["n_layer"], _SIZES[s]["n_head"]) for s in ("medium", "large", "xl")] == \
         [(1024, 24, 16), (1280, 36, 20), (1600, 48, 25)]

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from derf_zoo.layers.fft_conv import fft_causal_conv
-from derf_zoo.layers.hyena import HyenaOperator
 from derf_zoo.layers.mixers import get_mixer
 from derf_zoo.models import create_model, from_hyenadna
 from derf_zoo.models.hyenadna import HyenaDNA, hyenadna_to_zoo_key
+from derf_zoo.models.hyenadna.fft_conv import fft_causal_conv
+from derf_zoo.models.hyenadna.hyena import HyenaOperator
 from derf_zoo.norms.layers import Derf, LayerNorm
 from tests.models._hyenadna_reference import RefHyenaDNALM
 

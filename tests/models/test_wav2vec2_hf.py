@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
-from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.models.wav2vec2 import Wav2Vec2, from_transformers, hf_to_zoo_key
+from derf_zoo.models.wav2vec2.span_masking import compute_mask_indices, sample_negative_indices
 
 
 def tiny_config(stable: bool, mode: str, **kw) -> Wav2Vec2Config:

@@ -25,8 +25,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from derf_zoo.layers.fft_conv import fft_causal_conv
 from derf_zoo.layers.mixers import register_mixer
+from derf_zoo.models.hyenadna.fft_conv import fft_causal_conv
 
 __all__ = ["ExponentialModulation", "HyenaFilter", "HyenaOperator", "HyenaPositionalEmbedding", "Sin"]
 

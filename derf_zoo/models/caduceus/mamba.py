@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from derf_zoo.layers.selective_scan import (
+from derf_zoo.models.caduceus.selective_scan import (
     DEFAULT_CHUNK_SIZE,
     _check_chunk_size,
     selective_scan,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from derf_zoo.layers.mamba import Mamba
 from derf_zoo.layers.mixers import register_mixer
-from derf_zoo.layers.selective_scan import DEFAULT_CHUNK_SIZE
+from derf_zoo.models.caduceus.mamba import Mamba
+from derf_zoo.models.caduceus.selective_scan import DEFAULT_CHUNK_SIZE
 
 __all__ = ["BiMamba"]
 
@@ -34,7 +34,7 @@ class BiMamba(nn.Module):
         bias: bias on the projections.
         conv_bias: bias on the convolutions.
         chunk_size: chunk length of the parallel scan.
-        scan: ``"auto"``, ``"chunked"`` or ``"reference"`` (see :class:`~derf_zoo.layers.mamba.Mamba`).
+        scan: ``"auto"``, ``"chunked"`` or ``"reference"`` (see :class:`~derf_zoo.models.caduceus.mamba.Mamba`).
     """
 
     def __init__(
