@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_int
 from derf_zoo.backbone import Transformer
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.layers import AdaLNModulation, PatchEmbed, init_weights, modulate
 from derf_zoo.layers.modulation import fold_norm_affine
-from derf_zoo.models._builder import check_int
 from derf_zoo.models.dit.embedders import LabelEmbedder, TimestepEmbedder, sincos_pos_embed_2d
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
 from derf_zoo.norms.sites import tag_site

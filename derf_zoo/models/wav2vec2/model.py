@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_int
 from derf_zoo.backbone import Transformer
 from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.layers.init import init_weights
-from derf_zoo.models._builder import check_int
 from derf_zoo.models.wav2vec2.conv_feature_encoder import ConvFeatureEncoder, ExtractorMode
 from derf_zoo.models.wav2vec2.conv_position import ConvPositionEmbedding
 from derf_zoo.models.wav2vec2.grad_multiply import grad_multiply
