@@ -1,6 +1,6 @@
 """LightningModules per domain on one task contract (:class:`Task`), and the optimizer helpers they share."""
 
-from derf_zoo.tasks.base import MetricSpec, Task, build_network
+from derf_zoo.tasks.base import TASK_OPTIONS, MetricSpec, Task, build_network
 from derf_zoo.tasks.classification import ImageClassification
 from derf_zoo.tasks.diffusion import Diffusion
 from derf_zoo.tasks.dna_lm import DNALanguageModeling
@@ -12,6 +12,7 @@ from derf_zoo.tasks.sequence_classification import SequenceClassification
 from derf_zoo.tasks.speech_pretraining import SpeechPretraining
 
 __all__ = [
+    "TASK_OPTIONS",
     "DNALanguageModeling",
     "Diffusion",
     "ImageClassification",
