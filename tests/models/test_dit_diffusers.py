@@ -65,7 +65,8 @@ def test_the_timestep_shift_is_the_only_embedding_difference():
 
 def test_differing_block_embedders_are_refused():
     reference = _tiny_diffusers(share_embedders=False)
-    with pytest.raises(ValueError, match="differs between block 0 and block"):
+    with pytest.raises(ValueError, match=r"'transformer_blocks.1.norm1.emb.timestep_embedder.linear_1.weight' should "
+                       r"be tied to 'transformer_blocks.0.* every copy must equal block 0's"):
         from_diffusers(reference)
 
 

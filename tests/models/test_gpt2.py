@@ -83,6 +83,22 @@ def test_the_layout_tables_are_their_own_reverse():
         assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
 
 
+def test_an_hf_state_dict_round_trips_through_the_layout_exactly():
+    sd = _hf_tiny().state_dict()
+    back = HF_LAYOUT.to_theirs(HF_LAYOUT.to_ours(sd))
+    assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+def test_the_registered_layout_gives_the_model_from_transformers_gives():
+    from derf_zoo.models import get_family
+    from derf_zoo.weights import load_layout
+
+    hf = _hf_tiny()
+    imported = from_transformers(hf)
+    registered = load_layout(GPT2(**TINY), hf.state_dict(), get_family("gpt2").layout("transformers"), source="t")
+    assert all(torch.equal(registered.state_dict()[k], v) for k, v in imported.state_dict().items())
+
+
 def test_a_head_that_is_not_tied_is_refused():
     sd = dict(_hf_tiny().state_dict())
     sd["lm_head.weight"] = sd["lm_head.weight"] + 1

@@ -33,7 +33,10 @@ from derf_zoo.models.caduceus.entrypoints import (
     caduceus_ps_1k_rmsnorm,
 )
 from derf_zoo.models.caduceus.layouts import (
-    caduceus_to_zoo_key,
+    CADUCEUS_FUSED_PS_LAYOUT,
+    CADUCEUS_LAYOUT,
+    CADUCEUS_LAYOUTS,
+    caduceus_layout,
     from_caduceus,
     to_caduceus,
 )
@@ -47,6 +50,9 @@ from derf_zoo.models.caduceus.model import (
 )
 
 __all__ = [
+    "CADUCEUS_FUSED_PS_LAYOUT",
+    "CADUCEUS_LAYOUT",
+    "CADUCEUS_LAYOUTS",
     "CARD_EXAMPLE",
     "CARD_INPUT",
     "DNA_COMPLEMENT",
@@ -56,6 +62,7 @@ __all__ = [
     "NORM_SITES",
     "PAD_VOCAB_SIZE_MULTIPLE",
     "Caduceus",
+    "caduceus_layout",
     "caduceus_nano",
     "caduceus_nano_derf",
     "caduceus_nano_rmsnorm",
@@ -65,7 +72,6 @@ __all__ = [
     "caduceus_ps_1k",
     "caduceus_ps_1k_derf",
     "caduceus_ps_1k_rmsnorm",
-    "caduceus_to_zoo_key",
     "dna_complement_map",
     "from_caduceus",
     "to_caduceus",

@@ -6,7 +6,7 @@ Follows ``BiMambaWrapper`` of ``caduceus/modeling_caduceus.py`` (kuleshov-group/
 ``out_proj`` (most of the parameters) and keep their own convolution, ``x_proj``, ``dt_proj``, ``A_log`` and
 ``D``. Here the reverse direction is built without projections and borrows the forward ones, so the shared
 weights exist once in the state dict (the reference assigns the same Parameter to both, so its state dict
-holds them twice; :func:`derf_zoo.models.caduceus.caduceus_to_zoo_key` maps both copies onto ours).
+holds them twice; :data:`derf_zoo.models.caduceus.CADUCEUS_LAYOUT` ties both copies to ours).
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from derf_zoo.data.dna import DNA_DATA_CFG as BASE_DNA_DATA_CFG
+from derf_zoo.data.dna import dna_card_texts
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
-from derf_zoo.models.caduceus.layouts import caduceus_to_zoo_key
+from derf_zoo.models.caduceus.layouts import CADUCEUS_LAYOUTS
 from derf_zoo.models.caduceus.model import NORM_SITES, Caduceus
 from derf_zoo.norms.registry import NormSpec
 
@@ -29,10 +31,12 @@ __all__ = [
 ]
 
 
-#: The Caduceus family: masked DNA language models; the HF layout imports with caduceus_to_zoo_key.
+#: The Caduceus family: masked DNA language models. Its foreign layouts are CaduceusForMaskedLM's: ``"caduceus"``
+#: (the public checkpoints), ``"caduceus_fused_ps"`` (Caduceus-PS saved with fused_add_norm) and their
+#: ``"caduceus_untied*"`` forms (bidirectional_weight_tie=False).
 FAMILY = register_family(ModelFamily(
     name="caduceus", norm_sites=NORM_SITES, task="derf_zoo.tasks.DNALanguageModeling", task_type="fill-mask",
-    key_maps={"caduceus": caduceus_to_zoo_key},
+    layouts=CADUCEUS_LAYOUTS,
 ))  # fmt: skip
 
 
@@ -40,12 +44,12 @@ FAMILY = register_family(ModelFamily(
 #: The 1k-context GenomicBenchmarks models behind the papers' numbers (``caduceus-{ph,ps}_seqlen-1k_d_model-118_
 #: n_layer-4_lr-8e-3``): d_model 118 (per half for PS), 4 layers, d_state 16, expand 2, vocab 12 -> 16.
 _1K = {"d_model": 118, "n_layer": 4, "d_state": 16, "d_conv": 4, "expand": 2}
-#: The model card's Input line and usage example (derf_zoo.hub.card fills {input_size}): token ids, not an image.
-CARD_INPUT = ("DNA token ids (batch, length), length <= {input_size[0]}; A C G T N = ids 7 8 9 10 11 (the "
-              "HyenaDNA/Caduceus character tokenizer)")
-CARD_EXAMPLE = "logits = model(torch.randint(7, 11, (1, 256)))  # random A/C/G/T ids"
-DNA_DATA_CFG = {"input_size": (1024,), "vocabulary": "dna_char", "classifier": None, "card_input": CARD_INPUT,
-                "card_example": CARD_EXAMPLE}
+#: The vocabulary's data config (derf_zoo.data.dna, shared with HyenaDNA), this family's card texts and the one
+#: true difference: a Mamba has no maximum length (HyenaDNA's is its max_seq_len argument), so the 1k models'
+#: training window, 1024 bases, is recorded as the input size (the card's length).
+DNA_DATA_CFG = {**BASE_DNA_DATA_CFG, "input_size": (1024,), **dna_card_texts("{input_size[0]}", "256")}
+#: The model card's Input line and usage example: token ids, not an image.
+CARD_INPUT, CARD_EXAMPLE = DNA_DATA_CFG["card_input"], DNA_DATA_CFG["card_example"]
 
 # Paper §3.4: Derf alpha 0.5, shift 0 (the default "derf"), weight and bias; RMSNorm eps 1e-5 (the reference's).
 _NORMS = {"derf": "derf", "rmsnorm": "rmsnorm"}

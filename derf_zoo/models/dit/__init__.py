@@ -13,8 +13,9 @@ entry points below). The norm sites here are ``attn``, ``mlp`` and ``final``, al
 
 Names follow the official code for the stems and head (``x_embedder.proj``, ``t_embedder.mlp.0/2``,
 ``y_embedder.embedding_table``, ``pos_embed``, ``final_layer.linear``); the blocks live in ``backbone``.
-:func:`from_official` / :func:`to_official` map the official layout and :func:`from_diffusers` imports a
-``diffusers.DiTTransformer2DModel``.
+:func:`from_official` / :func:`to_official` map the official layout (``OFFICIAL_LAYOUT``) and
+:func:`from_diffusers` / :func:`to_diffusers` a ``diffusers.DiTTransformer2DModel`` (``DIFFUSERS_LAYOUT``); the
+family registers both as ``"official"`` and ``"diffusers"``.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ from derf_zoo.models.dit.entrypoints import (
     dit_xl_8,
 )
 from derf_zoo.models.dit.layouts import (
+    DIFFUSERS_LAYOUT,
+    OFFICIAL_LAYOUT,
     from_diffusers,
     from_official,
-    official_to_zoo_key,
+    to_diffusers,
     to_official,
-    zoo_to_official_key,
 )
 from derf_zoo.models.dit.model import (
     DIT_SITES,
@@ -64,10 +66,12 @@ from derf_zoo.models.dit.model import (
 
 __all__ = [
     "CARD_EXAMPLE",
+    "DIFFUSERS_LAYOUT",
     "DIGITS_DATA_CFG",
     "DIT_SITES",
     "FAMILY",
     "LATENT_DATA_CFG",
+    "OFFICIAL_LAYOUT",
     "DiT",
     "DiTFinalLayer",
     "dit_b_2",
@@ -95,8 +99,7 @@ __all__ = [
     "dit_xl_8",
     "from_diffusers",
     "from_official",
-    "official_to_zoo_key",
+    "to_diffusers",
     "to_official",
     "xavier_linear",
-    "zoo_to_official_key",
 ]

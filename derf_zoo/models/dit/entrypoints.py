@@ -7,7 +7,7 @@ from typing import Any
 
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
-from derf_zoo.models.dit.layouts import official_to_zoo_key
+from derf_zoo.models.dit.layouts import DIFFUSERS_LAYOUT, OFFICIAL_LAYOUT
 from derf_zoo.models.dit.model import DIT_SITES, DiT
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
 #: generators that take no prompt) describes it better than "text-to-image", which promises a text encoder.
 FAMILY = register_family(ModelFamily(
     name="dit", norm_sites=DIT_SITES, task="derf_zoo.tasks.Diffusion", task_type="unconditional-image-generation",
-    key_maps={"official": official_to_zoo_key},
+    layouts={"official": OFFICIAL_LAYOUT, "diffusers": DIFFUSERS_LAYOUT},
 ))  # fmt: skip
 
 #: The model card's usage lines (derf_zoo.hub.card fills {input_size} and {name}): a DiT is called on a noisy input,

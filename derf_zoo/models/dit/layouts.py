@@ -3,45 +3,72 @@ DiTTransformer2DModel, imported and exported."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from derf_zoo.hub.state_dict import load_into
 from derf_zoo.models.dit.model import DiT
+from derf_zoo.norms.sites import is_rms_like
+from derf_zoo.weights import Fuse, Layout, LayoutError, OursOnly, Rename, Tied, load_layout
+from derf_zoo.weights.checkpoint_file import pick_network, read_checkpoint_file
 
-__all__ = ["from_diffusers", "from_official", "official_to_zoo_key", "to_official", "zoo_to_official_key"]
+__all__ = ["DIFFUSERS_LAYOUT", "OFFICIAL_LAYOUT", "from_diffusers", "from_official", "to_diffusers", "to_official"]
 
-
-_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.*)$")
-
-
-def official_to_zoo_key(key: str) -> str:
-    """Map a facebookresearch/DiT (or zlab-princeton/Derf DiT) state-dict key to ours."""
-    m = _BLOCK_RE.match(key)
-    if m:
-        i, rest = m.groups()
-        rest = rest.replace("attn.", "mixer.", 1) if rest.startswith("attn.") else rest
-        rest = rest.replace("adaLN_modulation.1.", "modulation.linear.", 1)
-        return f"backbone.blocks.{i}.{rest}"
-    return key.replace("final_layer.adaLN_modulation.1.", "final_layer.modulation.linear.", 1)
+logger = logging.getLogger(__name__)
 
 
-def zoo_to_official_key(key: str) -> str:
-    """The inverse of :func:`official_to_zoo_key`."""
-    if key.startswith("backbone.blocks."):
-        i, rest = key[len("backbone.blocks.") :].split(".", 1)
-        rest = rest.replace("mixer.", "attn.", 1) if rest.startswith("mixer.") else rest
-        rest = rest.replace("modulation.linear.", "adaLN_modulation.1.", 1)
-        return f"blocks.{i}.{rest}"
-    return key.replace("final_layer.modulation.linear.", "final_layer.adaLN_modulation.1.", 1)
+#: facebookresearch/DiT's ``DiT`` (and zlab-princeton/Derf's DiT, whose norms hold ``alpha``/``shift``): the blocks
+#: live in our ``backbone``, attention is its ``mixer`` and the adaLN ``Sequential(SiLU, Linear)`` our ``modulation``.
+OFFICIAL_LAYOUT = Layout("official DiT", (
+    Rename("pos_embed", "pos_embed"),
+    Rename("x_embedder.proj.{p}", "x_embedder.proj.{p}"),
+    Rename("t_embedder.mlp.{j}.{p}", "t_embedder.mlp.{j}.{p}"),
+    Rename("y_embedder.embedding_table.weight", "y_embedder.embedding_table.weight"),
+    Rename("backbone.blocks.{i}.norm1.{p}", "blocks.{i}.norm1.{p}"),
+    Rename("backbone.blocks.{i}.mixer.qkv.{p}", "blocks.{i}.attn.qkv.{p}"),
+    Rename("backbone.blocks.{i}.mixer.proj.{p}", "blocks.{i}.attn.proj.{p}"),
+    Rename("backbone.blocks.{i}.norm2.{p}", "blocks.{i}.norm2.{p}"),
+    Rename("backbone.blocks.{i}.mlp.fc1.{p}", "blocks.{i}.mlp.fc1.{p}"),
+    Rename("backbone.blocks.{i}.mlp.fc2.{p}", "blocks.{i}.mlp.fc2.{p}"),
+    Rename("backbone.blocks.{i}.modulation.linear.{p}", "blocks.{i}.adaLN_modulation.1.{p}"),
+    Rename("final_layer.norm_final.{p}", "final_layer.norm_final.{p}"),
+    Rename("final_layer.modulation.linear.{p}", "final_layer.adaLN_modulation.1.{p}"),
+    Rename("final_layer.linear.{p}", "final_layer.linear.{p}"),
+))  # fmt: skip
+
+_EMB_0, _EMB_I = "transformer_blocks.0.norm1.emb.", "transformer_blocks.{i}.norm1.emb."
+#: diffusers' ``DiTTransformer2DModel``: q/k/v apart (fused here), the adaLN linear inside ``norm1``, and the
+#: timestep and label embedders repeated in every block's ``norm1.emb`` (one shared embedder here: block 0's is
+#: imported, every other copy must equal it, and the export writes it into every block). Its positions are a
+#: non-persistent buffer, so our ``pos_embed`` (the same sin-cos table) stays as the model built it.
+DIFFUSERS_LAYOUT = Layout("diffusers DiTTransformer2DModel", (
+    Rename("x_embedder.proj.{p}", "pos_embed.proj.{p}"),
+    OursOnly("pos_embed"),
+    Rename("t_embedder.mlp.0.{p}", _EMB_0 + "timestep_embedder.linear_1.{p}"),
+    Rename("t_embedder.mlp.2.{p}", _EMB_0 + "timestep_embedder.linear_2.{p}"),
+    Rename("y_embedder.embedding_table.weight", _EMB_0 + "class_embedder.embedding_table.weight"),
+    Tied(_EMB_I + "timestep_embedder.linear_1.{p}", same_as=_EMB_0 + "timestep_embedder.linear_1.{p}"),
+    Tied(_EMB_I + "timestep_embedder.linear_2.{p}", same_as=_EMB_0 + "timestep_embedder.linear_2.{p}"),
+    Tied(_EMB_I + "class_embedder.embedding_table.weight", same_as=_EMB_0 + "class_embedder.embedding_table.weight"),
+    Rename("backbone.blocks.{i}.modulation.linear.{p}", "transformer_blocks.{i}.norm1.linear.{p}"),
+    Fuse("backbone.blocks.{i}.mixer.qkv.{p}", ("transformer_blocks.{i}.attn1.to_q.{p}",
+                                              "transformer_blocks.{i}.attn1.to_k.{p}",
+                                              "transformer_blocks.{i}.attn1.to_v.{p}")),
+    Rename("backbone.blocks.{i}.mixer.proj.{p}", "transformer_blocks.{i}.attn1.to_out.0.{p}"),
+    Rename("backbone.blocks.{i}.mlp.fc1.{p}", "transformer_blocks.{i}.ff.net.0.proj.{p}"),
+    Rename("backbone.blocks.{i}.mlp.fc2.{p}", "transformer_blocks.{i}.ff.net.2.{p}"),
+    Rename("final_layer.modulation.linear.{p}", "proj_out_1.{p}"),
+    Rename("final_layer.linear.{p}", "proj_out_2.{p}"),
+))  # fmt: skip
 
 
-
+_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 _OFFICIAL_HEADS = {384: 6, 768: 12, 1024: 16, 1152: 16}  # DiT-S/B/L/XL
 
 
@@ -87,25 +114,49 @@ def _args_from_official(sd: Mapping[str, Tensor], model_args: Mapping[str, Any])
     }
 
 
-def from_official(state_dict: nn.Module | Mapping[str, Tensor], **model_args: Any) -> DiT:
-    """Build a :class:`DiT` holding an official DiT state dict (facebookresearch/DiT or zlab-princeton/Derf DiT),
-    or the official ``DiT`` module itself (its ``state_dict()``; the result keeps its train/eval mode).
+def _read_official_file(path: str | Path, weights: str | None) -> dict[str, Tensor]:
+    """The network of an official DiT file: a bare state dict (Meta's ``DiT-XL-2-256x256.pt``) or a training
+    checkpoint ({``model``, ``ema``, ``opt``, ``args``}), whose ``ema`` is taken as the official sampler's
+    ``find_model`` does (``weights="model"`` for the raw network)."""
+    obj = read_checkpoint_file(path, who="from_official")
+    prefer = (weights,) if weights else ("ema", "model")
+    sd, key = pick_network(obj, prefer, where=str(path), who="from_official")
+    if weights and key != weights:
+        raise ValueError(f"from_official: weights={weights!r}, but {path} is a bare state dict, not a training "
+                         "checkpoint; leave weights unset.")  # fmt: skip
+    logger.info("from_official: %s: %s", path, f"the {key!r} network" if key else "a bare state dict")
+    return sd
+
+
+def from_official(source: nn.Module | Mapping[str, Tensor] | str | Path, *, weights: str | None = None,
+                  **model_args: Any) -> DiT:  # fmt: skip
+    """Build a :class:`DiT` holding an official DiT's weights (facebookresearch/DiT or zlab-princeton/Derf DiT):
+    its state dict, the official ``DiT`` module itself (the result keeps its train/eval mode), or a file.
+
+    A file is read weights-only (``argparse.Namespace`` the one class allowed: official training checkpoints pickle
+    their arguments). Of a training checkpoint the ``ema`` network is taken, as the official sampler does (its
+    ``find_model``); ``weights="model"`` takes the raw one. The choice is logged (``logging``, INFO).
 
     Shapes, depth, ``learn_sigma`` and the norm (LayerNorm, or Derf/DyT from ``alpha``/``shift`` keys) are read
     from the weights; ``num_heads`` defaults to the standard size's; the null class is assumed (pass
     ``class_dropout_prob=0`` for a table without it). ``model_args`` override anything else
-    (``norm="derf(alpha=1.0)"``, ...).
+    (``norm="derf(alpha=1.0)"``: the point-wise norms then start fresh).
 
     Raises:
-        ValueError: not an official DiT state dict, or a weight is missing, unexpected or misshapen (nothing
-            is loaded then).
+        ValueError: not an official DiT state dict (a key the layout does not know is named), a file that is not
+            weights-only loadable, or a weight missing, unexpected or misshapen (nothing is loaded then).
     """
-    module = state_dict if isinstance(state_dict, nn.Module) else None
-    sd = dict(module.state_dict() if module is not None else state_dict)
+    module = source if isinstance(source, nn.Module) else None
+    if isinstance(source, (str, Path)):
+        sd = _read_official_file(source, weights)
+    elif weights is not None:
+        raise ValueError("from_official: weights= picks a network of a checkpoint file; pass the file's path.")
+    else:
+        sd = dict(module.state_dict() if module is not None else source)
     args = {**_args_from_official(sd, model_args), **model_args}
     model = DiT(**args)
     model.model_args = args
-    load_into(model, sd, source="from_official: the official DiT state dict", key_map=official_to_zoo_key)
+    load_layout(model, sd, OFFICIAL_LAYOUT, source="from_official: the official DiT state dict")
     if module is not None:
         model.train(module.training)
     return model
@@ -113,77 +164,10 @@ def from_official(state_dict: nn.Module | Mapping[str, Tensor], **model_args: An
 
 def to_official(model: DiT) -> dict[str, Tensor]:
     """``model``'s weights in the official DiT layout (``blocks.N.attn.qkv``, ``blocks.N.adaLN_modulation.1``,
-    ``final_layer.adaLN_modulation.1``, ...), ready for the official ``DiT.load_state_dict``."""
-    return {zoo_to_official_key(k): v for k, v in model.state_dict().items()}
+    ``final_layer.adaLN_modulation.1``, ...), which the official ``DiT`` (with the same norm) loads with
+    ``strict=True``."""
+    return OFFICIAL_LAYOUT.to_theirs(model.state_dict())
 
-
-
-_DIFFUSERS_EMBED = re.compile(r"^transformer_blocks\.(\d+)\.norm1\.emb\.(.*)$")
-
-
-def _diffusers_to_zoo(sd: Mapping[str, Tensor], depth: int) -> dict[str, Tensor]:
-    """Rename a ``DiTTransformer2DModel`` state dict to ours; the per-block embedders must agree."""
-    out: dict[str, Tensor] = {}
-    embedders: dict[str, dict[int, Tensor]] = {}
-    qkv: dict[tuple[int, str], dict[str, Tensor]] = {}
-    rename = {
-        "norm1.linear.": "modulation.linear.",
-        "attn1.to_out.0.": "mixer.proj.",
-        "ff.net.0.proj.": "mlp.fc1.",
-        "ff.net.2.": "mlp.fc2.",
-    }
-    for key, value in sd.items():
-        m = _DIFFUSERS_EMBED.match(key)
-        if m:
-            embedders.setdefault(m.group(2), {})[int(m.group(1))] = value
-            continue
-        if key.startswith("pos_embed.proj."):
-            out["x_embedder.proj." + key.rsplit(".", 1)[1]] = value
-        elif key.startswith("proj_out_1."):
-            out["final_layer.modulation.linear." + key.rsplit(".", 1)[1]] = value
-        elif key.startswith("proj_out_2."):
-            out["final_layer.linear." + key.rsplit(".", 1)[1]] = value
-        elif key.startswith("transformer_blocks."):
-            _, i, rest = key.split(".", 2)
-            qm = re.match(r"attn1\.to_([qkv])\.(weight|bias)$", rest)
-            if qm:
-                qkv.setdefault((int(i), qm.group(2)), {})[qm.group(1)] = value
-                continue
-            for old, new in rename.items():
-                if rest.startswith(old):
-                    out[f"backbone.blocks.{i}.{new}{rest[len(old):]}"] = value
-                    break
-            else:
-                out[key] = value  # unknown: load_into names it as unexpected
-        else:
-            out[key] = value
-    for (i, kind), parts in qkv.items():
-        if set(parts) != {"q", "k", "v"}:
-            lacking = sorted({"q", "k", "v"} - set(parts))
-            raise ValueError(f"from_diffusers: block {i} lacks the attention {kind} of {lacking}.")
-        out[f"backbone.blocks.{i}.mixer.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
-    names = {
-        "timestep_embedder.linear_1.weight": "t_embedder.mlp.0.weight",
-        "timestep_embedder.linear_1.bias": "t_embedder.mlp.0.bias",
-        "timestep_embedder.linear_2.weight": "t_embedder.mlp.2.weight",
-        "timestep_embedder.linear_2.bias": "t_embedder.mlp.2.bias",
-        "class_embedder.embedding_table.weight": "y_embedder.embedding_table.weight",
-    }
-    for name, per_block in embedders.items():
-        first = per_block.get(0)
-        if first is None or len(per_block) != depth:
-            raise ValueError(f"from_diffusers: the embedder weight {name!r} is not in every block.")
-        differ = [i for i, v in sorted(per_block.items()) if v.shape != first.shape or not torch.equal(v, first)]
-        if differ:
-            raise ValueError(
-                f"from_diffusers: diffusers' DiT keeps a timestep/label embedder in every block; this model's "
-                f"{name!r} differs between block 0 and block(s) {differ[:8]}. derf_zoo's DiT (like the official "
-                "one) has one embedder shared by all blocks, so these weights cannot be imported exactly. (A "
-                "DiTTransformer2DModel converted from the official weights has identical copies; one trained in "
-                "diffusers may not.)"
-            )
-        out[names.get(name, "t_embedder." + name)] = first
-    return out
 
 
 def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str, Any] | None = None,
@@ -253,9 +237,65 @@ def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str
     }
     model = DiT(**args)
     model.model_args = args
-    # diffusers does not save its fixed positions (a non-persistent buffer); ours are the same sin-cos table.
-    load_into(model, _diffusers_to_zoo(sd, depth), source="from_diffusers: the DiTTransformer2DModel state dict",
-              may_be_missing=("pos_embed",))
+    try:
+        mapped = DIFFUSERS_LAYOUT.to_ours(sd)
+    except LayoutError as err:
+        if "should be tied" not in str(err):
+            raise
+        raise LayoutError(f"from_diffusers: {err} diffusers' DiT keeps a timestep/label embedder in every block; "
+                          "derf_zoo's DiT (like the official one) has one embedder shared by all blocks, so every "
+                          "copy must equal block 0's. (A DiTTransformer2DModel converted from the official weights "
+                          "has identical copies; one trained in diffusers may not.)") from err  # fmt: skip
+    # diffusers does not save its fixed positions (a non-persistent buffer): ours stay (the same sin-cos table)
+    load_layout(model, mapped, None, source="from_diffusers: the DiTTransformer2DModel state dict",
+                may_be_missing=("pos_embed",))
     if isinstance(source, nn.Module):
         model.train(source.training)
     return model
+
+
+def _diffusers_config(model: DiT) -> dict[str, Any]:
+    """The ``DiTTransformer2DModel`` config of ``model``, or a ValueError naming what diffusers cannot hold."""
+    block = model.backbone.blocks[0]
+    norms = {"attn": block.norm1, "mlp": block.norm2, "final": model.final_layer.norm_final}
+    problems = [f"the {site!r} norm is {model.norm_specs[site]}" for site, m in norms.items()
+                if not isinstance(m, nn.LayerNorm) or is_rms_like(m) or m.elementwise_affine]  # fmt: skip
+    if not problems:
+        problems += [f"the {site!r} norm's eps is {norms[site].eps} (diffusers fixes 1e-6 there)"
+                     for site in ("attn", "final") if norms[site].eps != 1e-6]  # fmt: skip
+    if block.mlp.fc1.out_features != 4 * model.hidden_size:
+        problems.append(f"its MLP is {block.mlp.fc1.out_features} wide (diffusers: 4 x {model.hidden_size})")
+    if not model.y_embedder.has_null_class:
+        problems.append("it has no null class (class_dropout_prob=0; diffusers' label table always has one)")
+    if problems:
+        raise ValueError("to_diffusers: diffusers' DiTTransformer2DModel has affine-free LayerNorms (eps 1e-6 before "
+                         "attention and at the end), a 4x MLP and a null class, but " + "; ".join(problems) + ".")
+    return {"num_attention_heads": model.num_heads, "attention_head_dim": model.hidden_size // model.num_heads,
+            "in_channels": model.in_channels, "out_channels": model.out_channels,
+            "num_layers": len(model.backbone.blocks), "sample_size": model.input_size, "patch_size": model.patch_size,
+            "num_embeds_ada_norm": model.num_classes, "norm_eps": norms["mlp"].eps, "norm_type": "ada_norm_zero",
+            "norm_elementwise_affine": False, "activation_fn": "gelu-approximate", "attention_bias": True}  # fmt: skip
+
+
+def to_diffusers(model: DiT) -> nn.Module:
+    """A ``diffusers.DiTTransformer2DModel`` with this model's weights (loaded with ``strict=True``), in the same
+    train/eval mode; the shared timestep/label embedders are written into every block.
+
+    diffusers' timestep sinusoid divides by ``half - 1`` (``timestep_freq_shift=1``); a model with the official
+    ``timestep_freq_shift=0`` exports with a warning, since diffusers' model then embeds timesteps slightly
+    differently (as diffusers' own conversion of Meta's DiT weights does).
+
+    Raises:
+        ValueError: a model diffusers' DiT cannot hold (point-wise or affine norms, another eps before attention
+            or at the end, an MLP other than 4x, no null class).
+    """
+    from diffusers import DiTTransformer2DModel
+
+    config = _diffusers_config(model)
+    if model.t_embedder.freq_shift != 1:
+        warnings.warn(f"to_diffusers: this model's timestep_freq_shift is {model.t_embedder.freq_shift} and "
+                      "diffusers' is 1: the exported model embeds timesteps slightly differently (as diffusers' "
+                      "conversion of the official DiT weights does).", stacklevel=2)  # fmt: skip
+    reference = DiTTransformer2DModel(**config)
+    reference.load_state_dict(DIFFUSERS_LAYOUT.to_theirs(model.state_dict()), strict=True)
+    return reference.train(model.training)

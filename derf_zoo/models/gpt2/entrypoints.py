@@ -7,6 +7,7 @@ from typing import Any
 
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
+from derf_zoo.models.gpt2.layouts import HF_LAYOUT, NANOGPT_LAYOUT
 from derf_zoo.models.gpt2.model import GPT2, GPT2_SITES, GPT2_SIZES
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
 #: The GPT-2 family: next-token prediction (Hugging Face's "text-generation" pipeline tag).
 FAMILY = register_family(ModelFamily(
     name="gpt2", norm_sites=GPT2_SITES, task="derf_zoo.tasks.LanguageModeling", task_type="text-generation",
+    layouts={"transformers": HF_LAYOUT, "nanogpt": NANOGPT_LAYOUT},
 ))  # fmt: skip
 
 CARD_INPUT = "token ids (batch, length), length <= {model.n_positions}, ids < {model.vocab_size}"

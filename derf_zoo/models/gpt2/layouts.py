@@ -3,28 +3,20 @@ and exported."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from derf_zoo.hub.state_dict import load_into
 from derf_zoo.models.gpt2.model import DEFAULT_ALPHA, GPT2, GPT2_SIZES
-from derf_zoo.norms.layers import PointwiseNorm
 from derf_zoo.norms.registry import get_norm_layer
-from derf_zoo.norms.sites import is_norm
+from derf_zoo.weights import TRANSPOSE, Ignored, Layout, Rename, Tied, load_layout
 
 __all__ = [
     "HF_LAYOUT",
     "NANOGPT_LAYOUT",
-    "Ignored",
-    "Layout",
-    "Rename",
-    "Tied",
     "from_nanogpt",
     "from_transformers",
     "to_nanogpt",
@@ -33,130 +25,19 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Rename:
-    """``ours`` <-> ``theirs`` (patterns: ``{i}`` a block index, ``{p}`` a parameter name); ``op`` is applied
-    to the tensor on the way in and undone on the way out (``"transpose"``: HF's Conv1D stores ``[in, out]``)."""
-
-    ours: str
-    theirs: str
-    op: Literal["copy", "transpose"] = "copy"
-
-
-@dataclass(frozen=True)
-class Tied:
-    """``theirs`` holds the same tensor as ``same_as`` (the tied LM head): checked equal on the way in, written
-    as that tensor on the way out."""
-
-    theirs: str
-    same_as: str
-
-
-@dataclass(frozen=True)
-class Ignored:
-    """A key of theirs that is no weight (nanoGPT's non-flash causal-mask buffer): dropped on the way in."""
-
-    theirs: str
-
-
-def _pattern(text: str) -> re.Pattern[str]:
-    escaped = re.escape(text).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>[A-Za-z_]+)")
-    return re.compile(f"^{escaped}$")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A foreign weight layout as one table of :class:`Rename`, :class:`Tied` and :class:`Ignored` rules.
-
-    Attributes:
-        name: what messages call it (``"transformers GPT2LMHeadModel"``).
-        rules: the table.
-        strip_prefixes: prefixes removed from their keys first (``_orig_mod.`` of a ``torch.compile``'d model).
-    """
-
-    name: str
-    rules: tuple[Rename | Tied | Ignored, ...]
-    strip_prefixes: tuple[str, ...] = ()
-
-    def _renames(self) -> list[Rename]:
-        return [r for r in self.rules if isinstance(r, Rename)]
-
-    def to_ours(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Their keys -> ours.
-
-        Raises:
-            ValueError: keys no rule matches, two keys landing on one of ours, or a tied copy that differs.
-        """
-        sd: dict[str, Tensor] = {}
-        for key, value in state_dict.items():
-            for prefix in self.strip_prefixes:
-                key = key[len(prefix):] if key.startswith(prefix) else key
-            sd[key] = value
-        out: dict[str, Tensor] = {}
-        unknown: list[str] = []
-        for key, value in sd.items():
-            rule, match = self._match(key)
-            if rule is None:
-                unknown.append(key)
-            elif isinstance(rule, Tied):
-                if rule.same_as in sd and not torch.equal(sd[rule.same_as], value):
-                    raise ValueError(f"{self.name}: {key!r} should be tied to {rule.same_as!r} but differs; these "
-                                     "weights cannot be imported exactly (the zoo's GPT-2 has one tied head).")
-            elif isinstance(rule, Rename):
-                ours = rule.ours.format(**match.groupdict())
-                if ours in out:
-                    raise ValueError(f"{self.name}: two keys map onto {ours!r}; the state dict is not this layout.")
-                out[ours] = value.t() if rule.op == "transpose" else value
-        if unknown:
-            raise ValueError(f"{self.name}: {len(unknown)} key(s) match no rule of the layout: {unknown[:8]}"
-                             f"{' ...' if len(unknown) > 8 else ''}.")  # fmt: skip
-        return out
-
-    def to_theirs(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Our keys -> theirs: every :class:`Rename` backwards, then every :class:`Tied` copy.
-
-        Raises:
-            ValueError: one of our keys that the layout has no place for (the message names it).
-        """
-        out: dict[str, Tensor] = {}
-        renames = [(r, _pattern(r.ours)) for r in self._renames()]
-        missing = []
-        for key, value in state_dict.items():
-            for rule, pattern in renames:
-                m = pattern.match(key)
-                if m:
-                    out[rule.theirs.format(**m.groupdict())] = value.t() if rule.op == "transpose" else value
-                    break
-            else:
-                missing.append(key)
-        if missing:
-            raise ValueError(f"{self.name} has no place for {missing[:8]}: this model does not fit that layout.")
-        for rule in self.rules:
-            if isinstance(rule, Tied) and rule.same_as in out:
-                out[rule.theirs] = out[rule.same_as]
-        return out
-
-    def _match(self, key: str) -> tuple[Rename | Tied | Ignored | None, re.Match[str] | None]:
-        for rule in self.rules:
-            m = _pattern(rule.theirs).match(key)
-            if m:
-                return rule, m
-        return None, None
-
-
 #: Hugging Face ``GPT2LMHeadModel``: Conv1D weights are ``[in, out]``, so every projection is transposed.
 HF_LAYOUT = Layout("transformers GPT2LMHeadModel", (
     Rename("wte.weight", "transformer.wte.weight"),
     Rename("wpe.weight", "transformer.wpe.weight"),
     Rename("backbone.blocks.{i}.norm1.{p}", "transformer.h.{i}.ln_1.{p}"),
-    Rename("backbone.blocks.{i}.mixer.qkv.weight", "transformer.h.{i}.attn.c_attn.weight", "transpose"),
+    Rename("backbone.blocks.{i}.mixer.qkv.weight", "transformer.h.{i}.attn.c_attn.weight", TRANSPOSE),
     Rename("backbone.blocks.{i}.mixer.qkv.bias", "transformer.h.{i}.attn.c_attn.bias"),
-    Rename("backbone.blocks.{i}.mixer.proj.weight", "transformer.h.{i}.attn.c_proj.weight", "transpose"),
+    Rename("backbone.blocks.{i}.mixer.proj.weight", "transformer.h.{i}.attn.c_proj.weight", TRANSPOSE),
     Rename("backbone.blocks.{i}.mixer.proj.bias", "transformer.h.{i}.attn.c_proj.bias"),
     Rename("backbone.blocks.{i}.norm2.{p}", "transformer.h.{i}.ln_2.{p}"),
-    Rename("backbone.blocks.{i}.mlp.fc1.weight", "transformer.h.{i}.mlp.c_fc.weight", "transpose"),
+    Rename("backbone.blocks.{i}.mlp.fc1.weight", "transformer.h.{i}.mlp.c_fc.weight", TRANSPOSE),
     Rename("backbone.blocks.{i}.mlp.fc1.bias", "transformer.h.{i}.mlp.c_fc.bias"),
-    Rename("backbone.blocks.{i}.mlp.fc2.weight", "transformer.h.{i}.mlp.c_proj.weight", "transpose"),
+    Rename("backbone.blocks.{i}.mlp.fc2.weight", "transformer.h.{i}.mlp.c_proj.weight", TRANSPOSE),
     Rename("backbone.blocks.{i}.mlp.fc2.bias", "transformer.h.{i}.mlp.c_proj.bias"),
     Rename("backbone.norm.{p}", "transformer.ln_f.{p}"),
     Tied("lm_head.weight", same_as="transformer.wte.weight"),
@@ -181,23 +62,12 @@ NANOGPT_LAYOUT = Layout("nanoGPT GPT", (
 
 
 
-def _fresh_norm_prefixes(model: GPT2, sd: Mapping[str, Tensor]) -> tuple[str, ...]:
-    """Point-wise norm sites whose weights hold none of their own (LayerNorm weights imported into Derf, DyT, ...):
-    they start fresh, since LayerNorm's weight and bias do not carry over."""
-    return tuple(name + "." for name, m in model.named_modules()
-                 if is_norm(m) and isinstance(m, PointwiseNorm) and name + ".alpha" not in sd)  # fmt: skip
-
-
 def _load_mapped(model: GPT2, sd: dict[str, Tensor], source: str) -> GPT2:
-    fresh = _fresh_norm_prefixes(model, sd)
-    if fresh:
-        sd = {k: v for k, v in sd.items() if not k.startswith(fresh)}
-    if model.shared_scale is not None and "shared_scale" not in sd:
-        fresh = (*fresh, "shared_scale")
+    """Load mapped weights; the embedding scale of a point-wise model may be absent (LayerNorm weights)."""
     if "shared_scale" in sd:
         sd["shared_scale"] = sd["shared_scale"].reshape(1)  # the patch's scalar, whatever shape it was saved with
-    load_into(model, sd, source=source, may_be_missing=fresh)
-    return model
+    optional = ("shared_scale",) if model.shared_scale is not None and "shared_scale" not in sd else ()
+    return load_layout(model, sd, None, source=source, may_be_missing=optional)
 
 
 def _args_from_hf_config(config: Any) -> dict[str, Any]:

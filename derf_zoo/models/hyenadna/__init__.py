@@ -13,7 +13,8 @@ Norm sites (the slot): ``attn`` (before the Hyena mixer, the backbone's name for
 
 :func:`from_hyenadna` imports a state dict of the public ``LongSafari/hyenadna-*`` layout (the Lightning
 ``weights.ckpt``'s ``model.`` keys, the standalone ``backbone.`` keys or the ``-hf`` port's ``hyena.`` keys);
-:func:`hyenadna_to_zoo_key` is the family's ``"hyenadna"`` key map.
+:data:`HYENADNA_LAYOUT` is that layout as one declared table (the family's ``"hyenadna"`` layout; models trained with
+gradient checkpointing: ``"hyenadna_checkpointed"``) and :func:`to_hyenadna` exports back to it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ from derf_zoo.models.hyenadna.entrypoints import (
     hyenadna_tiny_1k_ln,
 )
 from derf_zoo.models.hyenadna.layouts import (
+    HYENADNA_CHECKPOINTED_LAYOUT,
+    HYENADNA_LAYOUT,
     from_hyenadna,
-    hyenadna_to_zoo_key,
+    hyenadna_layout,
+    to_hyenadna,
 )
 from derf_zoo.models.hyenadna.model import (
     DNA_VOCAB_SIZE,
@@ -49,9 +53,12 @@ __all__ = [
     "DNA_DATA_CFG",
     "DNA_VOCAB_SIZE",
     "FAMILY",
+    "HYENADNA_CHECKPOINTED_LAYOUT",
+    "HYENADNA_LAYOUT",
     "HYENADNA_SITES",
     "HyenaDNA",
     "from_hyenadna",
+    "hyenadna_layout",
     "hyenadna_nano",
     "hyenadna_nano_derf",
     "hyenadna_nano_ln",
@@ -61,5 +68,5 @@ __all__ = [
     "hyenadna_tiny_1k",
     "hyenadna_tiny_1k_derf",
     "hyenadna_tiny_1k_ln",
-    "hyenadna_to_zoo_key",
+    "to_hyenadna",
 ]

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from derf_zoo.data.dna import PAD_ID
+from derf_zoo.data.dna import DNA_DATA_CFG as BASE_DNA_DATA_CFG
+from derf_zoo.data.dna import dna_card_texts
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.models.hyenadna.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
-from derf_zoo.models.hyenadna.layouts import hyenadna_to_zoo_key
-from derf_zoo.models.hyenadna.model import DNA_VOCAB_SIZE, HYENADNA_SITES, HyenaDNA
+from derf_zoo.models.hyenadna.layouts import HYENADNA_CHECKPOINTED_LAYOUT, HYENADNA_LAYOUT
+from derf_zoo.models.hyenadna.model import HYENADNA_SITES, HyenaDNA
 from derf_zoo.norms.registry import NormSpec
 
 __all__ = [
@@ -32,20 +33,20 @@ __all__ = [
 
 
 #: The HyenaDNA family: next-token prediction, so Hugging Face's "text-generation" pipeline tag (the ``-hf``
-#: checkpoints are ``HyenaDNAForCausalLM``).
+#: checkpoints are ``HyenaDNAForCausalLM``). Its foreign layouts: the public checkpoints' (``"hyenadna"``) and that of
+#: models trained with gradient checkpointing (``"hyenadna_checkpointed"``).
 FAMILY = register_family(ModelFamily(
     name="hyenadna", norm_sites=HYENADNA_SITES, task="derf_zoo.tasks.DNALanguageModeling",
-    task_type="text-generation", key_maps={"hyenadna": hyenadna_to_zoo_key},
+    task_type="text-generation",
+    layouts={"hyenadna": HYENADNA_LAYOUT, "hyenadna_checkpointed": HYENADNA_CHECKPOINTED_LAYOUT},
 ))  # fmt: skip
 
-#: The model card's Input line and usage example (derf_zoo.hub.card fills the {model.*} fields): token ids.
-CARD_INPUT = ("DNA token ids (batch, length), length <= {model.max_seq_len}; A C G T N = ids 7 8 9 10 11 (the "
-              "HyenaDNA/Caduceus character tokenizer)")
-CARD_EXAMPLE = "logits = model(torch.randint(7, 11, (1, {model.card_example_length})))  # random A/C/G/T ids"
-DNA_DATA_CFG = {"space": "dna", "vocab_size": DNA_VOCAB_SIZE, "pad_token_id": PAD_ID,
-                "first_conv": None, "classifier": None, "card_input": CARD_INPUT,
-                "card_example": CARD_EXAMPLE}  # fmt: skip
-
+#: The vocabulary's data config (derf_zoo.data.dna, shared with Caduceus) and this family's card texts, which
+#: derf_zoo.hub.card fills: the length is the model's own ``max_seq_len`` (an architecture argument, so the data
+#: config records none).
+DNA_DATA_CFG = {**BASE_DNA_DATA_CFG, **dna_card_texts("{model.max_seq_len}", "{model.card_example_length}")}
+#: The model card's Input line and usage example: token ids.
+CARD_INPUT, CARD_EXAMPLE = DNA_DATA_CFG["card_input"], DNA_DATA_CFG["card_example"]
 
 
 #: The public checkpoints' shapes (LongSafari/hyenadna-{tiny-1k,small-32k}-seqlen config.json): max length is

@@ -6,7 +6,8 @@ moves after pooling (``fc_norm``). The ``vit_{size}_{derf,dyt,ln}`` entry points
 ``vit_{size}_patch16_224`` ones keep timm's defaults (class-token pooling) and take any ``norm``.
 
 Layer names follow timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
-``fc_norm``, ``head``) and the blocks live in ``backbone``; :func:`from_timm` maps timm weights in.
+``fc_norm``, ``head``) and the blocks live in ``backbone``; :func:`from_timm` / :func:`to_timm` map timm's
+weights in and out through ``TIMM_LAYOUT`` (registered on the family as ``"timm"``).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from derf_zoo.models.vit.entrypoints import (
     vit_tiny_patch16_224,
 )
 from derf_zoo.models.vit.layouts import (
+    TIMM_LAYOUT,
     from_timm,
-    timm_to_zoo_key,
+    to_timm,
 )
 from derf_zoo.models.vit.model import (
     GlobalPool,
@@ -53,10 +55,11 @@ __all__ = [
     "FAMILY",
     "FASHION_MNIST_DATA_CFG",
     "IMAGENET_DATA_CFG",
+    "TIMM_LAYOUT",
     "GlobalPool",
     "VisionTransformer",
     "from_timm",
-    "timm_to_zoo_key",
+    "to_timm",
     "vit_base_derf",
     "vit_base_dyt",
     "vit_base_ln",

@@ -16,7 +16,7 @@ from derf_zoo.data.constants import (
 )
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
-from derf_zoo.models.vit.layouts import timm_to_zoo_key
+from derf_zoo.models.vit.layouts import TIMM_LAYOUT
 from derf_zoo.models.vit.model import VisionTransformer
 
 __all__ = [
@@ -82,10 +82,10 @@ FASHION_MNIST_DATA_CFG = {
 
 
 #: The ViT family: its norm sites are the backbone's; ImageClassification trains and evaluates it; timm's
-#: ViT state dicts (and the official Derf ViT checkpoints, which use timm's layout) map in with timm_to_zoo_key.
+#: ViT state dicts (and the official Derf ViT checkpoints, which use timm's layout) map in through TIMM_LAYOUT.
 FAMILY = register_family(ModelFamily(
     name="vit", norm_sites=BLOCK_SITES, task="derf_zoo.tasks.ImageClassification", task_type="image-classification",
-    key_maps={"timm": timm_to_zoo_key},
+    layouts={"timm": TIMM_LAYOUT},
 ))  # fmt: skip
 
 

@@ -19,7 +19,9 @@ logs ``loss / sample_size / ln 2`` (bits per masked frame: the papers' validatio
 
 transformers' ``Wav2Vec2ForPreTraining`` differs: no feature penalty or gradient multiplier, and in evaluation
 mode its diversity loss uses the perplexity of the hard (argmax) codes; ours always uses the soft one (fairseq),
-and reports the hard one as ``code_perplexity``. :func:`from_transformers` imports its weights.
+and reports the hard one as ``code_perplexity``. :func:`from_transformers` imports its weights and
+:func:`to_transformers` exports ours (both through :data:`TRANSFORMERS_LAYOUT`'s table, the family's registered
+``"transformers"`` layout; fairseq's is ``"fairseq"``).
 
 Public fairseq checkpoints are pickles; they are never unpickled here. Extract the model's state dict yourself
 (``torch.load(path, weights_only=True)`` works on fairseq checkpoints that hold only tensors; otherwise load it in
@@ -44,11 +46,15 @@ from derf_zoo.models.wav2vec2.entrypoints import (
     wav2vec2_tiny_ln,
 )
 from derf_zoo.models.wav2vec2.layouts import (
-    fairseq_to_zoo_key,
+    FAIRSEQ_LAYOUT,
+    TRANSFORMERS_LAYOUT,
+    fairseq_layout,
     from_fairseq,
     from_transformers,
-    hf_to_zoo_key,
     to_fairseq,
+    to_transformers,
+    to_transformers_state_dict,
+    transformers_layout,
 )
 from derf_zoo.models.wav2vec2.model import (
     NORM_SITES,
@@ -58,15 +64,19 @@ from derf_zoo.models.wav2vec2.model import (
 
 __all__ = [
     "AUDIO_DATA_CFG",
+    "FAIRSEQ_LAYOUT",
     "FAMILY",
     "NORM_SITES",
+    "TRANSFORMERS_LAYOUT",
     "Wav2Vec2",
     "Wav2Vec2Output",
-    "fairseq_to_zoo_key",
+    "fairseq_layout",
     "from_fairseq",
     "from_transformers",
-    "hf_to_zoo_key",
     "to_fairseq",
+    "to_transformers",
+    "to_transformers_state_dict",
+    "transformers_layout",
     "wav2vec2_base",
     "wav2vec2_base_derf",
     "wav2vec2_base_dyt",

@@ -7,7 +7,7 @@ from typing import Any
 
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
-from derf_zoo.models.wav2vec2.layouts import fairseq_to_zoo_key, hf_to_zoo_key
+from derf_zoo.models.wav2vec2.layouts import FAIRSEQ_LAYOUT, TRANSFORMERS_LAYOUT
 from derf_zoo.models.wav2vec2.model import NORM_SITES, Wav2Vec2
 
 __all__ = [
@@ -33,10 +33,11 @@ AUDIO_DATA_CFG = {"sample_rate": 16000, "input_size": (16000,),
                   "card_input": "mono waveform (batch, samples) at {cfg[sample_rate]} Hz, float in [-1, 1]"}
 
 
-#: The wav2vec 2.0 family; SpeechPretraining trains and evaluates it (validation loss).
+#: The wav2vec 2.0 family; SpeechPretraining trains and evaluates it (validation loss). Released weights in
+#: transformers' Wav2Vec2ForPreTraining or fairseq's Wav2Vec2Model layout load through their layouts.
 FAMILY = register_family(ModelFamily(
     name="wav2vec2", norm_sites=NORM_SITES, task="derf_zoo.tasks.SpeechPretraining",
-    task_type="feature-extraction", key_maps={"transformers": hf_to_zoo_key, "fairseq": fairseq_to_zoo_key},
+    task_type="feature-extraction", layouts={"transformers": TRANSFORMERS_LAYOUT, "fairseq": FAIRSEQ_LAYOUT},
 ))  # fmt: skip
 
 
