@@ -92,12 +92,18 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
-    if module is None:
-        # Submodules (derf_zoo.tasks, ...) are not listed: `import derf_zoo.tasks` binds them itself.
-        raise AttributeError(f"module 'derf_zoo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # cache: the next access skips __getattr__
-    return value
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # cache: the next access skips __getattr__
+        return value
+    if not name.startswith("_"):
+        # A subpackage (`import derf_zoo; derf_zoo.models.vit`), as when the root imported the families eagerly.
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":  # the subpackage exists but itself failed to import
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -62,3 +62,11 @@ def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'vit_huge_derf'"):
         derf_zoo.vit_huge_derf  # noqa: B018
     assert not hasattr(derf_zoo, "not_a_name")
+
+
+def test_a_subpackage_loads_on_attribute_access():
+    # `import derf_zoo; derf_zoo.models.vit...` worked when the root imported the families; it still does.
+    code = "import derf_zoo, sys; assert 'derf_zoo.models' not in sys.modules; print(derf_zoo.models.vit.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(derf_zoo.__file__).resolve().parents[1])
+    assert out.returncode == 0 and out.stdout.strip() == "derf_zoo.models.vit", out.stderr
