@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from derf_zoo._validate import check_int
 from derf_zoo.layers import AdaLNModulation, DropPath, LayerScale, Mlp, modulate
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
 from derf_zoo.norms.registry import NormSpec, resolve_norm_sites
@@ -225,9 +226,7 @@ class Transformer(nn.Module):
     def _mlp_hidden(dim: int, mlp_ratio: float, mlp_hidden_dim: int | None) -> int:
         """The MLP's hidden width (0: no MLP) from ``mlp_hidden_dim`` or else ``mlp_ratio``."""
         if mlp_hidden_dim is not None:
-            if isinstance(mlp_hidden_dim, bool) or not isinstance(mlp_hidden_dim, int) or mlp_hidden_dim < 0:
-                raise ValueError(f"mlp_hidden_dim must be an integer >= 0 (0: no MLP) or None, got {mlp_hidden_dim!r}.")
-            return mlp_hidden_dim
+            return check_int("mlp_hidden_dim", mlp_hidden_dim, 0, why="0: no MLP", allow_none=True)
         if mlp_ratio < 0:
             raise ValueError(f"mlp_ratio must be >= 0 (0: no MLP), got {mlp_ratio!r}.")
         hidden = int(dim * mlp_ratio)

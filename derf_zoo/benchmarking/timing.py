@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from derf_zoo._validate import check_choice, check_int
+
 __all__ = ["ORDERS", "PairedRatio", "Timings", "interleaved_times", "quantile", "run_interleaved", "sync",
            "time_rounds"]
 
@@ -84,10 +86,8 @@ def time_rounds(cases: dict[str, Callable[[], object]], repeats: int, warmup: in
             unknown ``order``, or no case.
     """
     for key, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("inner", inner, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"time_rounds: {key} must be an int >= {least}, got {value!r}.")
-    if order not in ORDERS:
-        raise ValueError(f"time_rounds: order must be one of {', '.join(ORDERS)}; got {order!r}.")
+        check_int(key, value, least, owner="time_rounds")
+    check_choice("order", order, ORDERS)
     if not cases:
         raise ValueError("time_rounds: no case to time.")
     for fn in cases.values():

@@ -13,21 +13,17 @@ import torch
 from lightning.pytorch.callbacks.weight_averaging import WeightAveraging
 from torch import nn
 
+from derf_zoo._validate import check_choice, check_int, is_real
 from derf_zoo.diffusion.sampling import DEFAULT_STEPS, SAMPLERS, is_latent
-from derf_zoo.norms.registry import unknown_name_error
 
 
 def check_sampling_args(owner: str, every_n_epochs: int, sampler: str, steps: int | None, cfg_scale: float) -> int:
     """The number of steps (``steps`` or the sampler's default); ValueError naming the bad value otherwise."""
-    if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-        raise ValueError(f"{owner}: every_n_epochs must be an integer >= 1, got {every_n_epochs!r}.")
-    if sampler not in SAMPLERS:
-        raise unknown_name_error(f"{owner} sampler", sampler, SAMPLERS)
+    check_int("every_n_epochs", every_n_epochs, 1, owner=owner)
+    check_choice(f"{owner} sampler", sampler, SAMPLERS)
     steps = DEFAULT_STEPS[sampler] if steps is None else steps
-    if not isinstance(steps, int) or not 1 <= steps <= 1000:
-        raise ValueError(f"{owner}: steps must be an integer in 1..1000 (the training process has 1000), got "
-                         f"{steps!r}.")  # fmt: skip
-    if not (isinstance(cfg_scale, (int, float)) and math.isfinite(cfg_scale) and cfg_scale >= 1.0):
+    check_int("steps", steps, 1, 1000, owner=owner, why="the training process has 1000")
+    if not (is_real(cfg_scale) and math.isfinite(cfg_scale) and cfg_scale >= 1.0):
         raise ValueError(f"{owner}: cfg_scale must be a finite number >= 1 (1 = no guidance), got {cfg_scale!r}.")
     return steps
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_int
 from derf_zoo.callbacks._sampling import check_sampling_args, device_of, due, resolve_vae, sampling_network, sandbox
 from derf_zoo.diffusion.sampling import decode_latents, draw
 
@@ -166,10 +167,8 @@ class FID(L.Callback):
                  batch_size: int = 250, vae: str | nn.Module | None = None, reference_stats: str | None = None,
                  inception_weights: str | None = None, use_average: bool = True) -> None:  # fmt: skip
         self.steps = check_sampling_args("FID", every_n_epochs, sampler, steps, cfg_scale)
-        if not isinstance(num_samples, int) or num_samples < 2:
-            raise ValueError(f"FID: num_samples must be an integer >= 2 (a covariance needs 2), got {num_samples!r}.")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"FID: batch_size must be an integer >= 1, got {batch_size!r}.")
+        check_int("num_samples", num_samples, 2, owner="FID", why="a covariance needs 2")
+        check_int("batch_size", batch_size, 1, owner="FID")
         if reference_stats is not None and not str(reference_stats).endswith(".npz"):
             raise ValueError(f"FID: reference_stats must be an .npz with 'mu' and 'sigma', got {reference_stats!r}.")
         self.extractor = resolve_feature(feature, seed)  # unknown names fail here, at configuration time

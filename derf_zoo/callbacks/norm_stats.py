@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from derf_zoo._validate import check_int, is_real
 from derf_zoo.norms.layers import PointwiseNorm
 from derf_zoo.norms.sites import pointwise_sites
 
@@ -46,14 +47,12 @@ class NormStats(L.Callback):
 
     def __init__(self, every_n_steps: int = 50, threshold: float = 2.0, warn_saturated: float = 0.9,
                  warn_grad_drop: float = 0.1, warn_patience: int = 2) -> None:  # fmt: skip
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be an integer >= 1, got {every_n_steps!r}.")
-        if isinstance(warn_patience, bool) or not isinstance(warn_patience, int) or warn_patience < 1:
-            raise ValueError(f"warn_patience must be an integer >= 1, got {warn_patience!r}.")
+        check_int("every_n_steps", every_n_steps, 1, owner="NormStats")
+        check_int("warn_patience", warn_patience, 1, owner="NormStats")
         for name, value, low, high in (("threshold", threshold, 0.0, math.inf),
                                        ("warn_saturated", warn_saturated, 0.0, 1.0),
                                        ("warn_grad_drop", warn_grad_drop, 0.0, 1.0)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+            if not is_real(value) or not low < value <= high:
                 raise ValueError(f"{name} must be a number in ({low}, {high}], got {value!r}.")
         self.every_n_steps = every_n_steps
         self.threshold = threshold

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from derf_zoo._validate import check_int
 from derf_zoo.callbacks._sampling import check_sampling_args, device_of, due, resolve_vae, sampling_network, sandbox
 from derf_zoo.diffusion.sampling import draw, grid_image
 
@@ -48,8 +49,7 @@ class SampleGrid(L.Callback):
                  sampler: str = "ddim", steps: int | None = None, cfg_scale: float = 1.0, seed: int = 0,
                  vae: str | nn.Module | None = None, use_average: bool = True) -> None:  # fmt: skip
         self.steps = check_sampling_args("SampleGrid", every_n_epochs, sampler, steps, cfg_scale)
-        if not isinstance(per_class, int) or per_class < 1:
-            raise ValueError(f"SampleGrid: per_class must be an integer >= 1, got {per_class!r}.")
+        check_int("per_class", per_class, 1, owner="SampleGrid")
         if classes is not None and not classes:
             raise ValueError("SampleGrid: classes is empty; give class labels or None (the default choice).")
         self.every_n_epochs = every_n_epochs

@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from derf_zoo._validate import check_int
+
 __all__ = ["SplitDataModule", "check_loader_args"]
 
 
@@ -18,10 +20,8 @@ def check_loader_args(batch_size: Any, num_workers: Any = 0, owner: str = "DataM
     A recipe's ``batch_size: -3`` (or 0, or 2.5) would otherwise surface as a traceback from deep inside a
     DataLoader once the fit is under way.
     """
-    for name, value, low, what in (("batch_size", batch_size, 1, "the samples of one loader step, per device"),
-                                   ("num_workers", num_workers, 0, "loader processes, 0 for none")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{owner}: {name} must be an integer >= {low} ({what}), got {value!r}.")
+    check_int("batch_size", batch_size, 1, owner=owner, why="the samples of one loader step, per device")
+    check_int("num_workers", num_workers, 0, owner=owner, why="loader processes, 0 for none")
 
 
 class SplitDataModule(L.LightningDataModule):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from derf_zoo._validate import check_int
 from derf_zoo.data.base import SplitDataModule
 from derf_zoo.data.constants import DIGITS_MEAN, DIGITS_STD
 
@@ -94,8 +95,7 @@ class DigitsDataModule(SplitDataModule):
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
-        if img_size < 8:
-            raise ValueError(f"img_size must be >= 8 (the digits are 8x8), got {img_size}.")
+        check_int("img_size", img_size, 8, why="the digits are 8x8")
         self.save_hyperparameters()
 
     def setup(self, stage: str | None = None) -> None:

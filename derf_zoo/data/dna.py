@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from derf_zoo._validate import check_choice, check_int
+
 __all__ = [
     "CLS_ID", "COMPLEMENT_IDS", "DNA_DATA_CFG", "MASK_ID", "NUCLEOTIDE_IDS", "PAD_ID", "PAD_VOCAB_SIZE_MULTIPLE",
     "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "VOCAB", "VOCAB_SIZE", "DNATokenizer", "UnknownCharacterError",
@@ -125,10 +127,8 @@ class DNATokenizer:
 
     def __init__(self, padding_side: Literal["left", "right"] = "left", add_eos: bool = False,
                  on_unknown: Literal["warn", "error", "ignore"] = "warn") -> None:  # fmt: skip
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
-        if on_unknown not in ("warn", "error", "ignore"):
-            raise ValueError(f"on_unknown must be 'warn', 'error' or 'ignore', got {on_unknown!r}.")
+        check_choice("padding_side", padding_side, ("left", "right"))
+        check_choice("on_unknown", on_unknown, ("warn", "error", "ignore"))
         self.padding_side = padding_side
         self.add_eos = bool(add_eos)
         self.on_unknown = on_unknown
@@ -156,8 +156,7 @@ class DNATokenizer:
             if padding:
                 raise ValueError("padding=True needs max_length.")
             return ids
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}.")
+        check_int("max_length", max_length, 1)
         if len(ids) > max_length:
             if not truncation:
                 raise ValueError(f"{what} has {len(ids)} tokens, more than max_length={max_length}; pass "

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from derf_zoo._validate import check_choice, check_int
 from derf_zoo.data.base import SplitDataModule
 from derf_zoo.data.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from derf_zoo.data.digits import _Images, stratified_split
@@ -103,8 +104,7 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
 
 def load_fashion_mnist(root: str | os.PathLike | None = None, split: str = "train") -> tuple[Tensor, Tensor]:
     """One split (``"train"`` or ``"test"``) as uint8 images (N, 28, 28) and int64 labels (N,)."""
-    if split not in _FILES:
-        raise ValueError(f"Unknown Fashion-MNIST split {split!r}. Valid choices: {', '.join(_FILES)}.")
+    check_choice("Fashion-MNIST split", split, _FILES)
     folder = find_fashion_mnist(root)
     image_stem, label_stem = _FILES[split]
     image_file, label_file = _split_file(folder, image_stem), _split_file(folder, label_stem)
@@ -150,13 +150,9 @@ class FashionMNISTDataModule(SplitDataModule):
         train_size: int | None = None,
     ) -> None:
         super().__init__()
-        if val_size < 1:
-            raise ValueError(f"val_size must be >= 1 (the validation split is carved from train), got {val_size}.")
-        if max_shift < 0:
-            raise ValueError(f"max_shift must be >= 0, got {max_shift}.")
-        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
-                                       or train_size < 10):  # fmt: skip
-            raise ValueError(f"train_size must be an integer >= 10 (one image per class) or None, got {train_size!r}.")
+        check_int("val_size", val_size, 1, why="the validation split is carved from train")
+        check_int("max_shift", max_shift, 0, why="pixels of random translation")
+        check_int("train_size", train_size, 10, why="one image per class", allow_none=True)
         self.save_hyperparameters()
         self.test_set: _Images | None = None
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from derf_zoo._validate import check_int
 from derf_zoo.data.base import SplitDataModule
 from derf_zoo.data.digits import NUM_CLASSES, load_digits, stratified_split
 
@@ -52,8 +53,7 @@ class DigitsGenerationDataModule(SplitDataModule):
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
-        if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 8:
-            raise ValueError(f"img_size must be an integer >= 8 (the digits are 8x8), got {img_size!r}.")
+        check_int("img_size", img_size, 8, why="the digits are 8x8")
         self.save_hyperparameters()
 
     def setup(self, stage: str | None = None) -> None:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from derf_zoo._validate import check_choice, check_int
 from derf_zoo.data.base import SplitDataModule
 from derf_zoo.data.dna import DNATokenizer, reverse_complement_ids
 from derf_zoo.data.fasta import FastaGenome, Genome, Interval, read_bed
@@ -236,11 +237,9 @@ class GenomeDataModule(SplitDataModule):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        if mode not in ("causal", "masked"):
-            raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
-        for name, value in (("seq_len", seq_len), ("samples_per_epoch", samples_per_epoch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        check_choice("mode", mode, ("causal", "masked"))
+        check_int("seq_len", seq_len, 1)
+        check_int("samples_per_epoch", samples_per_epoch, 1)
         if max_len is not None and seq_len > max_len:
             raise ValueError(f"seq_len={seq_len} is longer than the model's context max_len={max_len}; lower seq_len "
                              f"to at most {max_len}.")  # fmt: skip

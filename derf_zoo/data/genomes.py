@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from derf_zoo._validate import check_choice, check_int
 from derf_zoo.data.fasta import InMemoryGenome, read_fasta
 from derf_zoo.data.genomic_benchmarks import Labelled, LabelledSequenceDataModule, write_sequences
 
@@ -33,10 +34,7 @@ ECOLI_VS_LAMBDA_CLASSES = ["ecoli", "lambda"]  # sorted, as GenomicBenchmarks la
 
 def embedded_genome_path(name: str) -> Path:
     """Path of an embedded genome's gzipped FASTA (``"ecoli"`` or ``"lambda"``)."""
-    if name not in EMBEDDED_GENOMES:
-        from derf_zoo.norms.registry import unknown_name_error
-
-        raise unknown_name_error("embedded genome", name, EMBEDDED_GENOMES)
+    check_choice("embedded genome", name, EMBEDDED_GENOMES)
     return Path(str(resources.files("derf_zoo.data").joinpath(f"assets/dna/{EMBEDDED_GENOMES[name]}")))
 
 
@@ -105,8 +103,7 @@ def ecoli_vs_lambda(window: int = 200, stride: int | None = None,
         raise ValueError(f"window and stride must be >= 1, got {window}, {stride}.")
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be three shares > 0 summing to 1 (train, val, test), got {fractions}.")
-    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < window):
-        raise ValueError(f"block must be an integer >= window ({window}) or None, got {block!r}.")
+    check_int("block", block, window, why="window", allow_none=True)
     phage, host = _only_sequence("lambda"), _only_sequence("ecoli")
     if block is None:
         phage_spans = {k: [v] for k, v in _regions(len(phage), fractions).items()}

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from derf_zoo._validate import check_int
 from derf_zoo.data.base import SplitDataModule
 from derf_zoo.data.dna import PAD_ID, DNATokenizer, reverse_complement_ids
 
@@ -112,8 +113,7 @@ class LabelledSequenceDataModule(SplitDataModule):
                  add_eos: bool = False, rc_aug: bool = False, batch_size: int = 64,
                  num_workers: int = 0) -> None:  # fmt: skip
         super().__init__()
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}.")
+        check_int("max_length", max_length, 1)
         self.tokenizer = DNATokenizer(padding_side=padding_side, add_eos=add_eos)
         self.test_set: SequenceDataset | None = None
         self.classes: list[str] = []

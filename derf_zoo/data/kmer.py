@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from derf_zoo._validate import check_int
+
 __all__ = ["kmer_baseline", "kmer_frequencies"]
 
 _BASE_INDEX = {b: i for i, b in enumerate("ACGT")}
@@ -20,8 +22,7 @@ _BASE_INDEX = {b: i for i, b in enumerate("ACGT")}
 
 def kmer_frequencies(sequences: Sequence[str], k: int = 3) -> np.ndarray:
     """``(len(sequences), 4**k)`` frequencies of the overlapping k-mers (lexicographic over ACGT) of each sequence."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 8:
-        raise ValueError(f"k must be an integer in [1, 8], got {k!r}.")
+    check_int("k", k, 1, 8)
     out = np.zeros((len(sequences), 4**k), dtype=np.float64)
     powers = 4 ** np.arange(k - 1, -1, -1)
     for row, seq in enumerate(sequences):

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from derf_zoo._validate import check_choice, check_int
 from derf_zoo.data.images import _IMAGE_EXTENSIONS
 from derf_zoo.data.latents import (
     FLIPPED_KEY,
@@ -282,18 +283,13 @@ def extract_latents(images: str | Path, out: str | Path, *, vae: str | torch.nn.
         FileNotFoundError: missing images or VAE, a folder that cannot be listed. FileExistsError: ``out`` holds
         another extraction and ``overwrite`` is False.
     """
-    from derf_zoo.norms.registry import unknown_name_error
-
     for name, value in (("image_size", image_size), ("shard_size", shard_size), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_int(name, value, 1)
     if image_size % VAE_FACTOR:
         raise ValueError(f"image_size must be divisible by {VAE_FACTOR} (the VAE's downsampling), got {image_size}; "
                          f"e.g. {max(VAE_FACTOR, image_size // VAE_FACTOR * VAE_FACTOR)}.")  # fmt: skip
-    if mode not in MODES:
-        raise unknown_name_error("mode", mode, MODES)
-    if dtype not in ("float32", "float16"):
-        raise unknown_name_error("dtype", dtype, ("float32", "float16"))
+    check_choice("mode", mode, MODES)
+    check_choice("dtype", dtype, ("float32", "float16"))
     check_device(device)
     images, out = Path(images), Path(out)
     classes, items = list_images(images)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from derf_zoo._validate import check_int
 from derf_zoo.data.audio import AudioError, audio_info, read_audio
 from derf_zoo.data.base import SplitDataModule
 from derf_zoo.data.speech_assets import SAMPLE_RATE, embedded_speech_manifest
@@ -253,8 +254,7 @@ class SpeechDataModule(SplitDataModule):
                                 ("max_sample_size", max_sample_size, RECEPTIVE_FIELD)):  # fmt: skip
             if value is None and arg == "max_sample_size":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"SpeechDataModule: {arg} must be an integer >= {low}, got {value!r}.")
+            check_int(arg, value, low, owner="SpeechDataModule")
         if max_sample_size is not None and max_sample_size > max_tokens:
             raise ValueError(
                 f"SpeechDataModule: max_sample_size={max_sample_size} exceeds max_tokens={max_tokens}: one crop would "

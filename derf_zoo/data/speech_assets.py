@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from derf_zoo.norms.registry import unknown_name_error
+from derf_zoo._validate import unknown_name_error
 
 __all__ = ["EMBEDDED_SPLIT", "SAMPLE_RATE", "clip_to_int16", "embedded_speech_dir", "embedded_speech_index",
            "embedded_speech_manifest"]  # fmt: skip

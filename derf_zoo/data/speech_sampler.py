@@ -18,6 +18,8 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DistributedSampler, Sampler
 
+from derf_zoo._validate import check_int
+
 __all__ = ["EpochCounter", "LengthBucketBatchSampler", "batch_by_length"]
 
 
@@ -115,8 +117,7 @@ class LengthBucketBatchSampler(BatchSampler):
             rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}) for num_replicas={num_replicas}, got {rank}.")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be an integer >= 1 (samples in one batch), got {max_tokens!r}.")
+        check_int("max_tokens", max_tokens, 1, why="samples in one batch")
         if len(sizes) == 0:
             raise ValueError("LengthBucketBatchSampler needs at least one utterance (sizes is empty).")
         if not callable(getattr(sampler, "set_epoch", None)):

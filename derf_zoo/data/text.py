@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from derf_zoo._validate import check_choice, check_int
 from derf_zoo.data.base import SplitDataModule
 from derf_zoo.data.genome import EpochSampler
 
@@ -126,10 +127,7 @@ def shakespeare_tokenizer() -> CharTokenizer:
 
 
 def _embedded_ids(name: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    if name not in EMBEDDED_TEXTS:
-        from derf_zoo.norms.registry import unknown_name_error
-
-        raise unknown_name_error("embedded text", name, EMBEDDED_TEXTS)
+    check_choice("embedded text", name, EMBEDDED_TEXTS)
     text = shakespeare_text()
     tokenizer = CharTokenizer.from_text(text)
     train, val = split_text(text)
@@ -229,9 +227,8 @@ class TextDataModule(SplitDataModule):
         if (data_dir is None) == (embedded is None):
             raise ValueError("TextDataModule: give exactly one of data_dir (a folder with train.bin/val.bin) and "
                              f"embedded (one of {', '.join(EMBEDDED_TEXTS)}).")  # fmt: skip
-        for name, value in (("seq_len", seq_len), ("samples_per_epoch", samples_per_epoch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        check_int("seq_len", seq_len, 1)
+        check_int("samples_per_epoch", samples_per_epoch, 1)
         if max_len is not None and seq_len > max_len:
             raise ValueError(f"seq_len={seq_len} is longer than the model's context max_len={max_len}; lower seq_len "
                              f"to at most {max_len}.")  # fmt: skip
@@ -328,8 +325,7 @@ def prepare_text(out: str | Path, *, files: Sequence[str | Path] = (), embedded:
     """
     if sum(x is not None and x != () and x != [] for x in (files or None, embedded, dataset)) != 1:
         raise ValueError("prepare_text: give exactly one source: files, embedded or dataset.")
-    if tokenizer not in ("gpt2", "char"):
-        raise ValueError(f"Unknown tokenizer {tokenizer!r}; valid: gpt2, char.")
+    check_choice("tokenizer", tokenizer, ("gpt2", "char"))
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
     out = Path(out)
@@ -346,8 +342,8 @@ def prepare_text(out: str | Path, *, files: Sequence[str | Path] = (), embedded:
     else:
         text = shakespeare_text() if embedded is not None else "".join(Path(f).read_text(encoding="utf-8")
                                                                        for f in files)  # fmt: skip
-        if embedded is not None and embedded not in EMBEDDED_TEXTS:
-            raise ValueError(f"Unknown embedded text {embedded!r}; valid: {', '.join(EMBEDDED_TEXTS)}.")
+        if embedded is not None:
+            check_choice("embedded text", embedded, EMBEDDED_TEXTS)
         train, val = split_text(text, 1.0 - val_fraction)
         parts = {"train": [train], "val": [val]}
     if tokenizer == "char":

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_int
+
 __all__ = ["FrechetDistance", "feature_statistics", "frechet_distance"]
 
 ArrayLike = np.ndarray | Tensor
@@ -89,8 +91,7 @@ class FrechetDistance:
 
     def __init__(self, extractor: nn.Module, transform: Callable[[Tensor], Tensor] | None = None,
                  batch_size: int = 256) -> None:  # fmt: skip
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        check_int("batch_size", batch_size, 1, owner="FrechetDistance", why="images per extractor call")
         self.extractor = extractor
         self.transform = transform
         self.batch_size = int(batch_size)

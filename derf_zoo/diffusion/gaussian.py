@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from derf_zoo._validate import check_choice
 from derf_zoo.diffusion.likelihood import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 
 __all__ = ["GaussianDiffusion"]
@@ -24,12 +25,6 @@ LossType = Literal["mse", "rescaled_mse", "kl", "rescaled_kl"]
 Model = Callable[..., Tensor]
 
 _LN2 = 0.6931471805599453
-
-
-def _choice(name: str, value: str, valid: Sequence[str]) -> str:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}.")
-    return value
 
 
 class GaussianDiffusion:
@@ -58,9 +53,9 @@ class GaussianDiffusion:
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.dim() != 1 or len(betas) < 1 or not bool(((betas > 0) & (betas <= 1)).all()):
             raise ValueError("betas must be a non-empty 1-D sequence of values in (0, 1].")
-        self.mean_type = _choice("mean_type", mean_type, ("epsilon", "x0"))
-        self.var_type = _choice("var_type", var_type, ("learned_range", "fixed_large", "fixed_small"))
-        self.loss_type = _choice("loss_type", loss_type, ("mse", "rescaled_mse", "kl", "rescaled_kl"))
+        self.mean_type = check_choice("mean_type", mean_type, ("epsilon", "x0"))
+        self.var_type = check_choice("var_type", var_type, ("learned_range", "fixed_large", "fixed_small"))
+        self.loss_type = check_choice("loss_type", loss_type, ("mse", "rescaled_mse", "kl", "rescaled_kl"))
         self.betas = betas
         self.num_timesteps = len(betas)
         self.timestep_map = torch.as_tensor(
@@ -278,7 +273,7 @@ class GaussianDiffusion:
                                 device: torch.device | str | None = None,
                                 generator: torch.Generator | None = None) -> Iterator[dict[str, Tensor]]:  # fmt: skip
         """Yield each step's ``{"sample", "pred_xstart"}`` from t = T-1 down to 0."""
-        _choice("method", method, ("ddpm", "ddim"))
+        check_choice("method", method, ("ddpm", "ddim"))
         if noise is not None:
             x = noise
         else:

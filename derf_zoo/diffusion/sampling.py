@@ -101,10 +101,10 @@ def draw(model: nn.Module, labels: torch.Tensor, *, cfg_scale: float = 1.0, samp
     A latent DiT's samples are decoded by ``vae`` (required for it, refused for a pixel DiT) batch by batch, so
     only uint8 images are kept: (N, 3, 8 x input_size, 8 x input_size).
     """
+    from derf_zoo._validate import check_int
     from derf_zoo.data.generation import to_pixels
 
-    if isinstance(decode_batch_size, bool) or not isinstance(decode_batch_size, int) or decode_batch_size < 1:
-        raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size!r}.")
+    check_int("decode_batch_size", decode_batch_size, 1)
     check_vae(model, vae)
     if vae is not None:
         vae = vae.to(device).eval()
@@ -188,10 +188,9 @@ def check_sampling(model: nn.Module, classes: list[int] | None, per_class: int, 
     """
     import math
 
-    from derf_zoo.norms.registry import unknown_name_error
+    from derf_zoo._validate import check_choice, check_int
 
-    if sampler not in SAMPLERS:
-        raise unknown_name_error("sampler", sampler, SAMPLERS)
+    check_choice("sampler", sampler, SAMPLERS)
     if not (math.isfinite(cfg_scale) and cfg_scale >= 1.0):  # inf turns every guided sample into NaN
         raise ValueError(f"cfg_scale must be a finite number >= 1 (1 = no guidance), got {cfg_scale}.")
     num_classes = getattr(model, "num_classes", None)
@@ -206,9 +205,7 @@ def check_sampling(model: nn.Module, classes: list[int] | None, per_class: int, 
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
         raise ValueError(f"Class label(s) {bad} out of range: this model has classes 0..{num_classes - 1}.")
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class!r}.")
+    check_int("per_class", per_class, 1)
     steps = DEFAULT_STEPS[sampler] if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be in 1..1000 (the training process has 1000), got {steps!r}.")
+    check_int("steps", steps, 1, 1000, why="the training process has 1000")
     return classes, steps

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from derf_zoo.norms.registry import unknown_name_error
+from derf_zoo._validate import check_int, unknown_name_error
 
 __all__ = ["NOISE_SCHEDULES", "get_named_beta_schedule", "space_timesteps"]
 
@@ -22,8 +22,7 @@ def get_named_beta_schedule(name: str, num_steps: int) -> Tensor:
     ``"linear"``: Ho et al.'s 1e-4 .. 0.02 over 1000 steps, both ends scaled by ``1000 / num_steps`` so other step
     counts keep the same process (DiT's schedule). ``"squaredcos_cap_v2"``: Nichol & Dhariwal's cosine schedule.
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"diffusion_steps must be an integer >= 1, got {num_steps!r}.")
+    check_int("diffusion_steps", num_steps, 1)
     if name == "linear":
         scale = 1000 / num_steps
         return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)

@@ -17,8 +17,9 @@ from typing import Any
 
 from torch import nn
 
+from derf_zoo._validate import unknown_name_error
 from derf_zoo.layers.attention import Attention
-from derf_zoo.norms.registry import parse_spec_string, unknown_name_error
+from derf_zoo.norms.registry import parse_spec_string
 
 __all__ = ["MixerFactory", "MixerSpec", "get_mixer", "list_mixers", "register_mixer"]
 

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from derf_zoo._validate import check_int
 from derf_zoo.backbone import BLOCK_SITES, Transformer
 from derf_zoo.hub.mixin import HubMixin
-from derf_zoo.models._builder import check_int
 from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
 from derf_zoo.norms.sites import tag_site
 

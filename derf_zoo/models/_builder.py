@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
+
+# The argument checks live in the leaf derf_zoo._validate; re-exported for code that imported them from here.
+from derf_zoo._validate import check_int, check_positive
 
 __all__ = ["build_model", "check_int", "check_positive"]
 
@@ -84,22 +86,6 @@ def build_model(
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model
-
-
-def check_int(name: str, value: Any, minimum: int) -> None:
-    """Refuse a model argument that is not an integer >= ``minimum``, by name.
-
-    bool is an int to Python, and 2.5 or "10" would fail deep inside a layer: every family checks its sizes here.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
-
-
-def check_positive(name: str, value: Any) -> float:
-    """Refuse a model argument that is not a finite real number > 0 (an init std, a scale), by name."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r} ({type(value).__name__}).")
-    return float(value)
 
 
 def _cfg_get(cfg: Any, key: str) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from derf_zoo.norms.registry import unknown_name_error
+from derf_zoo._validate import unknown_name_error
 from derf_zoo.weights.layout import Layout
 
 __all__ = [

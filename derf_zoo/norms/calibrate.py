@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_positive
 from derf_zoo.norms.layers import PointwiseNorm
 
 __all__ = ["CalibrationReport", "calibrate_alpha"]
@@ -134,11 +134,8 @@ def _check_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
 
 
 def _check_target(target: Any) -> None:
-    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not math.isfinite(target) or target <= 0:
-        raise ValueError(
-            f"calibrate_alpha: target must be a finite number > 0, got {target!r} "
-            "(it is the value alpha * std(input) takes after calibration)."
-        )
+    check_positive("target", target, owner="calibrate_alpha",
+                   why="the value alpha * std(input) takes after calibration")
 
 
 @torch.no_grad()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from derf_zoo._validate import unknown_name_error
+
 __all__ = ["FUNCTIONS", "PointwiseFunction", "get_function"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -220,6 +222,4 @@ def get_function(name: str) -> PointwiseFunction:
     try:
         return FUNCTIONS[name]
     except KeyError:
-        from derf_zoo.norms.registry import unknown_name_error
-
         raise unknown_name_error("point-wise function", name, FUNCTIONS) from None

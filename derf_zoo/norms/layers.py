@@ -12,13 +12,13 @@ Parameter names and shapes follow the official Derf code (``alpha`` [1], ``shift
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_int, is_real
 from derf_zoo.norms.functions import get_function
 from derf_zoo.norms.kernels import check_kernel, pointwise_norm
 
@@ -30,13 +30,7 @@ _AUTO_ALPHA_PLACEHOLDER = 0.5
 
 
 def _check_num_features(cls_name: str, num_features: Any) -> int:
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
-        raise ValueError(f"{cls_name} needs num_features to be a positive int, got {num_features!r}.")
-    return num_features
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)  # bool is an int: True is no number
+    return check_int("num_features", num_features, 1, owner=cls_name, why="the size of the normalized dimension")
 
 
 def _check_bool(owner: str, key: str, value: Any) -> bool:
@@ -50,10 +44,10 @@ def _check_alpha_init(owner: str, value: Any) -> AlphaInit:
     """``"auto"`` or a finite, non-zero real number (negative is fine: it mirrors the function)."""
     if isinstance(value, str) and value == "auto":
         return value
-    if not _is_real(value) or not math.isfinite(value) or value == 0:
+    if not is_real(value) or not math.isfinite(value) or value == 0:
         why = (
             "; alpha = 0 makes the layer constant: f(0 * x + shift) does not depend on x"
-            if _is_real(value) and value == 0
+            if is_real(value) and value == 0
             else ""
         )
         raise ValueError(
@@ -64,7 +58,7 @@ def _check_alpha_init(owner: str, value: Any) -> AlphaInit:
 
 
 def _check_shift_init(owner: str, value: Any) -> float:
-    if not _is_real(value) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise ValueError(f"{owner}: shift_init must be a finite number, got {value!r}.")
     return float(value)
 
@@ -72,7 +66,7 @@ def _check_shift_init(owner: str, value: Any) -> float:
 def _check_eps(owner: str, value: Any, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+    if not is_real(value) or not math.isfinite(value) or value <= 0:
         also = " None is also accepted (the dtype's machine epsilon)." if allow_none else ""
         raise ValueError(f"{owner}: eps must be a finite number > 0, got {value!r}.{also}")
     return value

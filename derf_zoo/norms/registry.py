@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import fnmatch
 import functools
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+
+from derf_zoo._validate import unknown_name_error
 
 __all__ = [
     "NormFactory",
@@ -58,14 +59,6 @@ _NAME_ALIASES = {
     "none": "identity",
     "erf": "derf",
 }
-
-
-def unknown_name_error(kind: str, name: object, valid: Iterable[str]) -> ValueError:
-    """A ValueError that names the bad value, the closest valid one and every valid choice."""
-    valid = sorted(valid)
-    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid choices: {', '.join(valid)}.")
 
 
 @dataclass(frozen=True)

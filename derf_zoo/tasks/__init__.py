@@ -1,7 +1,7 @@
 """LightningModules per domain on one task contract (:class:`Task`), the optimizer helpers they share, and reading
 their checkpoints back (:func:`read_checkpoint`)."""
 
-from derf_zoo.tasks.base import MetricSpec, Task, build_network
+from derf_zoo.tasks.base import TASK_OPTIONS, MetricSpec, Task, build_network
 from derf_zoo.tasks.checkpoint import CorruptCheckpointError, TaskCheckpoint, read_checkpoint
 from derf_zoo.tasks.classification import ImageClassification
 from derf_zoo.tasks.diffusion import Diffusion
@@ -14,6 +14,7 @@ from derf_zoo.tasks.sequence_classification import SequenceClassification
 from derf_zoo.tasks.speech_pretraining import SpeechPretraining
 
 __all__ = [
+    "TASK_OPTIONS",
     "CorruptCheckpointError",
     "DNALanguageModeling",
     "Diffusion",

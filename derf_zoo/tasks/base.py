@@ -23,8 +23,10 @@ A task subclass adds only its loss, its metrics and its batch handling. The base
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+import copy
+import inspect
+import types
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
@@ -34,6 +36,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_choice, check_int, check_positive, is_real
 from derf_zoo.norms.calibrate import calibrate_alpha
 from derf_zoo.norms.fit import fit_pointwise_norms, merge_calls
 from derf_zoo.norms.layers import PointwiseNorm
@@ -51,14 +54,17 @@ from derf_zoo.tasks.layer_decay import check_layer_decay
 from derf_zoo.tasks.optim import param_groups
 from derf_zoo.tasks.schedules import Schedule
 
-__all__ = ["CALIBRATED_KEY", "METRICS_KEY", "NORMS_FITTED_KEY", "TASK_KEY", "MetricSpec", "Task", "build_network",
-           "module_args"]
+__all__ = ["CALIBRATED_KEY", "METRICS_KEY", "NORMS_FITTED_KEY", "TASK_KEY", "TASK_OPTIONS", "MetricSpec", "Task",
+           "build_network", "module_args"]
 
 # A task built in Python records its optimizer argument (by default the torch.optim.AdamW class) and its schedule in
 # its hyperparameters; Lightning resumes with weights_only=True, which must be allowed to name these classes.
 torch.serialization.add_safe_globals([*optimizer_classes(), Schedule])
 
 NonFinite = Literal["error", "skip"]
+#: The keyword options of :class:`Task` that every task shares; subclasses take them as ``**kwargs`` and forward them.
+TASK_OPTIONS = ("calibration_target", "nonfinite", "nonfinite_max_fraction", "nonfinite_max_consecutive", "teacher",
+                "fit_norms", "distill_weight", "distill_temperature", "layer_decay")
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,11 @@ class Task(L.LightningModule):
     """Base of every derf_zoo task. Subclasses set :attr:`task_type` and :attr:`metrics` and implement
     :meth:`training_loss`, :meth:`evaluation_loss`, ``validation_step`` / ``test_step`` and :meth:`evaluate`.
 
+    The options after ``schedule`` (:data:`TASK_OPTIONS`) are keyword-only and shared by every task: a subclass
+    takes them as ``**kwargs`` and passes them on with ``super().__init__(model, model_args, optimizer, schedule,
+    **kwargs)``. jsonargparse follows that call, so recipes, ``--help`` and the unknown-key check see them as the
+    subclass's own; :meth:`save_hyperparameters` records them all.
+
     Args:
         model: a registry name (``"vit_base_derf"``) or an ``nn.Module`` (``class_path``/``init_args`` in YAML).
         model_args: arguments for a registry name (``num_classes``, ``drop_path_rate``, ``norm``, ...).
@@ -146,11 +157,11 @@ class Task(L.LightningModule):
         model_args: dict[str, Any] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         schedule: Schedule | None = None,
+        *,
         calibration_target: float = 1.0,
         nonfinite: NonFinite = "error",
         nonfinite_max_fraction: float = 0.01,
         nonfinite_max_consecutive: int = 10,
-        *,
         teacher: str | nn.Module | None = None,
         fit_norms: int = 0,
         distill_weight: float = 1.0,
@@ -158,18 +169,20 @@ class Task(L.LightningModule):
         layer_decay: float | None = None,
     ) -> None:
         super().__init__()
+        # The options as this class received them: subclasses forward them through **kwargs, so a subclass that
+        # records its own arguments records only those its caller passed; save_hyperparameters adds the rest.
+        self._task_options = dict(
+            calibration_target=calibration_target, nonfinite=nonfinite, nonfinite_max_fraction=nonfinite_max_fraction,
+            nonfinite_max_consecutive=nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
+            distill_weight=distill_weight, distill_temperature=distill_temperature, layer_decay=layer_decay,
+        )  # fmt: skip
         check_distill_args(teacher, fit_norms, distill_weight, distill_temperature)
         check_layer_decay(layer_decay)
-        if nonfinite not in ("error", "skip"):
-            raise ValueError(f"nonfinite must be 'error' or 'skip', got {nonfinite!r}.")
-        if not (isinstance(nonfinite_max_fraction, (int, float)) and 0 <= nonfinite_max_fraction < 1):
+        check_choice("nonfinite", nonfinite, ("error", "skip"))
+        if not (is_real(nonfinite_max_fraction) and 0 <= nonfinite_max_fraction < 1):
             raise ValueError(f"nonfinite_max_fraction must be a number in [0, 1), got {nonfinite_max_fraction!r}.")
-        if isinstance(nonfinite_max_consecutive, bool) or not isinstance(nonfinite_max_consecutive, int) \
-                or nonfinite_max_consecutive < 0:  # fmt: skip
-            raise ValueError(f"nonfinite_max_consecutive must be an int >= 0, got {nonfinite_max_consecutive!r}.")
-        if not (isinstance(calibration_target, (int, float)) and math.isfinite(calibration_target)
-                and calibration_target > 0):  # fmt: skip
-            raise ValueError(f"calibration_target must be a finite number > 0, got {calibration_target!r}.")
+        check_int("nonfinite_max_consecutive", nonfinite_max_consecutive, 0)
+        check_positive("calibration_target", calibration_target)
         self.model = build_network(model, model_args)
         if isinstance(model, str):
             # pretrained=True returns the network in eval mode (for inference, as timm does) and Lightning keeps a
@@ -198,6 +211,26 @@ class Task(L.LightningModule):
         object.__setattr__(self, "_teacher", None)
 
     # ---- what a subclass provides ----------------------------------------------------------------------
+
+    def save_hyperparameters(self, *args: Any, ignore: Sequence[str] | str | None = None,
+                             frame: types.FrameType | None = None, logger: bool = True) -> None:
+        """Lightning's, then every option of :data:`TASK_OPTIONS` the caller's arguments left out, at its value.
+
+        A subclass takes the shared options as ``**kwargs``: its own arguments hold only those its caller passed
+        (a recipe passes them all; ``ImageClassification("vit_nano_derf")`` none). The checkpoint records every
+        option all the same, so it reloads with the values it was trained with, not with later defaults.
+        """
+        frame = frame or inspect.currentframe().f_back  # the subclass's __init__, whose arguments get saved
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
+        if args:  # an explicit selection: exactly what was asked for
+            return
+        ignored = {ignore} if isinstance(ignore, str) else set(ignore or ())
+        options = getattr(self, "_task_options", {})
+        missing = {name: value for name, value in options.items()
+                   if name not in self.hparams and name not in ignored and not isinstance(value, nn.Module)}
+        if missing:
+            self.hparams.update(missing)
+            self._hparams_initial.update(copy.deepcopy(missing))  # what loggers record, as Lightning keeps it
 
     def model_inputs(self, batch: Any) -> tuple[tuple, dict[str, Any]]:
         """``(args, kwargs)`` the network is called with for ``batch`` (used by alpha calibration).

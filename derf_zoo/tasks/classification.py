@@ -11,7 +11,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.base import MetricSpec, Task, module_args
 from derf_zoo.tasks.distill import kl_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
@@ -38,8 +38,7 @@ class ImageClassification(Task):
     """Train and evaluate an image classifier (ViT by default) the way the paper's ImageNet recipe does.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
+        model / model_args / optimizer / schedule: see :class:`Task`.
         label_smoothing: label smoothing of the cross entropy (folded into the soft targets under mixup).
         mixup: mixup alpha (0: off).
         cutmix: cutmix alpha (0: off).
@@ -47,6 +46,9 @@ class ImageClassification(Task):
         reset_head: re-initialise the classifier after the model is built (``model.reset_classifier``, timm's API):
             fine-tuning pretrained weights onto another label set with as many classes as the weights' (another
             ``num_classes`` re-initialises it by itself, with a warning).
+        **kwargs: the options every task shares, by keyword, forwarded to :class:`Task` (calibration_target,
+            nonfinite, nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+            distill_temperature, layer_decay): the recipe and ``--help`` list them with this task's own.
     """
 
     task_type = "image-classification"
@@ -67,22 +69,11 @@ class ImageClassification(Task):
         cutmix: float = 0.0,
         mix_prob: float = 1.0,
         switch_prob: float = 0.5,
-        calibration_target: float = 1.0,
-        nonfinite: NonFinite = "error",
-        nonfinite_max_fraction: float = 0.01,
-        nonfinite_max_consecutive: int = 10,
-        teacher: str | nn.Module | None = None,
-        fit_norms: int = 0,
-        distill_weight: float = 1.0,
-        distill_temperature: float = 1.0,
-        layer_decay: float | None = None,
         reset_head: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature,
-                         layer_decay=layer_decay)
-        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
+        super().__init__(model, model_args, optimizer, schedule, **kwargs)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=kwargs.get("teacher")))
         num_classes = getattr(self.model, "num_classes", None)
         if not num_classes:
             raise ValueError("ImageClassification needs a model with num_classes > 0 (a classification head).")

@@ -16,6 +16,7 @@ import torch
 import yaml
 from torch import nn
 
+from derf_zoo._validate import check_int
 from derf_zoo.norms.fit import FitReport, fit_pointwise_norms
 from derf_zoo.tasks.checkpoint import import_class
 from derf_zoo.tasks.distill import init_student, load_teacher, teacher_references
@@ -108,8 +109,7 @@ def convert_pretrained(
     Returns:
         (the converted model in eval mode, the fit report, the folder or None).
     """
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
-        raise ValueError(f"convert: batches must be an int >= 1, got {batches!r}.")
+    check_int("batches", batches, 1, owner="convert")
     from derf_zoo.norms.layers import PointwiseNorm
     from derf_zoo.norms.registry import get_norm_layer
 

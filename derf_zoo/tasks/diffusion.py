@@ -19,7 +19,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from derf_zoo.diffusion import GaussianDiffusion, create_diffusion
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.base import MetricSpec, Task, module_args
 from derf_zoo.tasks.distill import mse_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
@@ -98,12 +98,14 @@ class Diffusion(Task):
     """Train and evaluate a class-conditional denoiser (DiT) with the Gaussian diffusion loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
+        model / model_args / optimizer / schedule: see :class:`Task`.
         diffusion_steps: steps of the training process (DiT: 1000).
         noise_schedule: ``"linear"`` (DiT) or ``"squaredcos_cap_v2"``.
         eval_seed: seed of the validation draws (timesteps and noise; the image at index ``k`` of the dataset uses
             ``(eval_seed << 32) + k``, so the score does not depend on batch size or number of processes).
+        **kwargs: the options every task shares, by keyword, forwarded to :class:`Task` (calibration_target,
+            nonfinite, nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+            distill_temperature, layer_decay): the recipe and ``--help`` list them with this task's own.
     """
 
     task_type = "unconditional-image-generation"
@@ -122,21 +124,10 @@ class Diffusion(Task):
         diffusion_steps: int = 1000,
         noise_schedule: str = "linear",
         eval_seed: int = 0,
-        calibration_target: float = 1.0,
-        nonfinite: NonFinite = "error",
-        nonfinite_max_fraction: float = 0.01,
-        nonfinite_max_consecutive: int = 10,
-        teacher: str | nn.Module | None = None,
-        fit_norms: int = 0,
-        distill_weight: float = 1.0,
-        distill_temperature: float = 1.0,
-        layer_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature,
-                         layer_decay=layer_decay)
-        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
+        super().__init__(model, model_args, optimizer, schedule, **kwargs)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=kwargs.get("teacher")))
         self.diffusion = self.make_diffusion(self.model, diffusion_steps, noise_schedule)
         self.eval_seed = int(eval_seed)
         self._eval_indices: list[int] | None = None  # this rank's dataset indices, in loader order

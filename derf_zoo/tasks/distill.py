@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_int, check_positive, is_real
 from derf_zoo.norms.layers import PointwiseNorm
 from derf_zoo.weights.checkpoint_file import read_weights  # re-exported: the teacher's reader of upstream files
 
@@ -222,14 +223,10 @@ def check_distill_args(teacher: Any, fit_norms: int, distill_weight: float, dist
     """Refuse a distillation setting that cannot mean anything, naming it."""
     import math
 
-    if isinstance(fit_norms, bool) or not isinstance(fit_norms, int) or fit_norms < 0:
-        raise ValueError(f"fit_norms must be a number of training batches >= 0 (0: no fit), got {fit_norms!r}.")
+    check_int("fit_norms", fit_norms, 0, why="a number of training batches; 0: no fit")
     if fit_norms and teacher is None:
         raise ValueError("fit_norms fits the student's norms to the teacher's: give teacher: as well.")
-    for name, value, low in (("distill_weight", distill_weight, 0.0), ("distill_temperature", distill_temperature,
-                                                                       None)):  # fmt: skip
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or (low is not None and value < low) or (low is None and value <= 0):
-            bound = ">= 0" if low is not None else "> 0"
-            raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+    if not (is_real(distill_weight) and math.isfinite(distill_weight) and distill_weight >= 0):
+        raise ValueError(f"distill_weight must be a finite number >= 0, got {distill_weight!r}.")
+    check_positive("distill_temperature", distill_temperature)
 

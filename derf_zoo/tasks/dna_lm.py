@@ -30,9 +30,10 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_choice
 from derf_zoo.data.dna import PAD_ID, mask_tokens
 from derf_zoo.models._context import check_context  # re-exported: the tasks' name for the models' check
-from derf_zoo.tasks.base import TASK_KEY, NonFinite, module_args
+from derf_zoo.tasks.base import TASK_KEY, module_args
 from derf_zoo.tasks.language_modeling import LanguageModeling, causal_pair, lm_token_stats, token_batch
 from derf_zoo.tasks.schedules import Schedule
 
@@ -69,13 +70,15 @@ class DNALanguageModeling(LanguageModeling):
     """Pretrain a DNA language model (HyenaDNA causal, Caduceus masked) on genome windows.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature / layer_decay: see :class:`Task`.
+        model / model_args / optimizer / schedule: see :class:`Task`.
         mode: ``"causal"`` (next token; :class:`LanguageModeling` with ``[PAD]`` unscored) or ``"masked"``
             (BERT-style, Caduceus).
         mlm_probability: share of bases chosen in masked mode (Caduceus: 0.15).
         eval_seed: validation/test masks of batch ``i`` come from ``eval_seed + i``.
         max_len: the context limit inputs are checked against (default: the model's ``max_seq_len``, if any).
+        **kwargs: the options every task shares, by keyword, forwarded to :class:`Task` (calibration_target,
+            nonfinite, nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+            distill_temperature, layer_decay): the recipe and ``--help`` list them with this task's own.
     """
 
     task_type = "text-generation"  # the instance's follows its mode (fill-mask for masked LM)
@@ -92,24 +95,15 @@ class DNALanguageModeling(LanguageModeling):
         mlm_probability: float = 0.15,
         eval_seed: int = 0,
         max_len: int | None = None,
-        calibration_target: float = 1.0,
-        nonfinite: NonFinite = "error",
-        nonfinite_max_fraction: float = 0.01,
-        nonfinite_max_consecutive: int = 10,
-        teacher: str | nn.Module | None = None,
-        fit_norms: int = 0,
-        distill_weight: float = 1.0,
-        distill_temperature: float = 1.0,
-        layer_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        if mode not in TASK_TYPES:
-            raise ValueError(f"mode must be 'causal' or 'masked', got {mode!r}.")
+        check_choice("mode", mode, TASK_TYPES)
         if not 0.0 < mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {mlm_probability!r}.")
-        super().__init__(model, model_args, optimizer, schedule, PAD_ID, max_len, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
-                         distill_temperature, layer_decay)
-        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
+        super().__init__(model, model_args, optimizer, schedule, PAD_ID, max_len, **kwargs)
+        # pad_token_id is LanguageModeling's argument, which this class fixes to PAD_ID and does not take: dropped from
+        # what LanguageModeling recorded, or a reload (DNALanguageModeling(**hparams)) would pass it twice.
+        self.save_hyperparameters(ignore=["pad_token_id", *module_args(model=model, teacher=kwargs.get("teacher"))])
         self.mode, self.mlm_probability, self.eval_seed = mode, mlm_probability, int(eval_seed)
         self.task_type = TASK_TYPES[mode]
 

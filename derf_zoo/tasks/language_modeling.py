@@ -26,7 +26,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from derf_zoo.models._context import check_context
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.base import MetricSpec, Task, module_args
 from derf_zoo.tasks.distill import kl_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
@@ -69,12 +69,14 @@ class LanguageModeling(Task):
     """Train a causal language model (GPT-2 on text; HyenaDNA through :class:`DNALanguageModeling`).
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature / layer_decay: see :class:`Task` (a teacher adds the KL of every
+        model / model_args / optimizer / schedule: see :class:`Task` (a teacher adds the KL of every
             position's next-token distribution).
         pad_token_id: targets with this id are not scored (None: every target is).
         max_len: the context limit inputs are checked against (default: the model's ``max_seq_len``); a longer
             window is an error naming both lengths.
+        **kwargs: the options every task shares, by keyword, forwarded to :class:`Task` (calibration_target,
+            nonfinite, nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+            distill_temperature, layer_decay): the recipe and ``--help`` list them with this task's own.
     """
 
     task_type = "text-generation"
@@ -92,21 +94,10 @@ class LanguageModeling(Task):
         schedule: Schedule | None = None,
         pad_token_id: int | None = None,
         max_len: int | None = None,
-        calibration_target: float = 1.0,
-        nonfinite: NonFinite = "error",
-        nonfinite_max_fraction: float = 0.01,
-        nonfinite_max_consecutive: int = 10,
-        teacher: str | nn.Module | None = None,
-        fit_norms: int = 0,
-        distill_weight: float = 1.0,
-        distill_temperature: float = 1.0,
-        layer_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature,
-                         layer_decay=layer_decay)
-        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
+        super().__init__(model, model_args, optimizer, schedule, **kwargs)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=kwargs.get("teacher")))
         self.pad_token_id, self.max_len = pad_token_id, max_len
         # Per split: summed loss, correct predictions and scored tokens of the epoch (reduced over ranks at its end).
         self._sums: dict[str, list[float]] = {"val": [0.0, 0.0, 0.0], "test": [0.0, 0.0, 0.0]}

@@ -24,6 +24,8 @@ import math
 
 from torch import nn
 
+from derf_zoo._validate import is_real
+
 __all__ = ["check_layer_decay", "layer_ids"]
 
 
@@ -31,8 +33,7 @@ def check_layer_decay(layer_decay: float | None) -> None:
     """Refuse a ``layer_decay`` that is not None or a number in (0, 1], naming it."""
     if layer_decay is None:
         return
-    if isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not math.isfinite(layer_decay) \
-            or not 0 < layer_decay <= 1:  # fmt: skip
+    if not is_real(layer_decay) or not math.isfinite(layer_decay) or not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be None (off) or a number in (0, 1] (timm/BEiT use 0.65-0.75), "
                          f"got {layer_decay!r}.")  # fmt: skip
 

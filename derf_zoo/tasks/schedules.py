@@ -9,6 +9,8 @@ from typing import Literal
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from derf_zoo._validate import check_choice
+
 __all__ = ["Schedule"]
 
 
@@ -32,8 +34,7 @@ class Schedule:
     warmup_steps: int | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in ("cosine", "linear", "polynomial", "constant"):
-            raise ValueError(f"Unknown schedule {self.name!r}; valid: cosine, linear, polynomial, constant.")
+        check_choice("schedule", self.name, ("cosine", "linear", "polynomial", "constant"))
         if self.warmup_epochs < 0 or self.min_lr < 0:
             raise ValueError(f"warmup_epochs and min_lr must be >= 0, got {self.warmup_epochs}, {self.min_lr}.")
         if self.power <= 0 or (self.warmup_steps is not None and self.warmup_steps < 0):

@@ -26,9 +26,10 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from derf_zoo._validate import check_int
 from derf_zoo.data.dna import A_ID, PAD_ID, reverse_complement_ids
 from derf_zoo.models._context import check_context
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.base import MetricSpec, Task, module_args
 from derf_zoo.tasks.classification import top1_and_loss
 from derf_zoo.tasks.distill import kl_to_teacher
 from derf_zoo.tasks.schedules import Schedule
@@ -82,8 +83,7 @@ class DNASequenceClassifier(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, dropout: float = 0.0, rc_average: bool = False,
                  pad_id: int = PAD_ID) -> None:  # fmt: skip
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        check_int("num_classes", num_classes, 2)
         self.backbone = backbone
         self.num_classes, self.rc_average, self.pad_id = num_classes, rc_average, pad_id
         self.num_features = feature_dim(backbone)
@@ -162,14 +162,16 @@ class SequenceClassification(Task):
     """Fine-tune a DNA backbone to classify sequences (GenomicBenchmarks, E. coli vs lambda).
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature / layer_decay: see :class:`Task`; ``model`` is the backbone (a name
+        model / model_args / optimizer / schedule: see :class:`Task`; ``model`` is the backbone (a name
             or a module with ``forward_features``).
         num_classes: classes of the new head.
         init_from: backbone weights to start from (module doc); None keeps the built weights.
         head_dropout: dropout before the head.
         rc_average: average the logits with the reverse complement's in evaluation (Caduceus-Ph).
         max_len: context limit of the inputs (default: the backbone's ``max_seq_len``, if any).
+        **kwargs: the options every task shares, by keyword, forwarded to :class:`Task` (calibration_target,
+            nonfinite, nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+            distill_temperature, layer_decay): the recipe and ``--help`` list them with this task's own.
     """
 
     task_type = "text-classification"
@@ -189,20 +191,10 @@ class SequenceClassification(Task):
         head_dropout: float = 0.0,
         rc_average: bool = False,
         max_len: int | None = None,
-        calibration_target: float = 1.0,
-        nonfinite: NonFinite = "error",
-        nonfinite_max_fraction: float = 0.01,
-        nonfinite_max_consecutive: int = 10,
-        teacher: str | nn.Module | None = None,
-        fit_norms: int = 0,
-        distill_weight: float = 1.0,
-        distill_temperature: float = 1.0,
-        layer_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature,
-                         layer_decay=layer_decay)
+        super().__init__(model, model_args, optimizer, schedule, **kwargs)
+        teacher = kwargs.get("teacher")
         if teacher is not None and not isinstance(teacher, nn.Module):
             raise ValueError("SequenceClassification distils from a teacher given as a module (a DNASequenceClassifier "
                              f"with its head); {teacher!r} names a language model, whose outputs are no class logits.")

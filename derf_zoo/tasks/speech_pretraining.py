@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from derf_zoo.tasks.base import MetricSpec, NonFinite, Task, module_args
+from derf_zoo.tasks.base import MetricSpec, Task, module_args
 from derf_zoo.tasks.distill import mse_to_teacher
 from derf_zoo.tasks.schedules import Schedule
 
@@ -71,10 +71,12 @@ class SpeechPretraining(Task):
     """Pretrain a wav2vec 2.0 model (contrastive + diversity + feature penalty) and report its validation loss.
 
     Args:
-        model / model_args / optimizer / schedule / calibration_target / nonfinite(_max_*) / teacher / fit_norms /
-            distill_weight / distill_temperature / layer_decay: see :class:`Task` (default optimizer:
+        model / model_args / optimizer / schedule: see :class:`Task` (default optimizer:
             :func:`fairseq_adam`; the recipe's polynomial schedule is ``Schedule("polynomial", warmup_steps=32000)``).
         eval_seed: seed of the validation masks and negatives (batch ``i`` uses ``eval_seed + i``).
+        **kwargs: the options every task shares, by keyword, forwarded to :class:`Task` (calibration_target,
+            nonfinite, nonfinite_max_fraction, nonfinite_max_consecutive, teacher, fit_norms, distill_weight,
+            distill_temperature, layer_decay): the recipe and ``--help`` list them with this task's own.
     """
 
     task_type = "feature-extraction"
@@ -93,21 +95,10 @@ class SpeechPretraining(Task):
         optimizer: OptimizerCallable = fairseq_adam,
         schedule: Schedule | None = None,
         eval_seed: int = 0,
-        calibration_target: float = 1.0,
-        nonfinite: NonFinite = "error",
-        nonfinite_max_fraction: float = 0.01,
-        nonfinite_max_consecutive: int = 10,
-        teacher: str | nn.Module | None = None,
-        fit_norms: int = 0,
-        distill_weight: float = 1.0,
-        distill_temperature: float = 1.0,
-        layer_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, model_args, optimizer, schedule, calibration_target, nonfinite,
-                         nonfinite_max_fraction, nonfinite_max_consecutive, teacher=teacher, fit_norms=fit_norms,
-                         distill_weight=distill_weight, distill_temperature=distill_temperature,
-                         layer_decay=layer_decay)
-        self.save_hyperparameters(ignore=module_args(model=model, teacher=teacher))
+        super().__init__(model, model_args, optimizer, schedule, **kwargs)
+        self.save_hyperparameters(ignore=module_args(model=model, teacher=kwargs.get("teacher")))
         if not getattr(self.model, "pretraining", False):
             raise ValueError("SpeechPretraining needs a wav2vec 2.0 model with its pretraining head "
                              "(pretraining=True).")  # fmt: skip

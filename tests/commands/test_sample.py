@@ -90,8 +90,8 @@ def test_sample_from_diffusion_checkpoint(tmp_path):
         (["--sampler", "euler"], "Unknown sampler 'euler'.*ddim, ddpm"),
         (["--classes", "0", "3"], r"Class label\(s\) \[3\] out of range.*0..2"),
         (["--classes", "-1"], "out of range"),
-        (["--steps", "0"], "steps must be in 1..1000"),
-        (["--per-class", "0"], "per-class must be >= 1"),
+        (["--steps", "0"], r"steps must be an integer in \[1, 1000\] \(the training process has 1000\), got 0"),
+        (["--per-class", "0"], "--per-class must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_options(folder, tmp_path, extra, message):

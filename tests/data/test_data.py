@@ -39,7 +39,7 @@ def test_digits_shift_augmentation_only_in_training():
 def test_digits_bad_arguments():
     with pytest.raises(ValueError, match="val_fraction"):
         DigitsDataModule(val_fraction=1.5)
-    with pytest.raises(ValueError, match="img_size must be >= 8"):
+    with pytest.raises(ValueError, match=r"img_size must be an integer >= 8 \(the digits are 8x8\), got 4\."):
         DigitsDataModule(img_size=4)
 
 

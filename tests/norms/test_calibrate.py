@@ -115,7 +115,7 @@ def test_frozen_alphas_are_left_alone_unless_asked():
 @pytest.mark.parametrize("target", [0, -1.0, float("nan"), float("inf"), True, "1"])
 def test_bad_target_is_refused(target):
     model = nn.Sequential(Derf(4))
-    with pytest.raises(ValueError, match=rf"target must be a finite number > 0, got {target!r}"):
+    with pytest.raises(ValueError, match=rf"target must be a finite number > 0 .*got {target!r}"):
         calibrate_alpha(model, torch.randn(2, 4), target=target)
     assert model[0].alpha.item() == 0.5
 

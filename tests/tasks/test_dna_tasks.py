@@ -101,7 +101,7 @@ def test_causal_targets_are_the_next_base_and_pads_are_not_scored():
 
 
 def test_lm_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="mode must be 'causal' or 'masked', got 'mlm'"):
+    with pytest.raises(ValueError, match=r"Unknown mode 'mlm'.*Valid choices: causal, masked"):
         DNALanguageModeling(TinyDNA(), mode="mlm")
     task = DNALanguageModeling(TinyDNA(max_seq_len=32))
     with pytest.raises(ValueError, match="64 tokens are longer than the model's context of 32"):

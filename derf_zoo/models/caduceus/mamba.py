@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_choice, check_int, is_int
 from derf_zoo.models.caduceus.selective_scan import (
     DEFAULT_CHUNK_SIZE,
     _check_chunk_size,
@@ -35,7 +36,7 @@ def resolve_dt_rank(dt_rank: int | str | None, d_model: int) -> int:
         return math.ceil(d_model / 16)
     if isinstance(dt_rank, str) and dt_rank.strip().isdigit():
         dt_rank = int(dt_rank)
-    if isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1:
+    if not is_int(dt_rank) or dt_rank < 1:
         raise ValueError(f"dt_rank must be 'auto' or an integer >= 1, got {dt_rank!r}.")
     return dt_rank
 
@@ -84,14 +85,11 @@ class Mamba(nn.Module):
         super().__init__()
         for name, value, minimum in (("d_model", d_model, 1), ("d_state", d_state, 1), ("d_conv", d_conv, 1),
                                      ("expand", expand, 1)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"Mamba: {name} must be an integer >= {minimum}, got {value!r}.")
-        if dt_init not in ("random", "constant"):
-            raise ValueError(f"Mamba: dt_init must be 'random' or 'constant', got {dt_init!r}.")
+            check_int(name, value, minimum, owner="Mamba")
+        check_choice("Mamba dt_init", dt_init, ("random", "constant"))
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}.")
-        if scan not in _SCANS:
-            raise ValueError(f"Mamba: scan must be one of {', '.join(_SCANS)}, got {scan!r}.")
+        check_choice("Mamba scan", scan, _SCANS)
         self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
         self.d_inner = expand * d_model
         self.dt_rank = resolve_dt_rank(dt_rank, d_model)

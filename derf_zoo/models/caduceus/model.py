@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_positive
 from derf_zoo.backbone import Transformer
 from derf_zoo.data.dna import COMPLEMENT_IDS, PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE, padded_complement_ids
 from derf_zoo.layers import init_weights
 from derf_zoo.models._base import ZooModel, check_sizes
-from derf_zoo.models._builder import check_positive
 from derf_zoo.models.caduceus.bimamba import BiMamba
 from derf_zoo.models.caduceus.rcps import RCPSEmbedding, RCPSWrapper, _reverse_complement_with_map, rcps_lm_logits
 from derf_zoo.models.caduceus.selective_scan import DEFAULT_CHUNK_SIZE

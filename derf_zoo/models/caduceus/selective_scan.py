@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from derf_zoo._validate import check_int
+
 __all__ = ["DEFAULT_CHUNK_SIZE", "LinearScan", "linear_scan", "selective_scan", "selective_scan_bld",
            "selective_scan_reference"]
 
@@ -47,8 +49,7 @@ def _wide(t: Tensor) -> Tensor:
 
 
 def _check_chunk_size(chunk_size: int) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    check_int("chunk_size", chunk_size, 1)
     if chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two (the doubling scan needs it), got {chunk_size}.")
     return chunk_size

@@ -10,11 +10,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from derf_zoo._validate import check_int, check_positive
 from derf_zoo.backbone import Transformer
 from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.attention import KVCache
 from derf_zoo.models._base import ZooModel, check_sizes
-from derf_zoo.models._builder import check_positive
 from derf_zoo.norms.layers import LayerNorm, PointwiseNorm
 from derf_zoo.norms.registry import NormFactory, NormSpec, norm_spec_string, resolve_norm_sites
 
@@ -234,14 +234,9 @@ class GPT2(ZooModel):
             ValueError: an empty prompt, ids outside the vocabulary, ``top_k`` < 1, ``temperature`` <= 0 or not
                 finite, a negative ``max_new_tokens``.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}.")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-                math.isfinite(temperature) and temperature > 0):  # fmt: skip
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r} (for greedy decoding use "
-                             "top_k=1).")  # fmt: skip
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k!r}.")
+        check_int("max_new_tokens", max_new_tokens, 0)
+        check_positive("temperature", temperature, why="for greedy decoding use top_k=1")
+        check_int("top_k", top_k, 1, allow_none=True)
         one_d = isinstance(ids, Tensor) and ids.dim() == 1
         ids = ids[None] if one_d else ids
         if isinstance(ids, Tensor) and ids.dim() == 2 and ids.shape[1] == 0:

@@ -25,6 +25,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from derf_zoo._validate import check_int
 from derf_zoo.layers.mixers import register_mixer
 from derf_zoo.models.hyenadna.fft_conv import fft_causal_conv
 
@@ -149,8 +150,7 @@ class HyenaOperator(nn.Module):
         for name, value, minimum in (("dim", dim, 1), ("order", order, 2), ("filter_order", filter_order, 1),
                                      ("l_max", l_max, 1), ("short_filter_order", short_filter_order, 1),
                                      ("num_inner_mlps", num_inner_mlps, 0)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"hyena: {name} must be an integer >= {minimum}, got {value!r}.")
+            check_int(name, value, minimum, owner="hyena")
         self.d_model, self.order, self.l_max = dim, order, l_max
         inner = dim * (order + 1)
         self.in_proj = nn.Linear(dim, inner)

@@ -9,12 +9,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from derf_zoo._validate import check_positive
 from derf_zoo.backbone import Transformer
 from derf_zoo.data.dna import PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE
 from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
 from derf_zoo.models._base import ZooModel, check_sizes
-from derf_zoo.models._builder import check_positive
 from derf_zoo.models._context import check_context
 from derf_zoo.models.hyenadna.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
 from derf_zoo.norms.registry import NormSpec

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from derf_zoo.models._builder import check_int
+from derf_zoo._validate import check_int
 from derf_zoo.models.wav2vec2.model import Wav2Vec2
 from derf_zoo.weights import Fuse, Ignored, Layout, OursOnly, Rename, Transform, load_layout
 from derf_zoo.weights.layout import Rule

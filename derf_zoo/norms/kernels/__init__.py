@@ -27,6 +27,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from derf_zoo._validate import check_choice
 from derf_zoo.norms.kernels import reference
 from derf_zoo.norms.kernels.cpu import cpu_backward, cpu_forward, cpu_kernel_supports
 
@@ -45,11 +46,7 @@ _default_kernel = "auto"
 
 
 def check_kernel(kernel: str) -> str:
-    if kernel not in KERNELS:
-        from derf_zoo.norms.registry import unknown_name_error
-
-        raise unknown_name_error("kernel", kernel, KERNELS)
-    return kernel
+    return check_choice("kernel", kernel, KERNELS)
 
 
 def set_default_kernel(kernel: str) -> None:
