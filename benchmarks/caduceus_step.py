@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from derf_zoo.layers import mamba as mamba_module
-from derf_zoo.layers.selective_scan import DEFAULT_CHUNK_SIZE, linear_scan
 from derf_zoo.models import create_model
+from derf_zoo.models.caduceus import mamba as mamba_module
+from derf_zoo.models.caduceus.selective_scan import DEFAULT_CHUNK_SIZE, linear_scan
 
 
 def _mambapy_scan_bld(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk_size=None):

@@ -261,8 +261,8 @@ def main() -> None:
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--out", type=Path, default=RESULTS, help="where convert.json and convert.md go")
     parser.add_argument("--runs", type=Path, default=Path("outputs/benchmark_convert"),
-                        help="the training runs' folders (each keeps its last.ckpt: scripts/release_converted.py "
-                             "releases the distilled one)")
+                        help="the training runs' folders (each keeps its last.ckpt: `derf-zoo release converted "
+                             "FAMILY CKPT` releases the distilled one)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--machine", default="2-core x86 CPU shared with other jobs, torch 2.14.1, fp32")
     parser.add_argument("--report-only", action="store_true", help="render convert.md from convert.json")

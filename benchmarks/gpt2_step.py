@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from derf_zoo.commands.bench import positive_int
-from derf_zoo.models.gpt2 import _SIZES, GPT2, from_transformers
+from derf_zoo.models.gpt2 import GPT2, GPT2_SIZES, from_transformers
 from derf_zoo.norms.kernels import resolve_kernel
 
 TARGET = 1.05  # issue 20: ours within 1.05x of HF for the training step
@@ -56,7 +56,7 @@ def quantile(values: list[float], q: float) -> float:
 def build(size: str, length: int) -> dict[str, nn.Module]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    shape = _SIZES[size]
+    shape = GPT2_SIZES[size]
     n_positions = max(length + 1, shape.get("n_positions", 1024))
     torch.manual_seed(0)
     config = GPT2Config(n_embd=shape["n_embd"], n_layer=shape["n_layer"], n_head=shape["n_head"],
@@ -156,7 +156,7 @@ def report(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(_SIZES), default="124m")
+    parser.add_argument("--size", choices=sorted(GPT2_SIZES), default="124m")
     parser.add_argument("--batch", type=positive_int, default=2)
     parser.add_argument("--length", type=positive_int, default=128, help="tokens per training sequence")
     parser.add_argument("--repeats", type=positive_int, default=10, help="training rounds")

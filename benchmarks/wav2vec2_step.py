@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.models.wav2vec2 import Wav2Vec2, from_transformers
+from derf_zoo.models.wav2vec2.span_masking import compute_mask_indices, sample_negative_indices
 
 QUICK = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
              conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,

@@ -28,6 +28,7 @@ from derf_zoo.commands import (
     models,
     norms,
     prepare_text,
+    release,
     sample,
     sweep_alpha,
 )
@@ -35,7 +36,7 @@ from derf_zoo.commands._help import examples
 from derf_zoo.training import LIGHTNING_EXAMPLES, lightning_cli
 
 _OWN_COMMANDS = (demo, models, norms, convert, prepare_text, sweep_alpha, hub, sample, extract_latents, benchmark,
-                 bench)
+                 bench, release)
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 _LIGHTNING_HELP = {
     "fit": "train a recipe (Lightning's CLI; -c RECIPE.yaml, --ckpt_path last resumes)",

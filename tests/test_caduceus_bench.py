@@ -31,7 +31,7 @@ def test_quick_benchmark_reports_the_three_ratios(tmp_path, capsys):
 def test_the_mambapy_scan_it_times_is_the_same_computation():
     import torch
 
-    from derf_zoo.layers.selective_scan import selective_scan_bld
+    from derf_zoo.models.caduceus.selective_scan import selective_scan_bld
 
     bench = _load()
     g = torch.Generator().manual_seed(0)

@@ -17,8 +17,3 @@ def test_dit_demo_part_runs_and_reports(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "judged by the released digits ViT" in printed and "real training digits (reference)" in printed
 
-
-def test_paired_noise_is_two_standard_errors_of_the_difference():
-    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.5, 2.0, 2.5, 4.0])
-    d = a - b
-    assert abs(dit_part.paired_noise(a, b) - 2 * float(d.std()) / 2) < 1e-9

@@ -29,9 +29,10 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "CLS_ID", "COMPLEMENT_IDS", "MASK_ID", "NUCLEOTIDE_IDS", "PAD_ID", "SEP_ID", "SPECIAL_TOKENS", "UNK_ID",
-    "VOCAB", "VOCAB_SIZE", "DNATokenizer", "UnknownCharacterError", "causal_lm_pair", "complement_ids",
-    "mask_tokens", "reverse_complement", "reverse_complement_ids",
+    "CLS_ID", "COMPLEMENT_IDS", "DNA_DATA_CFG", "MASK_ID", "NUCLEOTIDE_IDS", "PAD_ID", "PAD_VOCAB_SIZE_MULTIPLE",
+    "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "VOCAB", "VOCAB_SIZE", "DNATokenizer", "UnknownCharacterError",
+    "causal_lm_pair", "complement_ids", "dna_card_texts", "mask_tokens", "padded_complement_ids",
+    "reverse_complement", "reverse_complement_ids",
 ]  # fmt: skip
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]")
@@ -54,6 +55,39 @@ for _i, _ch in enumerate(ALPHABET):
 COMPLEMENT_IDS = torch.arange(VOCAB_SIZE)
 COMPLEMENT_IDS[[A_ID, C_ID, G_ID, T_ID]] = torch.tensor([T_ID, G_ID, C_ID, A_ID])
 _COMPLEMENT_STR = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+#: The embedding rows of the public HyenaDNA and Caduceus checkpoints are a multiple of 8 (12 tokens -> 16 rows).
+PAD_VOCAB_SIZE_MULTIPLE = 8
+#: The data config of a model reading this vocabulary: the one base HyenaDNA's and Caduceus' entry points build
+#: theirs on (each adds its model card texts, :func:`dna_card_texts`, and Caduceus its training window).
+DNA_DATA_CFG = {"space": "dna", "vocabulary": "dna_char", "vocab_size": VOCAB_SIZE, "pad_token_id": PAD_ID,
+                "first_conv": None, "classifier": None}  # fmt: skip
+
+
+def dna_card_texts(max_length: str, example_length: str) -> dict[str, str]:
+    """A DNA model card's Input line and usage example (``card_input``/``card_example`` of a data config): token
+    ids, the bases' ids, and a random A/C/G/T window.
+
+    Args:
+        max_length: the longest input, as a ``derf_zoo.hub.card`` field (``"{model.max_seq_len}"``) or a number.
+        example_length: the example's window, likewise.
+    """
+    bases = f"{' '.join(ALPHABET)} = ids {' '.join(str(A_ID + i) for i in range(len(ALPHABET)))}"
+    return {"card_input": f"DNA token ids (batch, length), length <= {max_length}; {bases} (the HyenaDNA/Caduceus "
+                          "character tokenizer)",
+            "card_example": f"logits = model(torch.randint({A_ID}, {T_ID + 1}, (1, {example_length})))  # random "
+                            "A/C/G/T ids"}  # fmt: skip
+
+
+def padded_complement_ids(vocab_size: int) -> Tensor:
+    """:data:`COMPLEMENT_IDS` over a model's padded vocabulary (16 rows for 12 tokens): the padding ids, which the
+    tokenizer never produces, map to themselves.
+
+    Raises:
+        ValueError: ``vocab_size`` smaller than the tokenizer's 12 tokens.
+    """
+    if vocab_size < VOCAB_SIZE:
+        raise ValueError(f"vocab_size must cover the DNA tokenizer's {VOCAB_SIZE} tokens, got {vocab_size}.")
+    return torch.cat([COMPLEMENT_IDS, torch.arange(VOCAB_SIZE, vocab_size)])
 
 
 class UnknownCharacterError(ValueError):

@@ -12,9 +12,9 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -31,11 +31,13 @@ from derf_zoo.hub.download import (
 from derf_zoo.hub.manifest import ReleasedWeights
 from derf_zoo.hub.state_dict import (
     WeightsMismatchError,
-    load_into,
     read_safetensors,
     read_safetensors_metadata,
     save_weights,
 )
+
+if TYPE_CHECKING:
+    from derf_zoo.weights import Layout
 
 __all__ = [
     "check_folder",
@@ -249,20 +251,22 @@ def resolve_folder(source: str, revision: str | None, cache_dir: str | Path | No
 
 
 def load_pretrained(model: nn.Module, weights: ReleasedWeights, cache_dir: str | Path | None = None,
-                    key_map: Callable[[str], str] | None = None, verify: bool = True) -> None:  # fmt: skip
+                    layout: Layout | None = None, verify: bool = True) -> None:  # fmt: skip
     """Load released weights into a freshly built ``model`` (``create_model(..., pretrained=True)``).
 
     Args:
         model: the target, built with the weights' arguments.
         weights: the manifest entry.
         cache_dir: Hub cache (default ``$HF_HUB_CACHE``).
-        key_map: renames keys of a foreign layout (``weights.source_format``) to the model's; the model's family
-            supplies it.
+        layout: the foreign layout the weights are stored in (``weights.source_format``; the model's family
+            supplies it), or None for derf_zoo's own keys.
         verify: see :func:`~derf_zoo.hub.download.weights_file` (False loads weights the manifest pins no
             sha256 for).
     """
     path = weights_file(weights, cache_dir=cache_dir, verify=verify)
-    load_into(model, read_safetensors(path), source=weights.name, key_map=key_map)
+    from derf_zoo.weights import load_layout
+
+    load_layout(model, read_safetensors(path), layout, source=weights.name)
     model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg}
     model.default_cfg = model.pretrained_cfg
     model.eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -67,7 +67,7 @@ def _classifier_keys(model: nn.Module) -> tuple[str, ...]:
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str,
-              key_map: Callable[[str], str] | None = None, may_be_missing: tuple[str, ...] = ()) -> None:  # fmt: skip
+              may_be_missing: tuple[str, ...] = ()) -> None:
     """Load ``state_dict`` into ``model`` strictly, or raise listing every problem and leave the model untouched.
 
     Two differences are allowed, both asked for by the caller: the classifier, when the weights have another
@@ -79,10 +79,9 @@ def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str
         model: the target.
         state_dict: the weights.
         source: where they come from (for messages).
-        key_map: renames the weights' keys to the model's (e.g. timm ViT -> derf_zoo).
         may_be_missing: key prefixes the weights need not have.
     """
-    given = {key_map(k) if key_map else k: v for k, v in state_dict.items()}
+    given = dict(state_dict)  # keys of another layout are mapped before (derf_zoo.weights), never here
     target = model.state_dict()
     head = _classifier_keys(model)
     skipped_head = []

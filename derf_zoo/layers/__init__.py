@@ -1,12 +1,11 @@
-"""Building blocks shared by every family: attention and the mixer slot, MLP, stochastic depth, layer scale,
-adaLN, patch embedding and the init that respects self-initialising modules."""
+"""Building blocks shared by two or more families: attention and the mixer slot, MLP, stochastic depth, layer
+scale, adaLN, patch embedding and the init that respects self-initialising modules. A layer only one family uses
+lives in that family's package (``derf_zoo.models.<family>``)."""
 
 from derf_zoo.layers.attention import Attention, KVCache
-from derf_zoo.layers.bimamba import BiMamba
 from derf_zoo.layers.drop_path import DropPath
 from derf_zoo.layers.init import init_weights, trunc_normal_linear
 from derf_zoo.layers.layer_scale import LayerScale
-from derf_zoo.layers.mamba import Mamba
 from derf_zoo.layers.mixers import MixerFactory, get_mixer, list_mixers, register_mixer
 from derf_zoo.layers.mlp import Mlp
 from derf_zoo.layers.modulation import AdaLNModulation, modulate
@@ -15,11 +14,9 @@ from derf_zoo.layers.patch_embed import PatchEmbed
 __all__ = [
     "AdaLNModulation",
     "Attention",
-    "BiMamba",
     "DropPath",
     "KVCache",
     "LayerScale",
-    "Mamba",
     "MixerFactory",
     "Mlp",
     "PatchEmbed",

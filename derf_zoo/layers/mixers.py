@@ -36,6 +36,18 @@ class _MixerEntry:
 
 _MIXERS: dict[str, _MixerEntry] = {}
 
+#: Mixers that live in a family's package, imported the first time a spec names them (so a backbone built
+#: outside that family, e.g. ``Transformer(mixer="hyena")``, finds them without importing every family).
+_FAMILY_MIXERS = {"hyena": "derf_zoo.models.hyenadna.hyena", "bimamba": "derf_zoo.models.caduceus.bimamba"}
+
+
+def _registered(name: str) -> _MixerEntry | None:
+    if name not in _MIXERS and name in _FAMILY_MIXERS:
+        import importlib
+
+        importlib.import_module(_FAMILY_MIXERS[name])
+    return _MIXERS.get(name)
+
 
 def register_mixer(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: make ``cls(dim, **kwargs)`` available as mixer ``name`` in specs."""
@@ -56,7 +68,7 @@ register_mixer("attention")(Attention)
 
 def list_mixers() -> list[str]:
     """Names of the registered mixers."""
-    return sorted(_MIXERS)
+    return sorted({*_MIXERS, *_FAMILY_MIXERS})
 
 
 class MixerFactory:
@@ -64,9 +76,10 @@ class MixerFactory:
 
     def __init__(self, name: str, kwargs: Mapping[str, Any] | None = None) -> None:
         key = name.strip().lower()
-        if key not in _MIXERS:
-            raise unknown_name_error("mixer", name, _MIXERS)
-        self.name, self.entry = key, _MIXERS[key]
+        entry = _registered(key)
+        if entry is None:
+            raise unknown_name_error("mixer", name, list_mixers())
+        self.name, self.entry = key, entry
         self.kwargs = {}
         for k, value in dict(kwargs or {}).items():
             if k not in self.entry.keywords:

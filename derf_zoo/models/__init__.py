@@ -12,11 +12,11 @@ from derf_zoo.models._registry import (
     register_family,
     register_model,
 )
-from derf_zoo.models.caduceus import Caduceus, from_caduceus
-from derf_zoo.models.dit import DiT, from_diffusers, from_official, to_official
+from derf_zoo.models.caduceus import Caduceus, from_caduceus, to_caduceus
+from derf_zoo.models.dit import DiT, from_diffusers, from_official, to_diffusers, to_official
 from derf_zoo.models.gpt2 import GPT2, from_nanogpt, from_transformers, to_nanogpt, to_transformers
-from derf_zoo.models.hyenadna import HyenaDNA, from_hyenadna
-from derf_zoo.models.vit import VisionTransformer, from_timm
+from derf_zoo.models.hyenadna import HyenaDNA, from_hyenadna, to_hyenadna
+from derf_zoo.models.vit import VisionTransformer, from_timm, to_timm
 
 __all__ = [
     "GPT2",
@@ -44,8 +44,12 @@ __all__ = [
     "list_models",
     "register_family",
     "register_model",
+    "to_caduceus",
+    "to_diffusers",
+    "to_hyenadna",
     "to_nanogpt",
     "to_official",
+    "to_timm",
     "to_transformers",
     "vit",
     "wav2vec2",

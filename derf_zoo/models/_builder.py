@@ -75,7 +75,7 @@ def build_model(
     if weights is not None:
         from derf_zoo.hub import load_pretrained
 
-        load_pretrained(model, weights, cache_dir=cache_dir, key_map=entry.family.key_map(weights.source_format),
+        load_pretrained(model, weights, cache_dir=cache_dir, layout=entry.family.layout(weights.source_format),
                         verify=verify)
     elif hub_source is not None:
         _load_timm_source(model, hub_source, cache_dir)

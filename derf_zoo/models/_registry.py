@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from derf_zoo.norms.registry import unknown_name_error
+from derf_zoo.weights.layout import Layout
 
 __all__ = [
     "NATIVE_FORMAT",
@@ -51,24 +52,28 @@ class ModelFamily:
         task: import path of the task that trains and evaluates its checkpoints
             (``"derf_zoo.tasks.ImageClassification"``); its ``task_type`` and ``metrics`` are the card's.
         task_type: Hugging Face pipeline tag of what its models do (``"image-classification"``).
-        key_maps: foreign weight layouts it imports, by name (``{"timm": timm_to_zoo_key}``): each maps a key
-            of that layout to ours. A manifest entry's ``source_format`` names one of them.
+        layouts: foreign weight layouts it imports and exports, by name (``{"timm": TIMM_LAYOUT}``, see
+            :mod:`derf_zoo.weights`). A manifest entry's ``source_format`` names one of them.
     """
 
     name: str
     norm_sites: tuple[str, ...]
     task: str
     task_type: str
-    key_maps: Mapping[str, Callable[[str], str]] = field(default_factory=dict)
+    layouts: Mapping[str, Layout] = field(default_factory=dict)
 
-    def key_map(self, source_format: str) -> Callable[[str], str] | None:
-        """The key map for weights in ``source_format`` (None for derf_zoo's own layout)."""
+    def layout(self, source_format: str) -> Layout | None:
+        """The layout of weights in ``source_format`` (None for derf_zoo's own keys).
+
+        Raises:
+            ValueError: a layout this family does not declare (the message lists those it does).
+        """
         if source_format == NATIVE_FORMAT:
             return None
-        if source_format not in self.key_maps:
+        if source_format not in self.layouts:
             raise unknown_name_error(f"weight layout for the {self.name} family:", source_format,
-                                     (NATIVE_FORMAT, *self.key_maps))  # fmt: skip
-        return self.key_maps[source_format]
+                                     (NATIVE_FORMAT, *self.layouts))  # fmt: skip
+        return self.layouts[source_format]
 
 
 @dataclass(frozen=True)

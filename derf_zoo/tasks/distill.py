@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from derf_zoo.norms.layers import PointwiseNorm
+from derf_zoo.weights.checkpoint_file import read_weights  # re-exported: the teacher's reader of upstream files
 
 __all__ = ["FOREIGN", "check_distill_args", "describe_teacher", "init_student", "kl_to_teacher", "load_teacher",
            "mse_to_teacher", "read_weights", "teacher_references"]
@@ -35,38 +36,6 @@ def _from_lightning_checkpoint(path: Path) -> nn.Module:
     model = create_model(hparams["model"], **(hparams.get("model_args") or {}))
     load_into(model, network_weights(ckpt, None)[0], source=f"teacher {path}")
     return model
-
-
-def read_weights(path: str | Path) -> dict[str, Tensor]:
-    """A state dict from a file, never unpickling code: ``.safetensors``, or a torch file read with
-    ``weights_only=True`` (``argparse.Namespace`` allowed: official training checkpoints pickle their arguments
-    under ``args``). A training checkpoint's network is picked from ``model_ema``, ``ema``, ``model`` or
-    ``state_dict``, in that order.
-
-    Raises:
-        FileNotFoundError: no such file. ValueError: a file that is not weights-only loadable.
-    """
-    import argparse
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher: no weights file at {path}.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError and friends: something other than plain tensors and data
-        raise ValueError(f"teacher: cannot read {path} with weights_only=True ({err}); convert it to safetensors "
-                         "from a trusted environment.") from err
-    for key in ("model_ema", "ema", "model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            return obj[key]
-    if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):
-        return obj
-    raise ValueError(f"teacher: {path} holds no state dict (looked for model_ema, ema, model, state_dict).")
 
 
 #: the registry entry that rebuilds an imported model from its arguments (each takes every argument of its class)
@@ -102,7 +71,7 @@ def _import_foreign(kind: str, where: str) -> nn.Module:
         import timm
 
         from derf_zoo.models import create_model
-        from derf_zoo.models.vit import _args_from_timm_model, from_timm
+        from derf_zoo.models.vit.layouts import _args_from_timm_model, from_timm
 
         source = timm.create_model(where, pretrained=True)
         # Rebuilt through the registry's generic ViT with every argument read from the timm model, and timm's input
@@ -130,9 +99,10 @@ def _import_foreign(kind: str, where: str) -> nn.Module:
         return from_nanogpt(where)  # a ckpt.pt, read weights-only
     from derf_zoo.models import caduceus, dit, hyenadna
 
-    importer = {"dit-official": dit.from_official, "hyenadna": hyenadna.from_hyenadna,
-                "caduceus": caduceus.from_caduceus}[kind]  # fmt: skip
-    return importer(read_weights(where))
+    if kind == "dit-official":
+        return dit.from_official(where)  # the file: from_official picks its EMA network, as the official sampler
+    importer = {"hyenadna": hyenadna.from_hyenadna, "caduceus": caduceus.from_caduceus}[kind]
+    return importer(read_weights(where, who="teacher"))
 
 
 #: ``prefix:`` of an upstream checkpoint the teacher can be imported from.
@@ -148,7 +118,8 @@ def load_teacher(spec: str | nn.Module) -> nn.Module:
             upstream checkpoint imported through its family's importer: ``timm:<name>`` (timm's pretrained ViT),
             ``hf-wav2vec2:<id or folder>`` (Hugging Face ``Wav2Vec2ForPreTraining``), ``hf-gpt2:<id or folder>``
             (Hugging Face ``GPT2LMHeadModel``), ``nanogpt:<ckpt.pt>``, ``dit-official:<file>``
-            (Meta's DiT ``.pt``), ``hyenadna:<file>``, ``caduceus:<file>``. Files are read weights-only.
+            (Meta's DiT ``.pt``, or an official training checkpoint: its ``ema``), ``hyenadna:<file>``,
+            ``caduceus:<file>``. Files are read weights-only.
 
     Raises:
         ValueError: an unknown name, or a file that is not weights-only loadable (pickles are refused).

@@ -3,19 +3,15 @@
 import hashlib
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from derf_zoo.cli import main as cli_main
 from derf_zoo.commands import benchmark
 from derf_zoo.commands.benchmark import main, plan, resolve_norms, summarise, verdicts
 from derf_zoo.hub.manifest import load_manifest
 from derf_zoo.training import lightning_cli
-
-ROOT = Path(__file__).resolve().parents[2]
 
 TINY = [
     "--epochs", "1", "--threads", "1", "--set", "data.init_args.val_size=20", "--set", "data.init_args.batch_size=8",
@@ -122,11 +118,10 @@ def test_a_tiny_grid_runs_resumes_and_renders(fmnist_folder, tmp_path, capsys, c
     (out / "results.md").unlink()
     assert main(["fmnist", "--out", str(out), "--report-only"]) == 0 and (out / "results.md").is_file()
 
-    # The release script picks the better Derf row and LayerNorm, the median seed of each, from these records.
+    # `derf-zoo release fmnist` picks the better Derf row and LayerNorm, the median seed of each, from these records.
     dest = tmp_path / "release"
-    subprocess.run([sys.executable, str(ROOT / "scripts/release_fmnist.py"), "--out", str(out), "--dest", str(dest)],
-                   check=True, capture_output=True, cwd=ROOT)  # fmt: skip
-    entries = {w.name: w for w in load_manifest(dest / "fmnist_manifest_entries.yaml")}
+    assert cli_main(["release", "fmnist", "--out", str(out), "--dest", str(dest)]) == 0
+    entries = {w.name: w for w in load_manifest(dest / "manifest.yaml")}
     assert set(entries) == {"vit_mini_derf.fmnist", "vit_mini_ln.fmnist"}
     for name, w in entries.items():
         weights = (dest / name / "model.safetensors").read_bytes()

@@ -1,4 +1,4 @@
-"""The demo's GPT-2 part: the paired block noise, and a shrunken run that prints a verdict, samples and curves."""
+"""The demo's GPT-2 part: the unigram reference, and a shrunken run that prints a verdict, samples and curves."""
 
 import math
 
@@ -6,14 +6,6 @@ import pytest
 import torch
 
 from derf_zoo.commands.demo import PARTS, gpt2
-
-
-def test_paired_noise_is_two_standard_errors_over_blocks():
-    a = torch.tensor([1.0, 1.2, 2.0, 2.2, 3.0, 3.6], dtype=torch.float64)
-    b = torch.zeros(6, dtype=torch.float64)
-    blocks = torch.tensor([1.1, 2.1, 3.3], dtype=torch.float64)  # block means of a - b with blocks of 2
-    assert gpt2.paired_noise(a, b, block=2) == pytest.approx(2 * float(blocks.std()) / math.sqrt(3))
-    assert gpt2.paired_noise(a[:2], b[:2], block=2) == math.inf
 
 
 def test_unigram_entropy_is_below_uniform():

@@ -7,6 +7,7 @@ import torch
 
 from derf_zoo.commands.demo import PARTS, speech
 from derf_zoo.commands.demo.part import verdict
+from derf_zoo.release import paired_noise
 
 
 def _clips(per_clip_losses, frames=10.0):
@@ -15,13 +16,13 @@ def _clips(per_clip_losses, frames=10.0):
     return speech.ClipLosses(loss=loss, frames=frames * ones, perplexity=ones, code_perplexity=ones)
 
 
-def test_paired_noise_is_two_standard_errors_over_clips():
+def test_the_noise_pairs_per_clip_losses():
     # two clips x two draws each; per-clip differences (draws pooled by masked frames): 0.1, 0.3
     a = _clips([[1.0, 1.2], [2.0, 2.2]])
     b = _clips([[1.0, 1.0], [1.8, 1.8]])
     assert a.per_clip().tolist() == pytest.approx([1.1, 2.1]) and a.mean == pytest.approx(1.6)
-    assert speech.paired_noise(a, b) == pytest.approx(2 * math.sqrt(0.02) / math.sqrt(2))
-    assert speech.paired_noise(_clips([[1.0]]), _clips([[2.0]])) == math.inf  # one clip: no estimate
+    assert paired_noise(a.per_clip(), b.per_clip()) == pytest.approx(2 * math.sqrt(0.02) / math.sqrt(2))
+    assert paired_noise(_clips([[1.0]]).per_clip(), _clips([[2.0]]).per_clip()) == math.inf  # one clip: no estimate
     # a masked-frame-weighted mean within a clip
     weighted = speech.ClipLosses(torch.tensor([[1.0, 4.0]]), torch.tensor([[3.0, 1.0]]), torch.ones(1, 2),
                                  torch.ones(1, 2))  # fmt: skip
@@ -39,10 +40,6 @@ def test_clip_losses_are_fixed_by_the_seeds():
     other = speech.clip_losses(model, clips, seeds=(2, 3))
     assert not torch.equal(first.loss, other.loss)
     assert len(speech.validation_clips()) == 4
-    before = torch.get_num_threads()
-    with speech.one_thread():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The DNA tokenizer, the complement map, reverse complement and the LM corruptions (tokenizer-level facts)."""
 
+import inspect
 import random
 
 import pytest
@@ -7,9 +8,11 @@ import torch
 
 from derf_zoo.data.dna import (
     COMPLEMENT_IDS,
+    DNA_DATA_CFG,
     MASK_ID,
     NUCLEOTIDE_IDS,
     PAD_ID,
+    PAD_VOCAB_SIZE_MULTIPLE,
     SEP_ID,
     UNK_ID,
     VOCAB,
@@ -18,6 +21,7 @@ from derf_zoo.data.dna import (
     causal_lm_pair,
     complement_ids,
     mask_tokens,
+    padded_complement_ids,
     reverse_complement,
     reverse_complement_ids,
 )
@@ -78,6 +82,31 @@ def test_complement_map():
     assert torch.equal(COMPLEMENT_IDS[COMPLEMENT_IDS], torch.arange(12))  # an involution
     with pytest.raises(ValueError, match=r"0\.\.11"):
         complement_ids(torch.tensor([15]))
+
+
+def test_the_complement_over_a_padded_vocabulary():
+    padded = padded_complement_ids(16)
+    assert padded[:12].tolist() == COMPLEMENT_IDS.tolist() and padded[12:].tolist() == [12, 13, 14, 15]
+    assert torch.equal(padded[padded], torch.arange(16))
+    with pytest.raises(ValueError, match="cover the DNA tokenizer's 12 tokens, got 11"):
+        padded_complement_ids(11)
+
+
+def test_one_vocabulary_for_both_dna_families():
+    """HyenaDNA and Caduceus build their data configs on the vocabulary's one base and complement map; their model
+    cards state the tokenizer's ids."""
+    from derf_zoo.models import caduceus, hyenadna
+
+    for family in (hyenadna, caduceus):
+        assert {k: family.DNA_DATA_CFG[k] for k in DNA_DATA_CFG} == DNA_DATA_CFG
+        ids = " ".join(map(str, DNATokenizer().encode("ACGTN").tolist()))
+        assert f"A C G T N = ids {ids} " in family.CARD_INPUT
+        assert family.DNA_VOCAB_SIZE == len(VOCAB) == DNA_DATA_CFG["vocab_size"]
+    assert DNA_DATA_CFG["pad_token_id"] == PAD_ID == DNATokenizer.pad_token_id
+    assert caduceus.dna_complement_map is padded_complement_ids
+    assert set(caduceus.DNA_DATA_CFG) - set(hyenadna.DNA_DATA_CFG) == {"input_size"}  # the one difference
+    for model in (hyenadna.HyenaDNA, caduceus.Caduceus):  # both pad the embedding to 16 rows by default
+        assert inspect.signature(model).parameters["pad_vocab_size_multiple"].default == PAD_VOCAB_SIZE_MULTIPLE == 8
 
 
 def test_reverse_complement_strings_tokens_and_round_trip():

@@ -13,6 +13,7 @@ from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.models import ModelFamily, register_family, register_model
 from derf_zoo.models._builder import build_model
 from derf_zoo.norms.registry import norm_spec_string, resolve_norm_sites
+from derf_zoo.weights import Layout, Rename
 
 TOY_SITES = ("attn", "mlp", "final")
 
@@ -39,9 +40,9 @@ def toy_family():
     every later test that walks it (the docs' generated tables, the model listings)."""
     from derf_zoo.models import _registry
 
-    upstream = {"upstream": lambda k: k.replace("trunk.", "backbone.")}
+    upstream = {"upstream": Layout("toy upstream", (Rename("backbone.{rest}", "trunk.{rest}"),))}
     family = register_family(ModelFamily(name="toy", norm_sites=TOY_SITES, task="tests.Toy",
-                                         task_type="feature-extraction", key_maps=upstream))
+                                         task_type="feature-extraction", layouts=upstream))
     register_model(family="toy", recipe="recipes/toy/toy_derf.yaml", timm=False)(toy_derf)
     yield family
     _registry._MODELS.pop("toy_derf", None)
@@ -60,7 +61,7 @@ def test_a_new_family_round_trips_through_the_hub_layer(tmp_path):
         derf_zoo.create_model("toy_derf", pretrained=True)
 
 
-def test_released_weights_in_a_foreign_layout_load_through_the_familys_key_map(hub_cache, seed, tmp_path,
+def test_released_weights_in_a_foreign_layout_load_through_the_familys_layout(hub_cache, seed, tmp_path,
                                                                                monkeypatch):  # fmt: skip
     from safetensors.torch import save_file
 

@@ -7,8 +7,8 @@ import torch
 from mambapy.mamba import MambaBlock, MambaConfig
 
 from derf_zoo.layers import get_mixer
-from derf_zoo.layers.bimamba import BiMamba
-from derf_zoo.layers.mamba import Mamba
+from derf_zoo.models.caduceus.bimamba import BiMamba
+from derf_zoo.models.caduceus.mamba import Mamba
 
 
 def _pair(d_model=12, d_state=4, expand=2, seed=0):

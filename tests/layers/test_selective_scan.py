@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from derf_zoo.layers.selective_scan import (
+from derf_zoo.models.caduceus.selective_scan import (
     cuda_kernel_available,
     linear_scan,
     selective_scan,
@@ -116,7 +116,7 @@ def test_cuda_kernel_matches_the_chunked_scan():  # pragma: no cover - needs a G
 
 
 def test_token_major_scan_is_public_and_equals_the_sequential_loop():
-    from derf_zoo.layers import selective_scan as module
+    from derf_zoo.models.caduceus import selective_scan as module
 
     assert "selective_scan_bld" in module.__all__
     t = {k: v.detach() for k, v in _inputs(2, 3, 29, 4).items()}

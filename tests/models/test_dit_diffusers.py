@@ -5,8 +5,8 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from derf_zoo.layers.dit_embed import timestep_embedding  # noqa: E402
 from derf_zoo.models.dit import from_diffusers  # noqa: E402
+from derf_zoo.models.dit.embedders import timestep_embedding  # noqa: E402
 
 CONFIG = {"num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 3, "out_channels": 6, "num_layers": 2,
           "sample_size": 8, "patch_size": 2, "num_embeds_ada_norm": 5, "norm_num_groups": 1}  # fmt: skip
@@ -65,7 +65,8 @@ def test_the_timestep_shift_is_the_only_embedding_difference():
 
 def test_differing_block_embedders_are_refused():
     reference = _tiny_diffusers(share_embedders=False)
-    with pytest.raises(ValueError, match="differs between block 0 and block"):
+    with pytest.raises(ValueError, match=r"'transformer_blocks.1.norm1.emb.timestep_embedder.linear_1.weight' should "
+                       r"be tied to 'transformer_blocks.0.* every copy must equal block 0's"):
         from_diffusers(reference)
 
 

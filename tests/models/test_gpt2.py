@@ -42,7 +42,7 @@ def test_parameter_count_of_gpt2_ln_equals_hf_gpt2():
     model = create_model("gpt2_ln")
     assert sum(p.numel() for p in model.parameters()) == 124_439_808  # GPT2LMHeadModel's, the head tied
     # the larger sizes are HF's configurations (openai-community/gpt2-{medium,large,xl})
-    from derf_zoo.models.gpt2 import _SIZES
+    from derf_zoo.models.gpt2 import GPT2_SIZES as _SIZES
 
     assert [(_SIZES[s]["n_embd"], _SIZES[s]["n_layer"], _SIZES[s]["n_head"]) for s in ("medium", "large", "xl")] == \
         [(1024, 24, 16), (1280, 36, 20), (1600, 48, 25)]
@@ -81,6 +81,22 @@ def test_the_layout_tables_are_their_own_reverse():
         sd = model.state_dict()
         back = layout.to_ours(layout.to_theirs(sd))
         assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+def test_an_hf_state_dict_round_trips_through_the_layout_exactly():
+    sd = _hf_tiny().state_dict()
+    back = HF_LAYOUT.to_theirs(HF_LAYOUT.to_ours(sd))
+    assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+def test_the_registered_layout_gives_the_model_from_transformers_gives():
+    from derf_zoo.models import get_family
+    from derf_zoo.weights import load_layout
+
+    hf = _hf_tiny()
+    imported = from_transformers(hf)
+    registered = load_layout(GPT2(**TINY), hf.state_dict(), get_family("gpt2").layout("transformers"), source="t")
+    assert all(torch.equal(registered.state_dict()[k], v) for k, v in imported.state_dict().items())
 
 
 def test_a_head_that_is_not_tied_is_refused():

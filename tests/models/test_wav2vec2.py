@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from derf_zoo.layers.gumbel_quantizer import GumbelQuantizer
-from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.models import create_model, list_models
 from derf_zoo.models.wav2vec2 import Wav2Vec2, from_fairseq, to_fairseq
+from derf_zoo.models.wav2vec2.gumbel_quantizer import GumbelQuantizer
+from derf_zoo.models.wav2vec2.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.norms.layers import Derf, PointwiseNorm
 
 TINY = dict(conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), embed_dim=32, depth=2, num_heads=4,

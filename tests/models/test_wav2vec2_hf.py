@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
-from derf_zoo.layers.span_masking import compute_mask_indices, sample_negative_indices
-from derf_zoo.models.wav2vec2 import Wav2Vec2, from_transformers, hf_to_zoo_key
+from derf_zoo.models.wav2vec2 import TRANSFORMERS_LAYOUT, Wav2Vec2, from_transformers
+from derf_zoo.models.wav2vec2.span_masking import compute_mask_indices, sample_negative_indices
 
 
 def tiny_config(stable: bool, mode: str, **kw) -> Wav2Vec2Config:
@@ -108,7 +108,8 @@ def test_old_weight_norm_names_and_state_dict_import():
                                    hf.wav2vec2(x).last_hidden_state, atol=1e-5, rtol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match="config="):
         from_transformers(sd)
-    assert hf_to_zoo_key("wav2vec2.encoder.layers.3.attention.out_proj.bias") == "backbone.blocks.3.mixer.proj.bias"
+    one = {"wav2vec2.encoder.layers.3.attention.out_proj.bias": torch.zeros(2)}
+    assert list(TRANSFORMERS_LAYOUT.to_ours(one)) == ["backbone.blocks.3.mixer.proj.bias"]
 
 
 def test_last_conv_width_equal_to_hidden_size_imports():

@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from derf_zoo.layers.mamba import Mamba
 from derf_zoo.models import create_model
+from derf_zoo.models.caduceus.mamba import Mamba
 from derf_zoo.tasks import DNALanguageModeling, SequenceClassification, param_groups
 from derf_zoo.tasks.optim import no_decay_names
 

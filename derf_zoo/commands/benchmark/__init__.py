@@ -41,6 +41,7 @@ from derf_zoo.commands.benchmark.grid import (
 )
 from derf_zoo.commands.benchmark.report import render, summarise, verdicts
 from derf_zoo.commands.benchmark.study import append_record, load_study, study_runs
+from derf_zoo.commands.benchmark.study_report import write_study_report
 from derf_zoo.recipes import recipe_path
 
 __all__ = [
@@ -263,6 +264,8 @@ def run_study(args: argparse.Namespace, recipe: Path) -> int:
                 if (out / cell.name / "runs").is_dir():
                     print(f"\n== {cell.name}")
                     render(out / cell.name)
+            page = write_study_report(study, args.record or out / "records.jsonl", args.grid.parent)
+            print(f"\nThe study's report (every cell, from the records): {page}, {page.with_suffix('.png')}")
         return 0
     if args.threads is not None:
         import torch

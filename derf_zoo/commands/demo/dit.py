@@ -14,8 +14,6 @@ numbers for 10 real training digits per class.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +28,8 @@ from derf_zoo.diffusion import ClassifierFreeGuidance, create_diffusion
 from derf_zoo.diffusion.fid import FrechetDistance
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
+from derf_zoo.release import paired_noise, train_recipe
 from derf_zoo.tasks.diffusion import Diffusion, _draws
-from derf_zoo.training import fit, lightning_cli
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm"}
 #: Sampler of the pictures: the paper's 250 DDPM steps, guidance scale 1 (its FID setting: no guidance).
@@ -60,19 +58,9 @@ class RunResult:
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
-    recipe = recipe_path(f"dit/dit_nano_{tag}_digits.yaml")
-    run_dir = out / f"dit_nano_{tag}_digits"
-    args = [
-        "-c", str(recipe), f"--trainer.default_root_dir={run_dir}", f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
-        f"--trainer.enable_progress_bar={str(progress).lower()}", "--trainer.enable_model_summary=false",
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={run_dir}",
-    ]  # fmt: skip
-    if epochs is not None:
-        args.append(f"--trainer.max_epochs={epochs}")
-    cli = lightning_cli(args, run=False)
-    start = time.perf_counter()
-    fit(cli)
-    seconds = time.perf_counter() - start
+    run = train_recipe(recipe_path(f"dit/dit_nano_{tag}_digits.yaml"), out / f"dit_nano_{tag}_digits", epochs=epochs,
+                       progress=progress)  # fmt: skip
+    cli = run.cli
     final_saturated = final_site_saturation(cli.model, cli.datamodule.val_dataloader())
     model = cli.model.model.cpu().eval()
     return RunResult(
@@ -81,8 +69,8 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         val_losses=held_out_losses(model, cli.datamodule.val_set),
         eval_train_loss=float(cli.model.eval_mode_train_loss),
         alphas=site_alphas(model),
-        seconds=seconds,
-        checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path),
+        seconds=run.seconds,
+        checkpoint=run.checkpoint,
         final_saturated=final_saturated,
     )
 
@@ -192,12 +180,6 @@ def plot_samples(results: list[RunResult], path: Path) -> Path:
     fig.suptitle(f"DiT-nano samples ({SAMPLE_RESPACING} DDPM steps, guidance {CFG_SCALE:g}; "
                  "recipes/dit/dit_nano_*_digits.yaml)")  # fmt: skip
     return save(fig, path)
-
-
-def paired_noise(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Two standard errors of the mean of the paired differences ``a - b``."""
-    diff = a - b
-    return float(2 * diff.std(unbiased=True) / math.sqrt(len(diff)))
 
 
 def print_results(results: list[RunResult]) -> None:

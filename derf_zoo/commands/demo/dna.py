@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import yaml
 
 from derf_zoo.commands.demo.part import PartResult, final_site_saturation, saturation_text
 from derf_zoo.recipes import recipe_path
-from derf_zoo.training import fit, lightning_cli
+from derf_zoo.release import binomial_noise, train_recipe, verdict_sentence
 
 
 @dataclass(frozen=True)
@@ -74,30 +73,18 @@ def available_models() -> list[DemoModel]:
     return [m for m in MODELS if all(f"{m.arch}_{tag}" in names for tag in m.norms)]
 
 
-def _run(recipe: str, run_dir: Path, epochs: int | None, progress: bool, extra: Sequence[str]):
-    args = [
-        "-c", str(recipe_path(recipe)), f"--trainer.default_root_dir={run_dir}",
-        f"--checkpoint.dirpath={run_dir / 'checkpoints'}", f"--trainer.enable_progress_bar={str(progress).lower()}",
-        "--trainer.enable_model_summary=false", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-        f"--trainer.logger.save_dir={run_dir}", "--overwrite=true", *extra, *TRAINER_ARGS,
-    ]  # fmt: skip
-    if epochs is not None:
-        args.append(f"--trainer.max_epochs={epochs}")
-    cli = lightning_cli(args, run=False)
-    fit(cli)
-    return cli
-
-
 def train_one(model: DemoModel, tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
     """Pretrain ``model`` with norm ``tag`` on E. coli, fine-tune it on E. coli vs lambda, test it."""
     stem = f"{model.arch}_{tag}"
     start = time.perf_counter()
-    pre = _run(f"{model.recipe_dir}/{stem}_ecoli.yaml", out / f"{stem}_ecoli", epochs, progress, [])
+    recipe = f"{model.recipe_dir}/{stem}_ecoli"
+    pre = train_recipe(recipe_path(f"{recipe}.yaml"), out / f"{stem}_ecoli", epochs=epochs, progress=progress,
+                       extra_args=TRAINER_ARGS).cli  # fmt: skip
     metrics = {k: float(v) for k, v in pre.trainer.callback_metrics.items()}
     final_saturated = final_site_saturation(pre.model, pre.datamodule.val_dataloader())
     checkpoint = Path(pre.trainer.checkpoint_callback.last_model_path)
-    ft = _run(f"{model.recipe_dir}/{stem}_ecoli_vs_lambda.yaml", out / f"{stem}_ecoli_vs_lambda", epochs, progress,
-              [f"--model.init_args.init_from={checkpoint}"])  # fmt: skip
+    ft = train_recipe(recipe_path(f"{recipe}_vs_lambda.yaml"), out / f"{stem}_ecoli_vs_lambda", epochs=epochs,
+                      progress=progress, extra_args=[f"--model.init_args.init_from={checkpoint}", *TRAINER_ARGS]).cli
     val_acc = float(ft.trainer.callback_metrics["val/acc1"])
     ft.trainer.test(ft.model, datamodule=ft.datamodule, verbose=False)
     return RunResult(
@@ -125,7 +112,7 @@ def kmer_reference(model: DemoModel, k: int = 3) -> tuple[float, int]:
 
 def noise(a: RunResult, b: RunResult) -> float:
     """Two binomial standard errors of the difference of two test accuracies (fractions)."""
-    return 2 * math.sqrt(sum(r.test_acc * (1 - r.test_acc) / r.test_count for r in (a, b)))
+    return binomial_noise((a.test_acc, a.test_count), (b.test_acc, b.test_count))
 
 
 def above_chance(r: RunResult) -> bool:
@@ -141,7 +128,7 @@ def learned_dna(r: RunResult) -> bool:
 def verdict(derf: RunResult, baseline: RunResult) -> str:
     """Which norm wins on test top-1, and whether the gap exceeds two standard errors of the difference; when
     neither model rose above chance, say that instead of naming a winner."""
-    gap, two_se = derf.test_acc - baseline.test_acc, noise(derf, baseline)
+    two_se = noise(derf, baseline)
     where = f"{derf.test_count} test windows"
     if not (above_chance(derf) or above_chance(baseline)):
         stuck = [r.norm for r in (derf, baseline) if not learned_dna(r)]
@@ -150,16 +137,8 @@ def verdict(derf: RunResult, baseline: RunResult) -> str:
         return (f"{derf.model}: neither model rose above chance on E. coli vs lambda ({100 * derf.test_acc:.1f}% and "
                 f"{100 * baseline.test_acc:.1f}% test top-1, 50% ± {100 * 2 * math.sqrt(0.25 / derf.test_count):.1f}"
                 f"){why}: this run cannot compare the norms.")  # fmt: skip
-    if gap == 0:
-        return (f"{derf.model}: Derf and {baseline.norm} tie at {100 * derf.test_acc:.1f}% test top-1 "
-                f"(noise ±{100 * two_se:.1f} points on {where}).")  # fmt: skip
-    best, other = (derf, baseline) if gap > 0 else (baseline, derf)
-    text = (f"{derf.model}: {best.norm} wins at this scale ({100 * best.test_acc:.1f}% vs {other.norm} "
-            f"{100 * other.test_acc:.1f}% test top-1), a gap of {100 * abs(gap):.1f} points; ")  # fmt: skip
-    if abs(gap) > two_se:
-        return text + f"that exceeds twice the evaluation noise ({100 * two_se:.1f} points on {where})."
-    return text + (f"that is within the evaluation noise (2 standard errors = {100 * two_se:.1f} points on {where}), "
-                   "so this run does not separate them.")  # fmt: skip
+    return verdict_sentence((derf.norm, derf.test_acc), (baseline.norm, baseline.test_acc), two_se, where=where,
+                            metric="test top-1", prefix=f"{derf.model}: ")
 
 
 def pretraining_verdict(derf: RunResult, baseline: RunResult) -> str:

@@ -12,22 +12,21 @@ claim (GPT-2 124M: LayerNorm 2.94, Derf 2.94 nats per token).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.commands.demo.part import PartResult, choose_norms, verdict
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
-from derf_zoo.training import fit, lightning_cli
+from derf_zoo.release import one_thread, paired_noise, train_recipe
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm", "dyt": "DyT", "rmsnorm": "RMSNorm"}
 CURVES = ("val/loss", "train/loss_epoch")
-#: Windows per block of the noise estimate (16 x 64 characters, about a page of a play).
+#: Windows per block of the noise estimate (16 x 64 characters, about a page of a play): neighbouring windows share a
+#: scene and a speaker, so the paired noise (:func:`derf_zoo.release.paired_noise`) averages over blocks first.
 BLOCK = 16
 #: The sample: a newline prompt, 300 characters, temperature 0.8 among the 10 likeliest, a fixed seed.
 SAMPLE = {"chars": 300, "temperature": 0.8, "top_k": 10, "seed": 0}
@@ -74,19 +73,6 @@ def held_out_windows(seq_len: int = 64) -> torch.Tensor:
     return torch.stack([data.val_set[i] for i in range(len(data.val_set))])
 
 
-def paired_noise(a: torch.Tensor, b: torch.Tensor, block: int = BLOCK) -> float:
-    """Two standard errors of the mean of ``a - b`` (per-window losses of two models on the same windows).
-
-    Method: the differences are averaged over contiguous blocks of ``block`` windows, and the standard error is that
-    of the mean over blocks: neighbouring windows share a scene and a speaker, so treating each window as an
-    independent draw would understate the noise. It covers which text was held out, not the training seed.
-    """
-    diff = (a - b)[: len(a) // block * block].reshape(-1, block).mean(1)
-    if len(diff) < 2:
-        return float("inf")
-    return float(2 * diff.std(unbiased=True) / math.sqrt(len(diff)))
-
-
 def generate_sample(model: torch.nn.Module, chars: int = SAMPLE["chars"]) -> str:
     from derf_zoo.data.text import shakespeare_tokenizer
 
@@ -98,34 +84,16 @@ def generate_sample(model: torch.nn.Module, chars: int = SAMPLE["chars"]) -> str
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool, windows: torch.Tensor) -> RunResult:
-    recipe = recipe_path(f"gpt2/gpt2_nano_{tag}_shakespeare.yaml")
-    run_dir = out / f"gpt2_nano_{tag}_shakespeare"
-    args = [
-        "-c", str(recipe), f"--trainer.default_root_dir={run_dir}", f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
-        f"--trainer.enable_progress_bar={str(progress).lower()}", "--trainer.enable_model_summary=false",
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={run_dir}",
-        "--overwrite=true", *TRAINER_ARGS,
-    ]  # fmt: skip
-    if epochs is not None:
-        args.append(f"--trainer.max_epochs={epochs}")
-    cli = lightning_cli(args, run=False)
-    history = MetricHistory(CURVES)
-    cli.trainer.callbacks.append(history)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the nano model's operations are too small to split across the 2 cores
-    try:
-        start, cpu = time.perf_counter(), time.process_time()
-        fit(cli)
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-        model = cli.model.model.cpu().eval()
+    with one_thread():  # the nano model's operations are too small to split across the 2 cores
+        run = train_recipe(recipe_path(f"gpt2/gpt2_nano_{tag}_shakespeare.yaml"), out / f"gpt2_nano_{tag}_shakespeare",
+                           epochs=epochs, progress=progress, extra_args=TRAINER_ARGS, curves=CURVES)  # fmt: skip
+        model = run.cli.model.model.cpu().eval()
         losses = window_losses(model, windows)
         sample = generate_sample(model)
-    finally:
-        torch.set_num_threads(threads)
     scale = float(model.shared_scale.detach()) if model.shared_scale is not None else None
     return RunResult(norm=NORMS[tag], window_losses=losses, alphas=site_alphas(model), embed_scale=scale,
-                     sample=sample, seconds=seconds, cpu_seconds=cpu_seconds, curves=history.curves,
-                     checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path))  # fmt: skip
+                     sample=sample, seconds=run.seconds, cpu_seconds=run.cpu_seconds, curves=run.curves,
+                     checkpoint=run.checkpoint)  # fmt: skip
 
 
 def print_results(results: list[RunResult]) -> None:
@@ -182,7 +150,7 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
     derf, ln = by_norm["Derf"], by_norm["LayerNorm"]
     result = PartResult(family="GPT-2", data=f"Tiny Shakespeare ({len(windows)} val windows)",
                         metric="val nats / char", higher_is_better=False, derf=derf.loss, baseline_value=ln.loss,
-                        noise=paired_noise(derf.window_losses, ln.window_losses))  # fmt: skip
+                        noise=paired_noise(derf.window_losses, ln.window_losses, block=BLOCK))  # fmt: skip
     stalled = [r.norm for r in results if r.loss > unigram_entropy() - 0.05]
     if stalled:
         result.own_verdict = f"{' and '.join(stalled)} did not beat the character frequencies; " + verdict(result)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from derf_zoo.release import verdict as compare_verdict
+
 __all__ = ["DEFAULT_NORMS", "PartResult", "choose_norms", "final_site_saturation", "print_summary", "saturation_text",
            "verdict"]
 
@@ -95,15 +97,7 @@ def choose_norms(family: str, norms: list[str] | None, available: dict[str, str]
 
 def verdict(r: PartResult) -> str:
     """A plain sentence: who wins and whether the gap exceeds the noise (or the part's own verdict)."""
-    if r.own_verdict:
-        return r.own_verdict
-    gap = r.derf - r.baseline_value if r.higher_is_better else r.baseline_value - r.derf
-    if gap == 0:
-        return "tie"
-    winner = "Derf" if gap > 0 else r.baseline
-    if abs(gap) > r.noise:
-        return f"{winner} better, beyond the noise"
-    return f"{winner} ahead, within the noise: not separated"
+    return r.own_verdict or compare_verdict(r.derf, r.baseline_value, r.noise, r.higher_is_better, r.baseline)
 
 
 def print_summary(results: list[PartResult]) -> None:

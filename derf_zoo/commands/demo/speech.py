@@ -12,20 +12,16 @@ tested; the part shows the whole pipeline working and how far one seed's gap can
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.commands.demo.part import PartResult, choose_norms, final_site_saturation, saturation_text, verdict
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
-from derf_zoo.training import fit, lightning_cli
+from derf_zoo.release import one_thread, paired_noise, train_recipe
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm"}
 #: Fixed draws of span masks and negatives per validation clip (seeds 0..7).
@@ -95,58 +91,17 @@ def clip_losses(model: torch.nn.Module, clips: list[torch.Tensor] | None = None,
     return ClipLosses(loss, frames, perplexity, codes)
 
 
-def paired_noise(a: ClipLosses, b: ClipLosses) -> float:
-    """Two standard errors of the mean per-clip difference ``a - b`` of the headline loss.
-
-    Method: the loss is deterministic given the masks and negatives, so the noise of a comparison comes from which
-    clips and which draws were scored. Each clip's difference is first taken over all its draws (the draws of one
-    clip are not independent samples of the population of clips); the standard error is then that of the mean
-    over the clips, paired (both models scored on the same clips and draws). With 4 validation clips it has 3
-    degrees of freedom: a coarse estimate, and it covers neither the training seed nor other speech.
-    """
-    diff = a.per_clip() - b.per_clip()
-    if len(diff) < 2:
-        return float("inf")
-    return float(2 * diff.std(unbiased=True) / math.sqrt(len(diff)))
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore the setting. The tiny model's operations are too small to split: on
-    the busy 2-core machine this part was measured on, an epoch took 0.3 s on one thread and 0.3-10 s on two
-    (threads waiting for a core)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
-    recipe = recipe_path(f"wav2vec2/wav2vec2_tiny_{tag}_speech.yaml")
-    run_dir = out / f"wav2vec2_tiny_{tag}_speech"
-    args = [
-        "-c", str(recipe), f"--trainer.default_root_dir={run_dir}", f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
-        f"--trainer.enable_progress_bar={str(progress).lower()}", "--trainer.enable_model_summary=false",
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={run_dir}",
-        "--overwrite=true",  # a demo rerun replaces the last one (its checkpoints move aside, see LatestCheckpoint)
-    ]  # fmt: skip
-    if epochs is not None:
-        args.append(f"--trainer.max_epochs={epochs}")
-    cli = lightning_cli(args, run=False)
-    history = MetricHistory(CURVES)
-    cli.trainer.callbacks.append(history)
     with one_thread():
-        start, cpu = time.perf_counter(), time.process_time()
-        fit(cli)
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-        final_saturated = final_site_saturation(cli.model, cli.datamodule.val_dataloader())
-        model = cli.model.model.cpu().eval()
+        stem = f"wav2vec2_tiny_{tag}_speech"
+        run = train_recipe(recipe_path(f"wav2vec2/{stem}.yaml"), out / stem, epochs=epochs, progress=progress,
+                           curves=CURVES)
+        final_saturated = final_site_saturation(run.cli.model, run.cli.datamodule.val_dataloader())
+        model = run.cli.model.model.cpu().eval()
         clips = clip_losses(model)
-    return RunResult(norm=NORMS[tag], model=model, clips=clips, alphas=site_alphas(model),
-                     seconds=seconds, cpu_seconds=cpu_seconds, curves=history.curves, final_saturated=final_saturated,
-                     checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path))  # fmt: skip
+    return RunResult(norm=NORMS[tag], model=model, clips=clips, alphas=site_alphas(model), seconds=run.seconds,
+                     cpu_seconds=run.cpu_seconds, curves=run.curves, final_saturated=final_saturated,
+                     checkpoint=run.checkpoint)  # fmt: skip
 
 
 def print_results(results: list[RunResult]) -> None:
@@ -206,9 +161,13 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
     by_norm = {r.norm: r for r in results}
     derf, ln = by_norm["Derf"], by_norm["LayerNorm"]
     n_clips, n_seeds = derf.clips.loss.shape
+    # The loss is deterministic given the masks and negatives, so the noise comes from which clips and draws were
+    # scored. Each clip's difference is taken over all its draws first (the draws of one clip are not independent
+    # samples of the population of clips), then paired over the clips: with 4 clips, 3 degrees of freedom, a coarse
+    # estimate that covers neither the training seed nor other speech.
     result = PartResult(family="wav2vec 2.0", data=f"speech ({n_clips} val clips x {n_seeds} masks)",
                         metric="val loss (bits)", higher_is_better=False, derf=derf.clips.mean,
-                        baseline_value=ln.clips.mean, noise=paired_noise(derf.clips, ln.clips))  # fmt: skip
+                        baseline_value=ln.clips.mean, noise=paired_noise(derf.clips.per_clip(), ln.clips.per_clip()))
     print(f"{verdict(result)}. Derf {result.derf:.3f} vs LayerNorm {result.baseline_value:.3f} bits per masked frame, "
           f"a gap of {result.baseline_value - result.derf:+.3f} (LayerNorm minus Derf) against a noise of "
           f"±{result.noise:.3f} (2 SE over the {n_clips} clips, paired, {n_seeds} mask draws each). One training "

@@ -8,17 +8,14 @@ validation set; this scale does not test the paper's ImageNet claim.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.commands._figures import pyplot, save
 from derf_zoo.commands.demo.part import PartResult, choose_norms, final_site_saturation, saturation_text
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
-from derf_zoo.training import fit, lightning_cli
+from derf_zoo.release import binomial_noise, train_recipe, verdict_sentence
 
 NORMS = {"derf": "Derf", "dyt": "DyT", "ln": "LayerNorm"}
 
@@ -38,22 +35,9 @@ class RunResult:
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
-    recipe = recipe_path(f"vit/vit_nano_{tag}_digits.yaml")
-    run_dir = out / f"vit_nano_{tag}_digits"
-    args = [
-        "-c", str(recipe), f"--trainer.default_root_dir={run_dir}", f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
-        f"--trainer.enable_progress_bar={str(progress).lower()}", "--trainer.enable_model_summary=false",
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={run_dir}",
-        "--overwrite=true",  # a demo rerun replaces the last one (its checkpoints move aside, see LatestCheckpoint)
-    ]  # fmt: skip
-    if epochs is not None:
-        args.append(f"--trainer.max_epochs={epochs}")
-    cli = lightning_cli(args, run=False)
-    history = MetricHistory(("val/acc1", "train/loss_epoch"))
-    cli.trainer.callbacks.append(history)
-    start = time.perf_counter()
-    fit(cli)
-    seconds = time.perf_counter() - start
+    run = train_recipe(recipe_path(f"vit/vit_nano_{tag}_digits.yaml"), out / f"vit_nano_{tag}_digits", epochs=epochs,
+                       progress=progress, curves=("val/acc1", "train/loss_epoch"))  # fmt: skip
+    cli = run.cli
     return RunResult(
         norm=NORMS[tag],
         val_acc=float(cli.trainer.callback_metrics["val/acc1"]),
@@ -61,30 +45,19 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
         train_count=len(cli.datamodule.train_eval_set),
         eval_train_loss=float(cli.model.eval_mode_train_loss),
         alphas=site_alphas(cli.model.model),
-        seconds=seconds,
-        checkpoint=Path(cli.trainer.checkpoint_callback.last_model_path),
-        curves=history.curves,
+        seconds=run.seconds,
+        checkpoint=run.checkpoint,
+        curves=run.curves,
         final_saturated=final_site_saturation(cli.model, cli.datamodule.val_dataloader()),
     )
 
 
 def verdict(results: list[RunResult]) -> str:
     """Which norm wins, and whether its lead over the runner-up exceeds two standard errors of the difference."""
-    ranked = sorted(results, key=lambda r: r.val_acc, reverse=True)
-    best, second = ranked[0], ranked[1]
-    gap = best.val_acc - second.val_acc
-    se = math.sqrt(sum(r.val_acc * (1 - r.val_acc) / r.val_count for r in (best, second)))
-    if gap == 0:
-        return f"{best.norm} and {second.norm} tie at {100 * best.val_acc:.1f}% val top-1."
-    significant = gap > 2 * se
-    verdict = (f"{best.norm} wins at this scale ({100 * best.val_acc:.1f}% vs {second.norm} "
-               f"{100 * second.val_acc:.1f}%), a gap of {100 * gap:.1f} points; ")  # fmt: skip
-    if significant:
-        verdict += f"that exceeds twice the evaluation noise ({100 * 2 * se:.1f} points on {best.val_count} images)."
-    else:
-        verdict += (f"that is within the evaluation noise (2 standard errors = {100 * 2 * se:.1f} points on "
-                    f"{best.val_count} images), so this run does not separate them.")  # fmt: skip
-    return verdict + (
+    best, second = sorted(results, key=lambda r: r.val_acc, reverse=True)[:2]
+    noise = binomial_noise((best.val_acc, best.val_count), (second.val_acc, second.val_count))
+    return verdict_sentence((best.norm, best.val_acc), (second.norm, second.val_acc), noise, metric="val top-1",
+                            where=f"{best.val_count} images", metric_in_gap=False) + (
         " One seed per norm; the spread over seeds is in recipes/vit/digits_sweep.md. The paper's "
         "ImageNet claim is not tested at this scale."
     )
@@ -154,7 +127,7 @@ def run_part(out: Path, epochs: int | None = None, norms: list[str] | None = Non
         print(f"  {r.norm:<10} {r.checkpoint}")
     by_norm = {r.norm: r for r in results}
     derf, ln = by_norm["Derf"], by_norm["LayerNorm"]
-    noise = 2 * math.sqrt(sum(r.val_acc * (1 - r.val_acc) / r.val_count for r in (derf, ln)))
+    noise = binomial_noise((derf.val_acc, derf.val_count), (ln.val_acc, ln.val_count))
     return PartResult(family="ViT", data=f"digits ({derf.val_count} val images)", metric="val top-1 (%)",
                       higher_is_better=True, derf=100 * derf.val_acc, baseline_value=100 * ln.val_acc,
                       noise=100 * noise, pictures=[plot])  # fmt: skip
