@@ -11,7 +11,7 @@ from derf_zoo.layers.attention import Attention, KVCache
 from derf_zoo.models import create_model, from_nanogpt, from_transformers, to_nanogpt, to_transformers
 from derf_zoo.models.gpt2 import GPT2, HF_LAYOUT, NANOGPT_LAYOUT
 from derf_zoo.norms.layers import Derf, DyT, LayerNorm
-from tests.models._nanogpt_reference import GPT, GPTConfig
+from tests.models.gpt2._nanogpt_reference import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers", reason="HF parity needs transformers")
 
