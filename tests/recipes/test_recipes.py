@@ -62,6 +62,7 @@ def test_in1k_recipe_holds_the_papers_settings(recipe):
 
 
 @pytest.mark.parametrize("recipe", IN1K, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_in1k_recipe_runs_fast_dev_run_on_a_local_folder(recipe, image_folder, tmp_path, collect_garbage):
     # The stand-in folder has 3 classes of 40 px images; 32 px keeps a ViT-L step fast on a CPU (the
     # full-size architecture is covered by the parity tests).
@@ -76,6 +77,7 @@ def test_in1k_recipe_runs_fast_dev_run_on_a_local_folder(recipe, image_folder, t
 
 
 @pytest.mark.parametrize("recipe", DIGITS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_digits_recipe_runs_fast_dev_run(recipe, tmp_path):
     cli = lightning_cli(
         [
