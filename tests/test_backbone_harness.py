@@ -75,7 +75,6 @@ def test_cond_given_to_an_unmodulated_block_is_an_error():
         model(torch.randn(1, 3, 16), torch.randn(1, 8))
 
 
-@pytest.mark.slow
 def test_layer_drop_skips_whole_blocks_in_training_only_and_identically_per_rank():
     torch.manual_seed(0)
     model = Transformer(16, 8, num_heads=2, layer_drop=0.5)

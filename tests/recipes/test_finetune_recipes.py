@@ -67,7 +67,6 @@ def test_vit_b_recipe_runs_fast_dev_run_from_a_local_weights_folder(image_folder
     assert len(groups) == 2 * 4 and min(g["lr_scale"] for g in groups) == pytest.approx(0.65**3)
 
 
-@pytest.mark.slow
 def test_digits_recipe_runs_fast_dev_run_from_the_released_weights(tmp_path):
     cli = lightning_cli(["fit", "-c", str(DIGITS), *CPU, f"--trainer.default_root_dir={tmp_path}",
                          f"--checkpoint.dirpath={tmp_path / 'ckpt'}"])  # fmt: skip

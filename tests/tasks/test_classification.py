@@ -77,7 +77,6 @@ def test_mixup_cutmix_path_trains(tmp_path):
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
-@pytest.mark.slow
 def test_eval_mode_train_loss_matches_a_manual_pass(tmp_path):
     task = ImageClassification("vit_nano_ln", {**TINY, "drop_path_rate": 0.3})
     data = DigitsDataModule(batch_size=64)

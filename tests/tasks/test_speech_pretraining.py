@@ -49,7 +49,6 @@ def test_polynomial_schedule_with_warmup_steps():
         Schedule("poly")
 
 
-@pytest.mark.slow
 def test_losses_parts_and_deterministic_evaluate():
     task = SpeechPretraining("wav2vec2_tiny_derf", model_args=TINY)
     assert task.declaration()["task_type"] == "feature-extraction"

@@ -119,7 +119,6 @@ def _poisoned_digits(poison_batch: int):
     return Poisoned(batch_size=32)
 
 
-@pytest.mark.slow
 def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     task = ImageClassification("vit_nano_derf", {"embed_dim": 16, "depth": 1, "num_heads": 2})
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
