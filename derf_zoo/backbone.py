@@ -5,13 +5,15 @@ A block is residual with a norm site per sub-layer: pre-norm ``x + mixer(norm1(x
 (``norm_first=False``, wav2vec 2.0 Base). The norm slot is what the paper changes; the mixer slot takes
 attention, Hyena or BiMamba by spec (any module mapping (B, L, D) to (B, L, D)); ``mlp=None`` drops the
 feed-forward (Caduceus); ``modulation`` is the adaLN hook DiT uses (shift/scale/gate from a conditioning
-vector). Families own only their stems and heads.
+vector). Families own only their stems and heads, and a final norm that sits outside the stack (after ViT's
+pooling, inside DiT's modulated final layer, around wav2vec 2.0's encoder): they build the backbone with
+``final_norm="none"``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -22,10 +24,15 @@ from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
 from derf_zoo.norms.registry import NormSpec, resolve_norm_sites
 from derf_zoo.norms.sites import tag_site
 
-__all__ = ["BLOCK_SITES", "Transformer", "TransformerBlock"]
+__all__ = ["BLOCK_SITES", "FINAL_NORM_PLACES", "FinalNorm", "Transformer", "TransformerBlock"]
 
-#: The norm sites of the backbone: before the mixer, before the MLP, after the last block.
+#: The norm sites of the backbone: before the mixer, before the MLP, after the last block. A backbone without an MLP
+#: has no ``mlp`` site and one built with ``final_norm="none"`` no ``final`` site (see :attr:`Transformer.sites`).
 BLOCK_SITES = ("attn", "mlp", "final")
+
+#: Where the backbone puts the ``final`` norm site: after the last block, or nowhere (the family places it).
+FinalNorm = Literal["after", "none"]
+FINAL_NORM_PLACES: tuple[str, ...] = ("after", "none")
 
 
 class TransformerBlock(nn.Module):
@@ -111,9 +118,12 @@ class Transformer(nn.Module):
         depth: number of blocks.
         num_heads: attention heads (passed to mixers that take them).
         mlp_ratio: MLP hidden width over ``dim``; 0 builds blocks without an MLP.
+        mlp_hidden_dim: MLP hidden width in units, instead of ``mlp_ratio`` (wav2vec 2.0's ``ffn_dim``, HyenaDNA's
+            ``d_inner``: widths no ratio states exactly); 0 builds blocks without an MLP. None: ``mlp_ratio``.
         qkv_bias: bias on the attention's qkv projection.
-        norm: one norm spec for every site or a per-site mapping over ``attn``, ``mlp``, ``final``
-            (see :func:`derf_zoo.get_norm_layer`); a family passes the factories it resolved for its own sites.
+        norm: one norm spec for every site or a per-site mapping over the sites this backbone has (``attn``, plus
+            ``mlp`` with an MLP and ``final`` unless ``final_norm="none"``; see :attr:`sites` and
+            :func:`derf_zoo.get_norm_layer`); a family passes the factories it resolved for those sites.
         norm_eps: eps passed to normalizing layers (point-wise layers ignore it).
         norm_first: pre-norm blocks (True) or post-norm blocks (False; see :class:`TransformerBlock`).
         drop_path_rate: stochastic depth of the last block; it grows linearly from 0 over the depth.
@@ -122,12 +132,15 @@ class Transformer(nn.Module):
             skips the same blocks at the same step (they run the same number of forwards). A DDP run that skips
             blocks needs ``strategy: ddp_find_unused_parameters_true``.
         attn_drop: attention-probability dropout.
-        proj_drop: dropout after the attention projection and in the MLP.
+        proj_drop: dropout after the attention projection and after the MLP (and inside it, unless ``mlp_drop``).
+        mlp_drop: dropout inside the MLP, after its activation (fairseq's ``activation_dropout``); None: ``proj_drop``.
         layer_scale: LayerScale initial value, or None.
         causal: causal attention (language models).
         act_layer: MLP activation class.
-        final_norm: apply the ``final`` norm site after the last block (a ViT with average pooling applies it
-            after pooling instead, and wav2vec 2.0 before the first block, so they pass False).
+        final_norm: where the ``final`` norm site goes: ``"after"`` the last block (default), or ``"none"``: the
+            backbone has no ``final`` site and the family places its own final norm (a ViT with average pooling
+            after the pooling, DiT inside its modulated final layer, wav2vec 2.0 before the first block or after
+            the last under its own name ``encoder_norm``).
         mixer: mixer spec (``"attention"``, ``"attention(causal=True)"``, a registered name from
             :func:`derf_zoo.layers.mixers.list_mixers`, or a callable ``mixer(dim, layer_index)``).
         cond_dim: width of a conditioning vector; when set every block gets adaLN modulation.
@@ -142,6 +155,7 @@ class Transformer(nn.Module):
         *,
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
+        mlp_hidden_dim: int | None = None,
         qkv_bias: bool = True,
         norm: NormSpec | Mapping[str, NormSpec] = "layernorm",
         norm_eps: float = 1e-6,
@@ -150,10 +164,11 @@ class Transformer(nn.Module):
         layer_drop: float = 0.0,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        mlp_drop: float | None = None,
         layer_scale: float | None = None,
         causal: bool = False,
         act_layer: Callable[[], nn.Module] = nn.GELU,
-        final_norm: bool = True,
+        final_norm: FinalNorm = "after",
         mixer: MixerSpec = None,
         cond_dim: int | None = None,
         modulation_zero_init: bool = True,
@@ -164,17 +179,24 @@ class Transformer(nn.Module):
             raise ValueError(f"Transformer depth must be >= 1, got {depth}.")
         if not 0.0 <= layer_drop < 1.0:
             raise ValueError(f"layer_drop must be in [0, 1), got {layer_drop}.")
+        if isinstance(final_norm, bool) or final_norm not in FINAL_NORM_PLACES:
+            raise ValueError(f"final_norm must be one of {', '.join(map(repr, FINAL_NORM_PLACES))}, got "
+                             f"{final_norm!r}.")  # fmt: skip
+        mlp_hidden = self._mlp_hidden(dim, mlp_ratio, mlp_hidden_dim)
         self.dim = dim
         self.depth = depth
         self.layer_drop = layer_drop
         self.layer_drop_seed = layer_drop_seed
         self._layer_drop_calls = 0
         self.grad_checkpointing = False
-        norms = resolve_norm_sites(norm, BLOCK_SITES)
+        has_mlp = mlp_hidden > 0
+        #: The norm sites this backbone has, in BLOCK_SITES order: a per-site ``norm`` mapping names exactly these.
+        self.sites = tuple(s for s in BLOCK_SITES if (s != "mlp" or has_mlp) and (s != "final" or final_norm != "none"))
+        norms = resolve_norm_sites(norm, self.sites)
         mixer_factory = get_mixer(mixer)
         mixer_args = {"num_heads": num_heads, "qkv_bias": qkv_bias, "attn_drop": attn_drop, "proj_drop": proj_drop,
                       "causal": causal}  # fmt: skip
-        has_mlp = mlp_ratio > 0
+        mlp_dropout = (proj_drop if mlp_drop is None else mlp_drop, proj_drop)
         drop_rates = torch.linspace(0, drop_path_rate, depth).tolist()
 
         def build_mixer(i: int) -> nn.Module:
@@ -187,7 +209,7 @@ class Transformer(nn.Module):
             TransformerBlock(
                 dim,
                 mixer=build_mixer(i),
-                mlp=Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop) if has_mlp else None,
+                mlp=Mlp(dim, mlp_hidden, act_layer=act_layer, drop=mlp_dropout) if has_mlp else None,
                 norm_attn=tag_site(norms["attn"](dim, eps=norm_eps), "attn"),
                 norm_mlp=tag_site(norms["mlp"](dim, eps=norm_eps), "mlp") if has_mlp else None,
                 drop_path=drop_rates[i],
@@ -197,7 +219,22 @@ class Transformer(nn.Module):
             )
             for i in range(depth)
         )
-        self.norm = tag_site(norms["final"](dim, eps=norm_eps), "final") if final_norm else nn.Identity()
+        self.norm = tag_site(norms["final"](dim, eps=norm_eps), "final") if "final" in self.sites else nn.Identity()
+
+    @staticmethod
+    def _mlp_hidden(dim: int, mlp_ratio: float, mlp_hidden_dim: int | None) -> int:
+        """The MLP's hidden width (0: no MLP) from ``mlp_hidden_dim`` or else ``mlp_ratio``."""
+        if mlp_hidden_dim is not None:
+            if isinstance(mlp_hidden_dim, bool) or not isinstance(mlp_hidden_dim, int) or mlp_hidden_dim < 0:
+                raise ValueError(f"mlp_hidden_dim must be an integer >= 0 (0: no MLP) or None, got {mlp_hidden_dim!r}.")
+            return mlp_hidden_dim
+        if mlp_ratio < 0:
+            raise ValueError(f"mlp_ratio must be >= 0 (0: no MLP), got {mlp_ratio!r}.")
+        hidden = int(dim * mlp_ratio)
+        if mlp_ratio > 0 and hidden < 1:
+            raise ValueError(f"mlp_ratio={mlp_ratio!r} gives an MLP of width int({dim} * {mlp_ratio!r}) = 0; pass "
+                             "mlp_ratio=0 for blocks without an MLP, or mlp_hidden_dim for an exact width.")
+        return hidden
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward instead of keeping them (timm's switch)."""
@@ -212,16 +249,28 @@ class Transformer(nn.Module):
         keep = torch.rand(self.depth, generator=g) >= self.layer_drop
         return [block for block, k in zip(self.blocks, keep.tolist()) if k]
 
-    def forward(self, x: Tensor, cond: Tensor | None = None, **mixer_kwargs: Any) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        cond: Tensor | None = None,
+        *,
+        before_block: Callable[[Tensor], Tensor] | None = None,
+        **mixer_kwargs: Any,
+    ) -> Tensor:
         """Args:
         x: tokens (B, L, D).
         cond: conditioning vector (B, cond_dim) for modulated blocks.
+        before_block: a map of the residual stream applied before each block that runs (not before a block
+            LayerDrop skips; outside gradient checkpointing): the reference Caduceus-PS swaps the two halves of
+            its residual there. It must keep the shape (B, L, D).
         **mixer_kwargs: passed to every mixer (``key_padding_mask=``, ``attn_mask=`` for attention).
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"Transformer expects tokens of shape (B, L, {self.dim}), got {tuple(x.shape)}.")
         checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
         for block in self._kept_blocks():
+            if before_block is not None:
+                x = before_block(x)
             if checkpointing:
                 x = checkpoint(block, x, cond, use_reentrant=False, **mixer_kwargs)
             else:

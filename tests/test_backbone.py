@@ -120,3 +120,87 @@ def test_adaln_modulation_chunks():
     mod = AdaLNModulation(8, 16, chunks=6, zero_init=False)
     out = mod(torch.randn(3, 8))
     assert len(out) == 6 and all(o.shape == (3, 16) for o in out)
+
+
+def test_mlp_hidden_dim_sets_an_exact_width_and_zero_drops_the_mlp():
+    model = Transformer(16, 2, num_heads=2, mlp_hidden_dim=37)
+    assert model.blocks[0].mlp.fc1.out_features == 37 and model.blocks[1].mlp.fc2.in_features == 37
+    torch.manual_seed(0)
+    by_ratio = Transformer(16, 1, num_heads=2, mlp_ratio=2.5).state_dict()
+    torch.manual_seed(0)
+    by_width = Transformer(16, 1, num_heads=2, mlp_hidden_dim=40).state_dict()  # the same model, stated exactly
+    assert list(by_ratio) == list(by_width) and all(torch.equal(by_ratio[k], by_width[k]) for k in by_ratio)
+    mixer_only = Transformer(16, 2, mlp_hidden_dim=0, mixer=lambda dim, i: nn.Linear(dim, dim))
+    assert mixer_only.blocks[0].mlp is None and mixer_only.sites == ("attn", "final")
+    for bad in (-1, 2.5, True, "40"):
+        with pytest.raises(ValueError, match=r"mlp_hidden_dim must be an integer >= 0"):
+            Transformer(16, 1, num_heads=2, mlp_hidden_dim=bad)
+    with pytest.raises(ValueError, match=r"width int\(16 \* 0.01\) = 0"):
+        Transformer(16, 1, num_heads=2, mlp_ratio=0.01)
+
+
+def test_mlp_drop_acts_after_the_activation_only():
+    model = Transformer(16, 1, num_heads=2, proj_drop=0.2, mlp_drop=0.3)
+    mlp = model.blocks[0].mlp
+    assert (mlp.drop1.p, mlp.drop2.p, model.blocks[0].mixer.proj_drop.p) == (0.3, 0.2, 0.2)
+    assert Transformer(16, 1, num_heads=2, proj_drop=0.2).blocks[0].mlp.drop1.p == 0.2  # None: proj_drop
+    dropped = Transformer(16, 1, num_heads=2, mlp_drop=1.0).train()  # every hidden unit dropped: fc2's bias is left
+    mlp = dropped.blocks[0].mlp
+    with torch.no_grad():
+        mlp.fc2.bias.normal_()
+    torch.testing.assert_close(mlp(torch.randn(2, 3, 16)), mlp.fc2.bias.expand(2, 3, 16))
+    assert Mlp(8, 16, drop=(0.1, 0.4)).drop1.p == 0.1 and Mlp(8, 16, drop=(0.1, 0.4)).drop2.p == 0.4
+
+
+def test_final_norm_none_leaves_the_final_site_to_the_family():
+    model = Transformer(16, 1, num_heads=2, norm="derf", final_norm="none")
+    assert isinstance(model.norm, nn.Identity) and model.sites == ("attn", "mlp")
+    x = torch.randn(2, 3, 16)
+    block_only = model.blocks[0](x)
+    torch.testing.assert_close(model(x), block_only)
+    after = Transformer(16, 1, num_heads=2, norm="derf")
+    assert after.sites == ("attn", "mlp", "final") and after.norm.norm_site == "final"
+    with pytest.raises(ValueError, match="norm site"):  # a site the backbone does not have is refused, not ignored
+        Transformer(16, 1, num_heads=2, norm={"attn": "derf", "mlp": "derf", "final": "derf"}, final_norm="none")
+    for bad in (False, "before", "inside"):
+        with pytest.raises(ValueError, match=r"final_norm must be one of 'after', 'none'"):
+            Transformer(16, 1, num_heads=2, final_norm=bad)
+
+
+def test_a_mixer_only_block_has_no_mlp_site():
+    model = Transformer(16, 2, mlp_ratio=0, mixer=lambda dim, i: nn.Linear(dim, dim), norm={"attn": "rmsnorm",
+                        "final": "derf"})  # fmt: skip
+    assert model.sites == ("attn", "final") and {m.norm_site for m in model.modules() if hasattr(m, "norm_site")} == {
+        "attn", "final"}  # fmt: skip
+    with pytest.raises(ValueError, match="norm site"):
+        Transformer(16, 2, mlp_ratio=0, mixer=lambda dim, i: nn.Linear(dim, dim),
+                    norm={"attn": "rmsnorm", "mlp": "rmsnorm", "final": "derf"})  # fmt: skip
+
+
+def test_before_block_runs_before_each_kept_block_and_under_checkpointing():
+    torch.manual_seed(0)
+    model = Transformer(16, 3, num_heads=2, norm="derf", drop_path_rate=0.0)
+    x = torch.randn(2, 5, 16, requires_grad=True)
+
+    def swap(h):
+        return torch.cat([h[..., 8:], h[..., :8]], dim=-1)
+
+    expected = x
+    for block in model.blocks:  # the loop Caduceus-PS wrote by hand before
+        expected = block(swap(expected))
+    expected = model.norm(expected)
+    torch.testing.assert_close(model(x, before_block=swap), expected)
+    (grad_plain,) = torch.autograd.grad(model(x, before_block=swap).sum(), x)
+    model.set_grad_checkpointing(True)
+    out = model(x, before_block=swap)
+    (grad_ckpt,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad_ckpt, grad_plain)
+    hook_calls, block_runs = [], []
+    dropping = Transformer(16, 8, num_heads=2, layer_drop=0.5).train()
+    for block in dropping.blocks:
+        block.register_forward_pre_hook(lambda module, args: block_runs.append(1))
+    dropping(torch.randn(1, 2, 16), before_block=lambda h: hook_calls.append(1) or h)
+    assert 0 < len(hook_calls) == len(block_runs) < 8  # LayerDrop skipped some blocks, and their hooks with them
+    with pytest.raises(ValueError, match=r"\(B, L, 16\)"):
+        model(torch.randn(2, 5, 8), before_block=swap)

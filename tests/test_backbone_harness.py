@@ -63,7 +63,7 @@ def test_attention_mask_shapes_and_types_are_checked():
 
 
 def test_post_norm_transformer_and_modulation_needs_pre_norm():
-    model = Transformer(32, 2, num_heads=4, norm="derf", norm_first=False, final_norm=False)
+    model = Transformer(32, 2, num_heads=4, norm="derf", norm_first=False, final_norm="none")
     assert model(torch.randn(2, 5, 32)).shape == (2, 5, 32)
     with pytest.raises(ValueError, match="needs norm_first=True"):
         Transformer(32, 1, num_heads=4, norm_first=False, cond_dim=8)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["init_weights", "trunc_normal_linear"]
+__all__ = ["gpt2_normal", "init_weights", "trunc_normal_linear"]
 
 
 @torch.no_grad()
@@ -18,6 +18,18 @@ def trunc_normal_linear(module: nn.Module, std: float = 0.02) -> None:
         nn.init.trunc_normal_(module.weight, std=std)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def gpt2_normal(module: nn.Module, std: float = 0.02) -> None:
+    """GPT-2's default for one module (HF's and nanoGPT's ``_init_weights``, HyenaDNA's reference): normal(std)
+    ``nn.Linear`` weights with zero biases and normal(std) ``nn.Embedding`` rows."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
 
 
 @torch.no_grad()

@@ -3,27 +3,25 @@ weights in a foreign layout through its own key map, and its model card says wha
 
 import pytest
 import torch
-from torch import nn
 
 import derf_zoo
 from derf_zoo.backbone import Transformer
 from derf_zoo.hub import manifest as manifest_module
 from derf_zoo.hub import sha256_file
-from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.models import ModelFamily, register_family, register_model
+from derf_zoo.models._base import ZooModel
 from derf_zoo.models._builder import build_model
-from derf_zoo.norms.registry import norm_spec_string, resolve_norm_sites
 from derf_zoo.weights import Layout, Rename
 
 TOY_SITES = ("attn", "mlp", "final")
 
 
-class Toy(nn.Module, HubMixin):
+class Toy(ZooModel):
+    norm_sites = TOY_SITES
+
     def __init__(self, dim: int = 16, depth: int = 1, norm="derf") -> None:
         super().__init__()
-        sites = resolve_norm_sites(norm, TOY_SITES)
-        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
-        self.backbone = Transformer(dim, depth, num_heads=2, norm=sites)
+        self.backbone = Transformer(dim, depth, num_heads=2, norm=self.resolve_norms(norm))
 
     def forward(self, x):
         return self.backbone(x)

@@ -11,13 +11,13 @@ from torch import Tensor, nn
 
 from derf_zoo.backbone import Transformer
 from derf_zoo.data.dna import COMPLEMENT_IDS, PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE, padded_complement_ids
-from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.layers import init_weights
-from derf_zoo.models._builder import check_int, check_positive
+from derf_zoo.models._base import ZooModel, check_sizes
+from derf_zoo.models._builder import check_positive
 from derf_zoo.models.caduceus.bimamba import BiMamba
 from derf_zoo.models.caduceus.rcps import RCPSEmbedding, RCPSWrapper, _reverse_complement_with_map, rcps_lm_logits
 from derf_zoo.models.caduceus.selective_scan import DEFAULT_CHUNK_SIZE
-from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
+from derf_zoo.norms.registry import NormSpec
 from derf_zoo.norms.sites import tag_site
 
 __all__ = [
@@ -51,7 +51,7 @@ def _rcps_norm(factory: Any, site: str) -> Any:
     return build
 
 
-class Caduceus(nn.Module, HubMixin):
+class Caduceus(ZooModel):
     """Caduceus masked language model over DNA tokens: ``model(input_ids) -> logits (B, L, vocab)``.
 
     Args:
@@ -79,6 +79,8 @@ class Caduceus(nn.Module, HubMixin):
             (``{"final": 0.1}``); see :func:`~derf_zoo.norms.registry.resolve_norm_sites`.
     """
 
+    norm_sites = NORM_SITES
+
     def __init__(
         self,
         vocab_size: int = DNA_VOCAB_SIZE,
@@ -100,9 +102,8 @@ class Caduceus(nn.Module, HubMixin):
         site_alpha: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
-        for name, value, minimum in (("vocab_size", vocab_size, 1), ("d_model", d_model, 1), ("n_layer", n_layer, 1),
-                                     ("pad_vocab_size_multiple", pad_vocab_size_multiple, 1)):  # fmt: skip
-            check_int(name, value, minimum)
+        check_sizes(vocab_size=vocab_size, d_model=d_model, n_layer=n_layer,
+                    pad_vocab_size_multiple=pad_vocab_size_multiple)  # fmt: skip
         if rcps_swap_halves and not rcps:
             raise ValueError("rcps_swap_halves only applies to Caduceus-PS (rcps=True).")
         self.embed_init_std = check_positive("embed_init_std", embed_init_std)
@@ -116,8 +117,7 @@ class Caduceus(nn.Module, HubMixin):
             self.word_embeddings = RCPSEmbedding(self.padded_vocab_size, d_model, self.complement_map)
         else:
             self.word_embeddings = nn.Embedding(self.padded_vocab_size, d_model)
-        sites = resolve_norm_sites(norm, NORM_SITES, site_alpha)
-        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
+        sites = self.resolve_norms(norm, site_alpha)
         mixer_args = {"d_state": d_state, "d_conv": d_conv, "expand": expand, "weight_tie": bidirectional_weight_tie,
                       "chunk_size": chunk_size, "scan": scan}  # fmt: skip
 
@@ -125,10 +125,9 @@ class Caduceus(nn.Module, HubMixin):
             return RCPSWrapper(BiMamba(dim // 2, **mixer_args)) if rcps else BiMamba(dim, **mixer_args)
 
         block_norms = {s: _rcps_norm(f, s) for s, f in sites.items()} if rcps else dict(sites)
-        self.backbone = Transformer(
-            self.num_features, n_layer, mlp_ratio=0, norm={**block_norms, "mlp": block_norms["attn"]},
-            norm_eps=norm_eps, mixer=mixer,
-        )  # fmt: skip
+        # Mixer-only blocks: the backbone's sites are exactly Caduceus's (attn, final).
+        self.backbone = Transformer(self.num_features, n_layer, mlp_hidden_dim=0, norm=block_norms, norm_eps=norm_eps,
+                                    mixer=mixer)  # fmt: skip
         self.init_weights()
 
     @torch.no_grad()
@@ -161,12 +160,11 @@ class Caduceus(nn.Module, HubMixin):
         if input_ids.dim() != 2:
             raise ValueError(f"Caduceus expects token ids of shape (B, L), got {tuple(input_ids.shape)}.")
         x = self.word_embeddings(input_ids)
-        if not self.rcps_swap_halves:
-            return self.backbone(x)
-        half = self.d_model
-        for block in self.backbone.blocks:  # the fused reference: residual halves swapped before each block
-            x = block(torch.cat([x[..., half:], x[..., :half]], dim=-1))
-        return self.backbone.norm(x)
+        return self.backbone(x, before_block=self._swap_halves if self.rcps_swap_halves else None)
+
+    def _swap_halves(self, x: Tensor) -> Tensor:
+        """The fused reference Caduceus-PS block's first step: the residual's two halves swapped."""
+        return torch.cat([x[..., self.d_model :], x[..., : self.d_model]], dim=-1)
 
     def forward_head(self, hidden: Tensor) -> Tensor:
         """Hidden states -> logits over the padded vocabulary (tied to the embedding)."""

@@ -9,12 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from derf_zoo.backbone import Transformer
-from derf_zoo.hub.mixin import HubMixin
-from derf_zoo.layers import AdaLNModulation, PatchEmbed, init_weights, modulate
+from derf_zoo.layers import AdaLNModulation, PatchEmbed, init_weights, modulate, tanh_gelu
 from derf_zoo.layers.modulation import fold_norm_affine
-from derf_zoo.models._builder import check_int
+from derf_zoo.models._base import ZooModel, check_sizes
 from derf_zoo.models.dit.embedders import LabelEmbedder, TimestepEmbedder, sincos_pos_embed_2d
-from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
+from derf_zoo.norms.registry import NormSpec
 from derf_zoo.norms.sites import tag_site
 
 __all__ = ["DIT_SITES", "DiT", "DiTFinalLayer", "xavier_linear"]
@@ -22,10 +21,6 @@ __all__ = ["DIT_SITES", "DiT", "DiTFinalLayer", "xavier_linear"]
 
 #: The DiT norm sites: pre-attention, pre-MLP (both modulated) and the final layer's norm.
 DIT_SITES = ("attn", "mlp", "final")
-
-
-def _tanh_gelu() -> nn.Module:
-    return nn.GELU(approximate="tanh")
 
 
 def _affine_free(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -77,7 +72,7 @@ def xavier_linear(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-class DiT(nn.Module, HubMixin):
+class DiT(ZooModel):
     """Class-conditional Diffusion Transformer: ``forward(x, t, y)`` -> (N, out_channels, H, W).
 
     Args:
@@ -98,6 +93,8 @@ class DiT(nn.Module, HubMixin):
         timestep_freq_shift: 0 (official) or 1 (diffusers) in the timestep sinusoid's frequencies.
     """
 
+    norm_sites = DIT_SITES
+
     def __init__(
         self,
         input_size: int = 32,
@@ -117,11 +114,8 @@ class DiT(nn.Module, HubMixin):
         timestep_freq_shift: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value, minimum in (("input_size", input_size, 1), ("patch_size", patch_size, 1),
-                                     ("in_channels", in_channels, 1), ("hidden_size", hidden_size, 1),
-                                     ("depth", depth, 1), ("num_heads", num_heads, 1),
-                                     ("num_classes", num_classes, 1)):  # fmt: skip
-            check_int(name, value, minimum)
+        check_sizes(input_size=input_size, patch_size=patch_size, in_channels=in_channels, hidden_size=hidden_size,
+                    depth=depth, num_heads=num_heads, num_classes=num_classes)  # fmt: skip
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}; choose an "
                              f"input_size that is a multiple of {patch_size}.")  # fmt: skip
@@ -143,13 +137,12 @@ class DiT(nn.Module, HubMixin):
         grid = input_size // patch_size
         # Fixed, not learned (official: a frozen Parameter); a persistent buffer keeps it in the state dict.
         self.register_buffer("pos_embed", sincos_pos_embed_2d(hidden_size, grid)[None])
-        sites = resolve_norm_sites(norm, DIT_SITES)
-        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
-        free = {site: _affine_free(f) for site, f in sites.items()}
+        free = {site: _affine_free(f) for site, f in self.resolve_norms(norm).items()}
+        # The final norm is modulated inside the final layer (the family's), so the backbone has none.
         self.backbone = Transformer(
-            hidden_size, depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, norm=free,
-            norm_eps=norm_eps, act_layer=_tanh_gelu, final_norm=False, cond_dim=hidden_size,
-            modulation_zero_init=adaln_zero_init,
+            hidden_size, depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
+            norm={s: free[s] for s in ("attn", "mlp")}, norm_eps=norm_eps, act_layer=tanh_gelu, final_norm="none",
+            cond_dim=hidden_size, modulation_zero_init=adaln_zero_init,
         )  # fmt: skip
         self.final_layer = DiTFinalLayer(hidden_size, patch_size, self.out_channels,
                                          free["final"](hidden_size, eps=norm_eps), zero_init=final_zero_init)
@@ -163,12 +156,6 @@ class DiT(nn.Module, HubMixin):
         w = self.x_embedder.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.x_embedder.proj.bias)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.backbone.set_grad_checkpointing(enable)
-
-    def no_weight_decay(self) -> set[str]:
-        return set()
 
     def unpatchify(self, x: Tensor) -> Tensor:
         """(N, T, p*p*C) -> (N, C, H, W)."""

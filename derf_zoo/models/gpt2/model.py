@@ -11,10 +11,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from derf_zoo.backbone import Transformer
-from derf_zoo.hub.mixin import HubMixin
-from derf_zoo.layers import init_weights
+from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.attention import KVCache
-from derf_zoo.models._builder import check_int
+from derf_zoo.models._base import ZooModel, check_sizes
+from derf_zoo.models._builder import check_positive
 from derf_zoo.norms.layers import LayerNorm, PointwiseNorm
 from derf_zoo.norms.registry import NormFactory, NormSpec, norm_spec_string, resolve_norm_sites
 
@@ -30,15 +30,15 @@ Activation = Literal["gelu_tanh", "gelu"]
 
 def _activation(name: Activation) -> type[nn.Module] | Any:
     if name == "gelu_tanh":
-        return lambda: nn.GELU(approximate="tanh")  # HF's gelu_new
+        return tanh_gelu  # HF's gelu_new
     if name == "gelu":
         return nn.GELU  # nanoGPT's MLP (exact erf GELU)
     raise ValueError(f"activation must be 'gelu_tanh' (HF GPT-2's gelu_new) or 'gelu' (nanoGPT), got {name!r}.")
 
 
-def _site_norms(norm: NormSpec | Mapping[str, NormSpec], alphas: Mapping[str, float | None]) -> dict[str, Any]:
-    """One factory per site, each point-wise one with its site's alpha (1.0 unless given or set in the spec)."""
-    sites = resolve_norm_sites(norm, GPT2_SITES)
+def _site_norms(sites: Mapping[str, Any], alphas: Mapping[str, float | None]) -> dict[str, Any]:
+    """The resolved factory of each site, each point-wise one with its site's alpha (1.0 unless given or set in the
+    spec)."""
     out = {}
     for site, factory in sites.items():
         alpha = alphas[site]
@@ -62,7 +62,7 @@ def _site_norms(norm: NormSpec | Mapping[str, NormSpec], alphas: Mapping[str, fl
     return out
 
 
-class GPT2(nn.Module, HubMixin):
+class GPT2(ZooModel):
     """GPT-2 language model: ``forward(input_ids) -> logits (B, L, vocab_size)``.
 
     Args:
@@ -90,6 +90,8 @@ class GPT2(nn.Module, HubMixin):
     """
 
     is_causal = True  # what the language-modeling task reads to choose next-token prediction
+    norm_sites = GPT2_SITES
+    no_weight_decay_names = frozenset()  # nanoGPT decays every >= 2-D weight (embeddings included), nothing more
 
     def __init__(
         self,
@@ -110,24 +112,19 @@ class GPT2(nn.Module, HubMixin):
         activation: Activation = "gelu_tanh",
     ) -> None:
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("n_positions", n_positions), ("n_embd", n_embd),
-                            ("n_layer", n_layer), ("n_head", n_head)):  # fmt: skip
-            check_int(name, value, 1)
+        check_sizes(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
-        if isinstance(embed_init_std, bool) or not isinstance(embed_init_std, (int, float)) or not (
-                math.isfinite(embed_init_std) and embed_init_std > 0):  # fmt: skip
-            raise ValueError(f"embed_init_std must be a finite number > 0, got {embed_init_std!r}.")
-        self.embed_init_std = float(embed_init_std)
+        self.embed_init_std = check_positive("embed_init_std", embed_init_std)
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be true or false, got {bias!r}.")
         self.vocab_size, self.n_positions, self.n_embd = vocab_size, n_positions, n_embd
         self.max_seq_len = n_positions  # the context the tasks check windows against
         self.num_features = n_embd
-        sites = _site_norms(norm, {"attn": attn_alpha, "mlp": mlp_alpha, "final": final_alpha})
-        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
+        alphas = {"attn": attn_alpha, "mlp": mlp_alpha, "final": final_alpha}
+        sites = self.record_norms(_site_norms(resolve_norm_sites(norm, GPT2_SITES), alphas))
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(n_positions, n_embd)
         if embed_scale is None:
@@ -161,7 +158,7 @@ class GPT2(nn.Module, HubMixin):
         """GPT-2's init (HF ``_init_weights``, nanoGPT ``_init_weights``): normal(0.02) linears and embeddings, zero
         biases, and the residual projections (``c_proj`` of attention and MLP) at 0.02 / sqrt(2 n_layer); the token
         embedding at ``embed_init_std``."""
-        init_weights(self, _gpt2_init)
+        init_weights(self, gpt2_normal)
         nn.init.normal_(self.wte.weight, std=self.embed_init_std)
         std = 0.02 / math.sqrt(2 * len(self.backbone.blocks))
         for block in self.backbone.blocks:
@@ -169,13 +166,6 @@ class GPT2(nn.Module, HubMixin):
             nn.init.normal_(block.mlp.fc2.weight, std=std)
         if self.shared_scale is not None:
             self.shared_scale.fill_(self.embed_scale_init)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.backbone.set_grad_checkpointing(enable)
-
-    def no_weight_decay(self) -> set[str]:
-        """nanoGPT decays every >= 2-D weight (embeddings included) and nothing else: no extra names."""
-        return set()
 
     def get_output_embeddings(self) -> nn.Embedding:
         """The head's weight is the token embedding's (one parameter)."""
@@ -277,16 +267,6 @@ class GPT2(nn.Module, HubMixin):
         finally:
             self.train(was_training)
         return ids[0] if one_d else ids
-
-
-@torch.no_grad()
-def _gpt2_init(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)
 
 
 #: HF's configurations (openai-community/gpt2, -medium, -large, -xl config.json): vocab 50257, context 1024.

@@ -11,13 +11,13 @@ from torch.nn import functional as F
 
 from derf_zoo.backbone import Transformer
 from derf_zoo.data.dna import PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE
-from derf_zoo.hub.mixin import HubMixin
-from derf_zoo.layers import init_weights
+from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
-from derf_zoo.models._builder import check_int, check_positive
+from derf_zoo.models._base import ZooModel, check_sizes
+from derf_zoo.models._builder import check_positive
 from derf_zoo.models._context import check_context
 from derf_zoo.models.hyenadna.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
-from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
+from derf_zoo.norms.registry import NormSpec
 
 __all__ = ["DNA_VOCAB_SIZE", "HYENADNA_SITES", "HyenaDNA"]
 
@@ -29,11 +29,7 @@ HYENADNA_SITES = ("attn", "mlp", "final")
 DNA_VOCAB_SIZE = VOCAB_SIZE
 
 
-def _tanh_gelu() -> nn.Module:
-    return nn.GELU(approximate="tanh")
-
-
-class HyenaDNA(nn.Module, HubMixin):
+class HyenaDNA(ZooModel):
     """Causal DNA LM: ``forward(input_ids) -> logits (B, L, padded vocab)``.
 
     Args:
@@ -57,6 +53,8 @@ class HyenaDNA(nn.Module, HubMixin):
             (``{"final": 0.1}``); see :func:`~derf_zoo.norms.registry.resolve_norm_sites`.
     """
 
+    norm_sites = HYENADNA_SITES
+
     def __init__(
         self,
         vocab_size: int = DNA_VOCAB_SIZE,
@@ -73,12 +71,10 @@ class HyenaDNA(nn.Module, HubMixin):
         site_alpha: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
-        for name, value, minimum in (("vocab_size", vocab_size, 1), ("pad_vocab_size_multiple",
-                                     pad_vocab_size_multiple, 1), ("d_model", d_model, 1), ("n_layer", n_layer, 1),
-                                     ("max_seq_len", max_seq_len, 1)):  # fmt: skip
-            check_int(name, value, minimum)
+        check_sizes(vocab_size=vocab_size, pad_vocab_size_multiple=pad_vocab_size_multiple, d_model=d_model,
+                    n_layer=n_layer, max_seq_len=max_seq_len)  # fmt: skip
         d_inner = 4 * d_model if d_inner is None else d_inner
-        check_int("d_inner", d_inner, 1)
+        check_sizes(d_inner=d_inner)
         self.embed_init_std = check_positive("embed_init_std", embed_init_std)
         self.num_tokens = vocab_size
         self.vocab_size = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
@@ -89,11 +85,9 @@ class HyenaDNA(nn.Module, HubMixin):
             factory = MixerFactory(factory.name, {**factory.kwargs, "l_max": max_seq_len})
         self.embeddings = nn.Embedding(self.vocab_size, d_model)
         self.embed_drop = nn.Dropout(embed_dropout)
-        sites = resolve_norm_sites(norm, HYENADNA_SITES, site_alpha)
-        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
-        # the backbone's MLP width is int(d_model * mlp_ratio); the half keeps float round-off from losing a unit
-        self.backbone = Transformer(d_model, n_layer, mlp_ratio=(d_inner + 0.5) / d_model, norm=sites,
-                                    norm_eps=norm_eps, act_layer=_tanh_gelu, mixer=factory)  # fmt: skip
+        sites = self.resolve_norms(norm, site_alpha)
+        self.backbone = Transformer(d_model, n_layer, mlp_hidden_dim=d_inner, norm=sites, norm_eps=norm_eps,
+                                    act_layer=tanh_gelu, mixer=factory)  # fmt: skip
         self.init_weights()
 
     @torch.no_grad()
@@ -102,7 +96,7 @@ class HyenaDNA(nn.Module, HubMixin):
         ``embed_init_std``), zero biases, and the residual outputs (``out_proj``, ``fc2``) at std 0.02 / sqrt(2
         n_layer). The short convolution keeps PyTorch's default and the filter's skip ``bias`` its normal draw, as in
         the reference."""
-        init_weights(self, _gpt2_init)
+        init_weights(self, gpt2_normal)
         # Re-drawn at embed_init_std after the family init (one extra draw): the released nano weights start from
         # this order, so changing it would stop `derf-zoo demo dna` from reproducing their cards.
         nn.init.normal_(self.embeddings.weight, std=self.embed_init_std)
@@ -112,12 +106,6 @@ class HyenaDNA(nn.Module, HubMixin):
             if isinstance(out_proj, nn.Linear):
                 nn.init.normal_(out_proj.weight, std=std)
             nn.init.normal_(block.mlp.fc2.weight, std=std)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.backbone.set_grad_checkpointing(enable)
-
-    def no_weight_decay(self) -> set[str]:
-        return set()
 
     @property
     def card_example_length(self) -> int:
@@ -145,13 +133,3 @@ class HyenaDNA(nn.Module, HubMixin):
     def get_output_embeddings(self) -> nn.Embedding:
         """The head's weight is the embedding's (one parameter)."""
         return self.embeddings
-
-
-@torch.no_grad()
-def _gpt2_init(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)

@@ -9,12 +9,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from derf_zoo.backbone import BLOCK_SITES, Transformer
-from derf_zoo.hub.mixin import HubMixin
+from derf_zoo.backbone import Transformer
 from derf_zoo.layers import PatchEmbed, init_weights, trunc_normal_linear
-from derf_zoo.models._builder import check_int
-from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
-from derf_zoo.norms.sites import tag_site
+from derf_zoo.models._base import ZooModel, check_sizes
+from derf_zoo.norms.registry import NormSpec
 
 __all__ = ["GlobalPool", "VisionTransformer"]
 
@@ -22,7 +20,7 @@ __all__ = ["GlobalPool", "VisionTransformer"]
 GlobalPool = Literal["token", "avg"]
 
 
-class VisionTransformer(nn.Module, HubMixin):
+class VisionTransformer(ZooModel):
     """ViT classifier: patch embedding + class token + learned positions -> Transformer -> pooled head.
 
     Args:
@@ -47,6 +45,8 @@ class VisionTransformer(nn.Module, HubMixin):
         drop_path_rate: stochastic depth of the last block (linear schedule).
         layer_scale: LayerScale initial value, or None.
     """
+
+    no_weight_decay_names = frozenset({"pos_embed", "cls_token"})
 
     def __init__(
         self,
@@ -75,11 +75,11 @@ class VisionTransformer(nn.Module, HubMixin):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}.")
         if global_pool == "token" and not class_token:
             raise ValueError("global_pool='token' needs class_token=True.")
-        check_int("num_classes", num_classes, minimum=0)
-        check_int("in_chans", in_chans, minimum=1)
+        check_sizes(0, num_classes=num_classes)
+        check_sizes(in_chans=in_chans)
         for name, value in (("img_size", img_size), ("patch_size", patch_size)):
             for v in value if isinstance(value, (tuple, list)) else (value,):
-                check_int(name, v, minimum=1)
+                check_sizes(**{name: v})
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.embed_dim = embed_dim
@@ -88,15 +88,15 @@ class VisionTransformer(nn.Module, HubMixin):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
         self.pos_drop = nn.Dropout(pos_drop_rate)
-        sites = resolve_norm_sites(norm, BLOCK_SITES)
-        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
-        use_fc_norm = global_pool == "avg"
+        sites = self.resolve_norms(norm)
+        use_fc_norm = global_pool == "avg"  # the final norm after pooling, so the family holds it, not the backbone
         self.backbone = Transformer(
-            embed_dim, depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, norm=sites,
-            norm_eps=norm_eps, drop_path_rate=drop_path_rate, attn_drop=attn_drop_rate, proj_drop=proj_drop_rate,
-            layer_scale=layer_scale, final_norm=not use_fc_norm,
+            embed_dim, depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+            norm={s: sites[s] for s in ("attn", "mlp")} if use_fc_norm else sites, norm_eps=norm_eps,
+            drop_path_rate=drop_path_rate, attn_drop=attn_drop_rate, proj_drop=proj_drop_rate,
+            layer_scale=layer_scale, final_norm="none" if use_fc_norm else "after",
         )  # fmt: skip
-        self.fc_norm = tag_site(sites["final"](embed_dim, eps=norm_eps), "final") if use_fc_norm else nn.Identity()
+        self.fc_norm = self.site_norm(sites["final"], "final", embed_dim, norm_eps) if use_fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.init_weights()
@@ -111,13 +111,6 @@ class VisionTransformer(nn.Module, HubMixin):
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
         init_weights(self, trunc_normal_linear)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute block activations in the backward pass instead of storing them (timm's switch)."""
-        self.backbone.set_grad_checkpointing(enable)
-
-    def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token"}
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images (B, C, H, W) -> tokens (B, prefix + patches, D), after the final norm for token pooling."""

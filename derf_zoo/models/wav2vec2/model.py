@@ -10,16 +10,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from derf_zoo.backbone import Transformer
-from derf_zoo.hub.mixin import HubMixin
 from derf_zoo.layers.init import init_weights
-from derf_zoo.models._builder import check_int
+from derf_zoo.models._base import ZooModel, check_sizes
 from derf_zoo.models.wav2vec2.conv_feature_encoder import ConvFeatureEncoder, ExtractorMode
 from derf_zoo.models.wav2vec2.conv_position import ConvPositionEmbedding
 from derf_zoo.models.wav2vec2.grad_multiply import grad_multiply
 from derf_zoo.models.wav2vec2.gumbel_quantizer import GumbelQuantizer
 from derf_zoo.models.wav2vec2.span_masking import TooFewMaskedFramesError, compute_mask_indices, sample_negative_indices
-from derf_zoo.norms.registry import NormSpec, norm_spec_string, resolve_norm_sites
-from derf_zoo.norms.sites import tag_site
+from derf_zoo.norms.registry import NormSpec
 
 __all__ = ["NORM_SITES", "Wav2Vec2", "Wav2Vec2Output"]
 
@@ -63,7 +61,7 @@ class Wav2Vec2Output:
     logits: Tensor | None = None
 
 
-class Wav2Vec2(nn.Module, HubMixin):
+class Wav2Vec2(ZooModel):
     """wav2vec 2.0: conv feature encoder -> masked Transformer, with the contrastive pretraining head.
 
     Args:
@@ -92,6 +90,9 @@ class Wav2Vec2(nn.Module, HubMixin):
         feature_projection: project the CNN features to ``embed_dim`` with a Linear. None: only when the widths
             differ (fairseq drops it when they match); True: always (transformers' layout always has it).
     """
+
+    norm_sites = NORM_SITES
+    no_weight_decay_names = frozenset({"mask_emb"})  # the learned vector that replaces masked frames
 
     def __init__(
         self,
@@ -132,9 +133,8 @@ class Wav2Vec2(nn.Module, HubMixin):
         feature_projection: bool | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads),
-                            ("ffn_dim", ffn_dim), ("final_dim", final_dim), ("num_negatives", num_negatives)):
-            check_int(name, value, minimum=1)  # fmt: skip
+        check_sizes(embed_dim=embed_dim, depth=depth, num_heads=num_heads, ffn_dim=ffn_dim, final_dim=final_dim,
+                    num_negatives=num_negatives)  # fmt: skip
         self.embed_dim = self.num_features = embed_dim
         self.norm_first = norm_first
         self.feature_grad_mult = float(feature_grad_mult)
@@ -159,17 +159,16 @@ class Wav2Vec2(nn.Module, HubMixin):
         self.pos_conv = ConvPositionEmbedding(embed_dim, pos_conv_kernel, pos_conv_groups, dropout)
         self.encoder_dropout = nn.Dropout(dropout)
 
-        sites = resolve_norm_sites(norm, NORM_SITES)
-        self.norm_specs = {site: norm_spec_string(f) for site, f in sites.items()}
+        sites = self.resolve_norms(norm)
+        # fairseq: activation_dropout inside the MLP, dropout after it. The encoder norm sits before the first block
+        # (post-norm) or after the last (pre-norm) under its own name, which the checkpoints and layouts pin.
         self.backbone = Transformer(
-            embed_dim, depth, num_heads=num_heads, mlp_ratio=ffn_dim / embed_dim, qkv_bias=True,
-            norm={"attn": sites["attn"], "mlp": sites["mlp"], "final": sites["encoder"]}, norm_eps=norm_eps,
-            norm_first=norm_first, layer_drop=layer_drop, attn_drop=attention_dropout, proj_drop=dropout,
-            final_norm=False,
+            embed_dim, depth, num_heads=num_heads, mlp_hidden_dim=ffn_dim, qkv_bias=True,
+            norm={"attn": sites["attn"], "mlp": sites["mlp"]}, norm_eps=norm_eps, norm_first=norm_first,
+            layer_drop=layer_drop, attn_drop=attention_dropout, proj_drop=dropout, mlp_drop=activation_dropout,
+            final_norm="none",
         )  # fmt: skip
-        for block in self.backbone.blocks:  # fairseq: activation_dropout inside the MLP, dropout after it
-            block.mlp.drop1.p = activation_dropout
-        self.encoder_norm = tag_site(sites["encoder"](embed_dim, eps=norm_eps), "encoder")
+        self.encoder_norm = self.site_norm(sites["encoder"], "encoder", embed_dim, norm_eps)
 
         if pretraining:
             vq_dim = codevector_dim or final_dim
@@ -193,23 +192,6 @@ class Wav2Vec2(nn.Module, HubMixin):
                     nn.init.zeros_(module.bias)
 
         init_weights(self, bert)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute the Transformer blocks' activations in the backward pass instead of storing them (timm's switch).
-
-        Args:
-            enable: turn checkpointing on (True) or off (False); the CNN feature extractor is never checkpointed.
-        """
-        self.backbone.set_grad_checkpointing(enable)
-
-    def no_weight_decay(self) -> set[str]:
-        """Names of parameters the optimizer should not decay (timm's convention, read by
-        :func:`derf_zoo.tasks.optim.param_groups`, which also spares every 1-D parameter).
-
-        Returns:
-            ``{"mask_emb"}``: the learned mask embedding, a single vector that replaces masked frames.
-        """
-        return {"mask_emb"}
 
     def set_num_updates(self, step: int) -> None:
         """Apply the Gumbel temperature schedule for optimizer step ``step`` (a no-op without the quantizer)."""
