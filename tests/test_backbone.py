@@ -108,6 +108,7 @@ def test_no_decay_also_honours_timm_no_weight_decay():
     assert any(p is model.pos_embed for p in no_decay["params"])
 
 
+@pytest.mark.slow
 def test_timm_accepts_derf_as_norm_layer():
     model = timm.create_model("vit_tiny_patch16_224", norm_layer=Derf, num_classes=10)
     assert sum(isinstance(m, Derf) for m in model.modules()) == 25

@@ -17,6 +17,7 @@ def test_norms_table_lists_every_norm_and_plots(tmp_path, capsys):
     assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_help():
     out = subprocess.run([sys.executable, "-m", "derf_zoo", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "norms" in out.stdout
@@ -29,6 +30,7 @@ def test_unknown_subcommand_fails_cleanly(capsys):
     assert "invalid choice: 'nroms'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_finished_fit_keeps_no_model_alive(tmp_path):
     # jsonargparse parks its last parser (and through it the model) in a context variable; the CLI runs in a
     # context of its own so that back-to-back runs (the demo, the recipe tests) don't each keep a model.
@@ -93,6 +95,7 @@ class Slow(L.Callback):
 '''
 
 
+@pytest.mark.slow
 def test_sigterm_saves_last_checkpoint_exits_143_and_the_lock_keeps_a_second_fit_out(tmp_path):
     import os
     import signal
@@ -172,6 +175,7 @@ def test_ckpt_path_last_without_a_checkpoint_is_an_error_unless_resume_if_presen
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["epoch=0-step=3.ckpt", "last.ckpt"]
 
 
+@pytest.mark.slow
 def test_a_fresh_fit_into_a_used_folder_is_an_error_and_overwrite_moves_the_old_run_aside(tmp_path, capsys):
     import torch
 

@@ -28,6 +28,7 @@ def test_models_have_the_same_size_and_agree_on_shapes():
         assert model(x, t, y).shape == (2, 8, 8, 8)
 
 
+@pytest.mark.slow
 def test_quick_report_has_every_row_and_ratio(capsys):
     rows = bench_dit.bench_dit("quick", 2, torch.device("cpu"), repeats=2, sample_steps=2)
     assert [r.name for r in rows] == list(bench_dit.build_models("quick"))

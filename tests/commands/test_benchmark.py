@@ -86,6 +86,7 @@ def test_paired_differences_and_plain_verdicts():
     assert rows["derf"]["alphas"] == {"attn": 0.6, "mlp": 0.5, "final": 0.7} and rows["layernorm"]["alphas"] == {}
 
 
+@pytest.mark.slow
 def test_a_tiny_grid_runs_resumes_and_renders(fmnist_folder, tmp_path, capsys, collect_garbage):
     out = tmp_path / "bench"
     argv = ["fmnist", "--out", str(out), "--data-root", str(fmnist_folder), "--seeds", "2",

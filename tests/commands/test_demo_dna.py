@@ -45,6 +45,7 @@ def test_unknown_norm_is_refused_with_the_valid_ones():
         dna.run_part(Path("unused"), norms=["dyt"])
 
 
+@pytest.mark.slow
 def test_demo_dna_runs_end_to_end_and_prints_the_table_and_verdict(tmp_path, monkeypatch, capsys):
     # a few steps per run: the point is the pipeline (pretrain -> checkpoint -> fine-tune -> test -> verdict)
     monkeypatch.setattr(dna, "TRAINER_ARGS", ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",

@@ -145,6 +145,7 @@ CONVERTED_FMNIST = [w for w in released_weights() if w.tag == "from_ln_fmnist"]
 
 
 @pytest.mark.parametrize("weights", FMNIST + CONVERTED_FMNIST, ids=lambda w: w.name)
+@pytest.mark.slow
 def test_fmnist_weights_load_and_match_their_card(weights):
     folder = weights.embedded_path()
     card = ModelCard.load(folder / "README.md")

@@ -59,9 +59,16 @@ def test_custom_forward_and_tuple_batches():
         def forward(self, a, b):
             return self.norm(a + b)
 
+    # Each call must feed both inputs to the model: alpha lands on 1 / std(a + b), which differs from 1 / std(a).
     model = TwoInputs()
-    calibrate_alpha(model, (torch.randn(3, 4), torch.randn(3, 4)))
-    calibrate_alpha(model, None, forward=lambda m: m(torch.ones(3, 4), torch.randn(3, 4)))
+    a, b = torch.randn(3, 4), 4 * torch.randn(3, 4)
+    report = calibrate_alpha(model, (a, b))
+    assert model.norm.alpha.item() == pytest.approx(1 / (a + b).std().item(), rel=1e-5)
+    assert list(report.alphas()) == ["norm"]
+    b = 3 * torch.randn(3, 4)
+    report = calibrate_alpha(model, None, forward=lambda m: m(torch.ones(3, 4), b), target=2.0)
+    assert model.norm.alpha.item() == pytest.approx(2.0 / (1 + b).std().item(), rel=1e-5)
+    assert list(report.alphas()) == ["norm"]
 
 
 def test_degenerate_layer_input_and_bad_target():

@@ -182,6 +182,7 @@ def test_bad_kernel_names_and_unavailable_triton():
             Derf(4, kernel="triton")(torch.randn(2, 4))
 
 
+@pytest.mark.slow
 def test_triton_kernels_under_the_interpreter():
     """The Triton tests of test_kernel_grads.py (first and second order, extreme inputs, bf16/fp16) on the CPU.
 

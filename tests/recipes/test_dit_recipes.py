@@ -59,6 +59,7 @@ def test_recipe_holds_the_papers_settings(recipe):
 
 
 @pytest.mark.parametrize("recipe", PAPER, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_recipe_runs_fast_dev_run_on_tiny_latents(recipe, tmp_path):
     root = write_latents(tmp_path / "latents")
     # 8x8 latents and a one-block, 96-wide stand-in of the architecture keep a CPU step fast (the full sizes are

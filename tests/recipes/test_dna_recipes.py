@@ -96,6 +96,7 @@ def test_finetuning_recipe_holds_the_papers_protocol(recipe):
 
 
 @pytest.mark.parametrize("recipe", PRETRAIN, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_pretraining_recipe_runs_fast_dev_run(recipe, tmp_path):
     fasta, bed = write_genome(tmp_path / "genome")
     cli = lightning_cli(
@@ -111,6 +112,7 @@ def test_pretraining_recipe_runs_fast_dev_run(recipe, tmp_path):
 
 
 @pytest.mark.parametrize("recipe", FINETUNE, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_finetuning_recipe_runs_fast_dev_run(recipe, tmp_path):
     root, task = write_genomic_benchmark(tmp_path / "gb")
     cli = lightning_cli(
@@ -124,6 +126,7 @@ def test_finetuning_recipe_runs_fast_dev_run(recipe, tmp_path):
 
 
 @pytest.mark.parametrize("recipe", DEMO, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_demo_recipe_runs_fast_dev_run_on_the_embedded_genomes(recipe, tmp_path):
     # unchanged sizes: the demo's models are already small; the fine-tuning recipes start from the released weights
     cli = lightning_cli(["fit", "-c", str(recipe), *CPU, f"--trainer.default_root_dir={tmp_path}",

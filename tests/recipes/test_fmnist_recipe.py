@@ -30,6 +30,7 @@ def test_fmnist_recipe_header_and_settings(recipe):
 
 @pytest.mark.parametrize("norm", ["layernorm", "derf(alpha=auto)"])
 @pytest.mark.parametrize("recipe", FMNIST, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_fmnist_recipe_runs_fast_dev_run(recipe, norm, fmnist_folder, tmp_path, collect_garbage):
     cli = lightning_cli(
         ["fit", "-c", str(recipe), *CPU_OVERRIDES, f"--trainer.default_root_dir={tmp_path}",

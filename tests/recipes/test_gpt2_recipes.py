@@ -48,6 +48,7 @@ def test_paper_recipe_holds_tab21(recipe):
 
 
 @pytest.mark.parametrize("recipe", PAPER, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_paper_recipe_runs_fast_dev_run_on_tiny_bins(recipe, tmp_path):
     src = tmp_path / "text.txt"
     src.write_text("the quick brown fox jumps over the lazy dog. " * 80)
@@ -58,6 +59,7 @@ def test_paper_recipe_runs_fast_dev_run_on_tiny_bins(recipe, tmp_path):
 
 
 @pytest.mark.parametrize("recipe", NANO, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_nano_recipe_runs_fast_dev_run(recipe, tmp_path):
     cli = lightning_cli(["fit", "-c", str(recipe), *CPU, f"--trainer.default_root_dir={tmp_path}",
                          f"--checkpoint.dirpath={tmp_path / 'ck'}", "--data.init_args.max_eval_windows=2",

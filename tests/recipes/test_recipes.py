@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from derf_zoo.models import list_families
 from derf_zoo.recipes import list_recipes, trained_from_scratch
 from derf_zoo.training import lightning_cli
 
@@ -25,7 +26,12 @@ CPU_OVERRIDES = [
 
 
 def test_recipes_are_found():
-    assert len(IN1K) == 6 and len(DIGITS) == 5  # ViT-nano x 3 norms, DiT-nano x 2
+    # Properties that hold as recipes are added (each Derf recipe's siblings: test_recipe_triples.py).
+    assert IN1K and DIGITS and all(p.parent.name == "vit" for p in IN1K)
+    folders = {p.parent.name for p in RECIPES}
+    assert folders == set(list_families()), "one recipe folder per registered family, named after it"
+    for family in folders:
+        assert trained_from_scratch(list_recipes(f"{family}/*.yaml")), f"{family}: no recipe trains from scratch"
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -56,6 +62,7 @@ def test_in1k_recipe_holds_the_papers_settings(recipe):
 
 
 @pytest.mark.parametrize("recipe", IN1K, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_in1k_recipe_runs_fast_dev_run_on_a_local_folder(recipe, image_folder, tmp_path, collect_garbage):
     # The stand-in folder has 3 classes of 40 px images; 32 px keeps a ViT-L step fast on a CPU (the
     # full-size architecture is covered by the parity tests).
@@ -70,6 +77,7 @@ def test_in1k_recipe_runs_fast_dev_run_on_a_local_folder(recipe, image_folder, t
 
 
 @pytest.mark.parametrize("recipe", DIGITS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_digits_recipe_runs_fast_dev_run(recipe, tmp_path):
     cli = lightning_cli(
         [

@@ -102,6 +102,7 @@ def test_demo_recipes_differ_only_in_the_norm(recipe):
 
 
 @pytest.mark.parametrize("recipe", PAPER + DEMO, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_recipe_runs_fast_dev_run_on_a_tiny_manifest(recipe, tmp_path):
     manifests = write_tiny_manifests(tmp_path)
     # (the demo recipes read the embedded clips; the manifest keeps this test the same size for every recipe)

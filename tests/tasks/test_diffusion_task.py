@@ -1,6 +1,7 @@
 """The Diffusion task on the contract: inputs for calibration, losses, evaluation, a short fit on the digits."""
 
 import lightning as L
+import pytest
 import torch
 
 from derf_zoo.data.generation import DigitsGenerationDataModule, to_pixels
@@ -62,6 +63,7 @@ def test_validation_draws_repeat_across_epochs():
     torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
 def test_recipe_checkpoint_exports_with_eval_and_loads(tmp_path):
     from derf_zoo.models import from_pretrained
     from derf_zoo.recipes import recipe_path
@@ -81,6 +83,7 @@ def test_recipe_checkpoint_exports_with_eval_and_loads(tmp_path):
     assert model.norm_specs["attn"] == "derf" and "unconditional-image-generation" in (folder / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_validation_loss_depends_on_the_images_not_on_batches_or_processes(tmp_path):
     # Each image draws from its own seed (its index in the dataset): the batch size, and so the split over
     # processes, changes nothing, and `evaluate` (export --eval) gives the same number as validation.

@@ -56,6 +56,7 @@ def test_fit_norms_starts_the_student_at_the_teacher_and_distillation_goes_down(
     assert kl_after < kl_fit
 
 
+@pytest.mark.slow
 def test_teacher_is_never_a_submodule_nor_saved(tmp_path):
     task = ImageClassification("vit_nano_derf", teacher=TEACHER, fit_norms=1)
     trainer = _trainer(tmp_path, max_steps=1, enable_checkpointing=True)
@@ -151,6 +152,7 @@ def test_lm_and_speech_tasks_add_their_distillation_term(task_name, student, tea
     assert float(loss) == pytest.approx(float(plain) + 0.5 * logged["train/distill"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_upstream_checkpoints_are_read_weights_only(tmp_path):
     import argparse
 
@@ -187,6 +189,7 @@ def test_speech_calibration_crops_utterances_to_the_shortest_real_length():
     assert x.shape == (3, 12000) and kwargs["attention_mask"] is None
 
 
+@pytest.mark.slow
 def test_a_timm_teacher_is_registry_built_so_a_student_can_be_made_from_it(monkeypatch):
     import timm
 

@@ -56,6 +56,7 @@ def _adamw(lr):
 
 
 @pytest.mark.parametrize("mode", ["causal", "masked"])
+@pytest.mark.slow
 def test_lm_trains_and_logs_loss_perplexity_accuracy(tmp_path, mode):
     torch.manual_seed(0)
     data = GenomeDataModule("lambda", seq_len=64, mode=mode, batch_size=8, samples_per_epoch=8 * 40,
@@ -118,6 +119,7 @@ def test_lm_bad_input(tmp_path):
 # ---- sequence classification ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_classification_trains_and_logs_accuracy(tmp_path):
     torch.manual_seed(0)
     data = EcoliVsLambdaDataModule(window=100, batch_size=32)
@@ -194,6 +196,7 @@ def test_classification_checks_classes_and_context(tmp_path):
         short(torch.full((1, 50), 7))
 
 
+@pytest.mark.slow
 def test_caduceus_ps_classifier_is_reverse_complement_invariant():
     """One shared d_model head on each pooled strand half, logits averaged (the reference's RCPS classifier)."""
     from derf_zoo.models.caduceus import Caduceus

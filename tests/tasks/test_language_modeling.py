@@ -52,6 +52,7 @@ def test_the_dna_task_is_the_causal_task_with_dna_padding():
     assert task.pad_token_id == 4 and task.metrics[0].description == "cross entropy per predicted base (nats)"
 
 
+@pytest.mark.slow
 def test_a_short_fit_on_shakespeare_learns_and_logs_nats(tmp_path):
     torch.manual_seed(0)
     task = LanguageModeling(GPT2(**TINY), optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2))

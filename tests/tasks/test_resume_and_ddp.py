@@ -30,6 +30,7 @@ class _KillAt(L.Callback):
             raise _Killed(f"simulated kill at step {self.step}")
 
 
+@pytest.mark.slow
 def test_killed_fit_resumes_with_the_same_step_and_optimizer_state(tmp_path):
     common = ["-c", RECIPE, *QUIET, f"--trainer.default_root_dir={tmp_path}", f"--checkpoint.dirpath={tmp_path}",
               "--checkpoint.every_n_train_steps=5", "--checkpoint.monitor=null", "--trainer.max_steps=12",
@@ -62,6 +63,7 @@ def test_killed_fit_resumes_with_the_same_step_and_optimizer_state(tmp_path):
     assert resumed.trainer.global_step == 12
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_corrupted_optimizer_state_does_not_resume(tmp_path):
     from derf_zoo.tasks.checkpoint import CHECKSUM_KEY, CorruptCheckpointError
 

@@ -99,6 +99,7 @@ def test_evaluation_loss_is_deterministic_and_leaves_the_global_rng_alone():
         torch.testing.assert_close(first[0], task.model(x, **kwargs).loss / math.log(2))
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
     task = SpeechPretraining("wav2vec2_tiny_ln", model_args={**TINY, "dropout": 0.0, "dropout_input": 0.0,
@@ -116,6 +117,7 @@ def test_training_reduces_the_loss():
     assert after < before - 0.1, (before, after)
 
 
+@pytest.mark.slow
 def test_fit_keeps_the_temperature_and_validation_is_deterministic(tmp_path):
     torch.manual_seed(0)
     task = SpeechPretraining("wav2vec2_tiny_derf", model_args={**TINY, "norm": "derf(alpha=auto)",

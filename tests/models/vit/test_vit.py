@@ -11,6 +11,7 @@ from derf_zoo.models.vit import TIMM_LAYOUT, VisionTransformer, from_timm
 
 @pytest.mark.parametrize("size", ["small", "base"])
 @pytest.mark.parametrize("global_pool", ["token", "avg"])
+@pytest.mark.slow
 def test_layernorm_vit_matches_timm_logits(size, global_pool):
     torch.manual_seed(0)
     reference = timm.create_model(f"vit_{size}_patch16_224", global_pool=global_pool, num_classes=17).eval()
@@ -81,6 +82,7 @@ def test_key_mapping():
     assert set(mapped) == {"backbone.blocks.3.mixer.qkv.weight", "backbone.norm.weight", "fc_norm.bias"}
 
 
+@pytest.mark.slow
 def test_vit_base_parameter_count_matches_timm_up_to_the_norm_scalars():
     timm_count = sum(p.numel() for p in timm.create_model("vit_base_patch16_224").parameters())
     assert timm_count == 86_567_656

@@ -14,7 +14,7 @@ from derf_zoo.models.hyenadna import (
     to_hyenadna,
 )
 from derf_zoo.weights import LayoutError, load_layout
-from tests.models._hyenadna_reference import RefHyenaDNALM
+from tests.models.hyenadna._hyenadna_reference import RefHyenaDNALM
 
 
 def _ref(order=2, seed=0):

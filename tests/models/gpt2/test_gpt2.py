@@ -11,7 +11,7 @@ from derf_zoo.layers.attention import Attention, KVCache
 from derf_zoo.models import create_model, from_nanogpt, from_transformers, to_nanogpt, to_transformers
 from derf_zoo.models.gpt2 import GPT2, HF_LAYOUT, NANOGPT_LAYOUT
 from derf_zoo.norms.layers import Derf, DyT, LayerNorm
-from tests.models._nanogpt_reference import GPT, GPTConfig
+from tests.models.gpt2._nanogpt_reference import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers", reason="HF parity needs transformers")
 
@@ -38,6 +38,7 @@ def _randomise(model):
     return model
 
 
+@pytest.mark.slow
 def test_parameter_count_of_gpt2_ln_equals_hf_gpt2():
     model = create_model("gpt2_ln")
     assert sum(p.numel() for p in model.parameters()) == 124_439_808  # GPT2LMHeadModel's, the head tied
@@ -285,6 +286,7 @@ def test_hub_round_trip(tmp_path):
     assert float(back.backbone.blocks[0].norm1.alpha) == 2.0
 
 
+@pytest.mark.slow
 def test_embed_init_std_sets_the_token_embedding_and_the_nano_default():
     torch.manual_seed(0)
     assert abs(float(GPT2(**{**TINY, "n_embd": 64}, embed_init_std=0.32).wte.weight.std()) - 0.32) < 0.01

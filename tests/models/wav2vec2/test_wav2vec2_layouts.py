@@ -20,7 +20,7 @@ from derf_zoo.models.wav2vec2 import (
 )
 from derf_zoo.models.wav2vec2.span_masking import compute_mask_indices, sample_negative_indices
 from derf_zoo.weights import LayoutError, load_layout
-from tests.models._fairseq_wav2vec2_reference import fairseq_wav2vec2_shapes
+from tests.models.wav2vec2._fairseq_wav2vec2_reference import fairseq_wav2vec2_shapes
 
 TINY = dict(conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), embed_dim=32, depth=2, num_heads=4,
             ffn_dim=64, final_dim=12, num_codevectors=8, codevector_dim=16, num_negatives=5, pos_conv_kernel=16,

@@ -15,7 +15,7 @@ from derf_zoo.models.caduceus import (
     to_caduceus,
 )
 from derf_zoo.weights import LayoutError, load_layout
-from tests.models._caduceus_reference import RefCaduceusForMaskedLM
+from tests.models.caduceus._caduceus_reference import RefCaduceusForMaskedLM
 
 TINY = {"d_model": 8, "n_layer": 2, "d_state": 4}
 #: (rcps, fused_add_norm, weight_tie) of each registered layout, for a Caduceus-PS reference where it matters.

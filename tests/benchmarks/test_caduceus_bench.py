@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "caduceus_step.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "caduceus_step.py"
 
 
 def _load():

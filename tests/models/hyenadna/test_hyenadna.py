@@ -12,7 +12,7 @@ from derf_zoo.models.hyenadna import HYENADNA_LAYOUT, HyenaDNA
 from derf_zoo.models.hyenadna.fft_conv import fft_causal_conv
 from derf_zoo.models.hyenadna.hyena import HyenaOperator
 from derf_zoo.norms.layers import Derf, LayerNorm
-from tests.models._hyenadna_reference import RefHyenaDNALM
+from tests.models.hyenadna._hyenadna_reference import RefHyenaDNALM
 
 TINY = {"d_model": 16, "n_layer": 2, "max_seq_len": 40, "mixer": "hyena(filter_order=8)", "embed_dropout": 0.0}
 

@@ -1,11 +1,13 @@
 """The demo's DiT part end to end, shortened: one epoch per norm and a 5-step sampler."""
 
+import pytest
 import torch
 
 from derf_zoo.commands.demo import PARTS
 from derf_zoo.commands.demo import dit as dit_part
 
 
+@pytest.mark.slow
 def test_dit_demo_part_runs_and_reports(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dit_part, "SAMPLE_RESPACING", "5")
     monkeypatch.setattr(dit_part, "DRAWS_PER_IMAGE", 1)
