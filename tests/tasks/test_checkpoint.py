@@ -124,7 +124,6 @@ def test_teachers_backbones_and_dit_loading_read_through_it(trained, tmp_path):
 
 
 def test_the_old_import_paths_name_the_same_objects():
-    import derf_zoo.hub.lightning_checkpoint as hub_ckpt
     import derf_zoo.tasks.base as base
     import derf_zoo.tasks.checkpoint as checkpoint
     import derf_zoo.tasks.checksum as checksum
@@ -132,6 +131,5 @@ def test_the_old_import_paths_name_the_same_objects():
 
     assert checksum.verify_checksum is checkpoint.verify_checksum and checksum.CorruptCheckpointError is (
         checkpoint.CorruptCheckpointError)  # fmt: skip
-    assert hub_ckpt.network_weights is checkpoint.network_weights  # resolved on use: hub/ imports no task module
     assert export.task_class is checkpoint.task_class and export.import_class is checkpoint.import_class
     assert base.TASK_KEY == checkpoint.TASK_KEY == "derf_zoo_task"
