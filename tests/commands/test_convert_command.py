@@ -49,5 +49,5 @@ def test_convert_names_bad_input(tmp_path):
         main(["convert", "vit_nano_ln.digits", "--calib", "missing.yaml", "--out", out])
     with pytest.raises(SystemExit, match="no point-wise norm"):
         main(["convert", "vit_nano_ln.digits", "--to", "rmsnorm", "--calib", RECIPE, "--out", out])
-    with pytest.raises(SystemExit, match="batches must be an int >= 1"):
+    with pytest.raises(SystemExit, match="batches must be an integer >= 1"):
         main(["convert", "vit_nano_ln.digits", "--calib", RECIPE, "--batches", "0", "--out", out])
