@@ -122,6 +122,18 @@ def test_layernorm_weights_into_a_pointwise_model_leave_its_norms_fresh():
     derf = _Net("derf")
     fresh = {k: v.clone() for k, v in derf.norm.state_dict().items()}
     assert fresh_norm_prefixes(derf, layout.to_ours(theirs)) == ("norm.",)
-    load_layout(derf, theirs, layout, source="test")
+    with pytest.raises(ValueError, match=r"missing keys: norm\.alpha, norm\.shift"):  # released weights: exact
+        load_layout(_Net("derf"), theirs, layout, source="test")
+    load_layout(derf, theirs, layout, source="test", fresh_norms=True)  # an importer asked for another norm
     assert all(torch.equal(derf.norm.state_dict()[k], v) for k, v in fresh.items())
     assert torch.equal(derf.fc.weight, layout.to_ours(theirs)["fc.weight"])
+
+
+def test_a_norm_missing_one_of_its_weights_is_damage_not_another_norm():
+    layout = Layout("net", (Rename("fc.{p}", "dense.{p}"), Rename("norm.{p}", "ln.{p}"), OursOnly("rope")))
+    theirs = layout.to_theirs(_Net("derf").state_dict())
+    del theirs["ln.alpha"]  # {shift, weight, bias} is no kind of norm
+    assert fresh_norm_prefixes(_Net("derf"), layout.to_ours(theirs)) == ()
+    for fresh in (False, True):
+        with pytest.raises(ValueError, match=r"missing keys: norm\.alpha"):
+            load_layout(_Net("derf"), theirs, layout, source="test", fresh_norms=fresh)

@@ -105,7 +105,7 @@ def from_caduceus(state_dict: Mapping[str, Tensor], **model_args: Any) -> Caduce
     model_args.setdefault("rcps_swap_halves", fused_ps)
     layout = caduceus_layout(fused_ps, model_args.get("bidirectional_weight_tie", True))
     model = Caduceus(rcps=rcps, **model_args)
-    return load_layout(model, state_dict, layout, source="the Caduceus state dict")
+    return load_layout(model, state_dict, layout, source="the Caduceus state dict", fresh_norms=True)
 
 
 def to_caduceus(model: Caduceus) -> dict[str, Tensor]:

@@ -156,7 +156,7 @@ def from_official(source: nn.Module | Mapping[str, Tensor] | str | Path, *, weig
     args = {**_args_from_official(sd, model_args), **model_args}
     model = DiT(**args)
     model.model_args = args
-    load_layout(model, sd, OFFICIAL_LAYOUT, source="from_official: the official DiT state dict")
+    load_layout(model, sd, OFFICIAL_LAYOUT, source="from_official: the official DiT state dict", fresh_norms=True)
     if module is not None:
         model.train(module.training)
     return model
@@ -247,7 +247,7 @@ def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str
                           "copy must equal block 0's. (A DiTTransformer2DModel converted from the official weights "
                           "has identical copies; one trained in diffusers may not.)") from err  # fmt: skip
     # diffusers does not save its fixed positions (a non-persistent buffer): ours stay (the same sin-cos table)
-    load_layout(model, mapped, None, source="from_diffusers: the DiTTransformer2DModel state dict",
+    load_layout(model, mapped, None, source="from_diffusers: the DiTTransformer2DModel state dict", fresh_norms=True,
                 may_be_missing=("pos_embed",))
     if isinstance(source, nn.Module):
         model.train(source.training)

@@ -67,7 +67,7 @@ def _load_mapped(model: GPT2, sd: dict[str, Tensor], source: str) -> GPT2:
     if "shared_scale" in sd:
         sd["shared_scale"] = sd["shared_scale"].reshape(1)  # the patch's scalar, whatever shape it was saved with
     optional = ("shared_scale",) if model.shared_scale is not None and "shared_scale" not in sd else ()
-    return load_layout(model, sd, None, source=source, may_be_missing=optional)
+    return load_layout(model, sd, None, source=source, fresh_norms=True, may_be_missing=optional)
 
 
 def _args_from_hf_config(config: Any) -> dict[str, Any]:

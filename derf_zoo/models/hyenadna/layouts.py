@@ -6,11 +6,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from derf_zoo.models.hyenadna.hyena import HyenaOperator
 from derf_zoo.models.hyenadna.model import HyenaDNA
-from derf_zoo.norms.sites import is_norm
 from derf_zoo.weights import Layout, Rename, Tied, load_layout
 
 __all__ = [
@@ -103,19 +102,6 @@ def _args_from_hyenadna(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     return args
 
 
-def _fresh_norms(model: HyenaDNA, sd: Mapping[str, Tensor]) -> tuple[str, ...]:
-    """Norm sites of another kind than the weights' (LayerNorm weights into Derf, DyT, RMSNorm, ...): they start
-    fresh, since LayerNorm's weights do not carry over. A site whose parameter names the weights hold (a Derf
-    model's own export) is loaded."""
-    fresh = []
-    for name, module in model.named_modules():
-        if is_norm(module) and not isinstance(module, nn.LayerNorm):
-            ours = {f"{name}.{k}" for k in module.state_dict()}
-            if ours != {k for k in sd if k.startswith(name + ".")}:
-                fresh.append(name + ".")
-    return tuple(fresh)
-
-
 def from_hyenadna(state_dict: Mapping[str, Tensor], **model_args: Any) -> HyenaDNA:
     """Build a :class:`HyenaDNA` holding a state dict of the public HyenaDNA layout (:data:`HYENADNA_LAYOUT`).
 
@@ -144,10 +130,8 @@ def from_hyenadna(state_dict: Mapping[str, Tensor], **model_args: Any) -> HyenaD
     model.model_args = args
     # The fixed buffers are rebuilt exactly at init, so weights without them may leave them to the model.
     buffers = tuple(k for k in model.state_dict() if k.endswith((".pos_emb.z", ".pos_emb.t", ".modulation.deltas")))
-    fresh = _fresh_norms(model, sd)
-    sd = {k: v for k, v in sd.items() if not k.startswith(fresh)} if fresh else sd
-    return load_layout(model, sd, None, source="from_hyenadna: the HyenaDNA state dict",
-                       may_be_missing=(*buffers, *fresh))  # fmt: skip
+    return load_layout(model, sd, None, source="from_hyenadna: the HyenaDNA state dict", fresh_norms=True,
+                       may_be_missing=buffers)
 
 
 def to_hyenadna(model: HyenaDNA) -> dict[str, Tensor]:

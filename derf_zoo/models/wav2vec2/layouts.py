@@ -213,7 +213,7 @@ def from_transformers(model_or_state_dict: nn.Module | Mapping[str, Tensor], con
     model = Wav2Vec2(**args)
     model.model_args = args
     layout = transformers_layout(_codevector_groups(model))
-    return load_layout(model, sd, layout, source="transformers Wav2Vec2 weights").eval()
+    return load_layout(model, sd, layout, source="transformers Wav2Vec2 weights", fresh_norms=True).eval()
 
 
 def _check_hf_compatible(model: Wav2Vec2) -> None:
@@ -302,7 +302,7 @@ def from_fairseq(state_dict: Mapping[str, Tensor], **model_args: Any) -> Wav2Vec
     """
     model = Wav2Vec2(**model_args)
     layout = fairseq_layout(_codevector_groups(model))
-    return load_layout(model, state_dict, layout, source="fairseq wav2vec 2.0 state dict").eval()
+    return load_layout(model, state_dict, layout, source="fairseq wav2vec 2.0 state dict", fresh_norms=True).eval()
 
 
 def to_fairseq(model: Wav2Vec2) -> dict[str, Tensor]:
