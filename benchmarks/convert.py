@@ -65,14 +65,14 @@ def _recipe_data(recipe: str) -> object:
 
 
 def _digits_losses(model: nn.Module) -> Tensor:
-    from derf_zoo.commands.demo.dit import held_out_losses
+    from derf_zoo.release.measures import held_out_losses
 
     data = _recipe_data("dit/dit_nano_ln_digits.yaml")
     return held_out_losses(model.eval(), data.val_set)
 
 
 def _speech_bits(model: nn.Module) -> Tensor:
-    from derf_zoo.commands.demo.speech import clip_losses
+    from derf_zoo.release.measures import clip_losses
 
     return clip_losses(model.eval()).loss.mean(1)  # per clip, over the 8 mask seeds
 
@@ -95,7 +95,7 @@ def _genome_nats(model: nn.Module, recipe: str, mode: str) -> Tensor:
 
 
 def _shakespeare_nats(model: nn.Module) -> Tensor:
-    from derf_zoo.commands.demo.gpt2 import held_out_windows, window_losses
+    from derf_zoo.release.measures import held_out_windows, window_losses
 
     return window_losses(model.eval(), held_out_windows())
 

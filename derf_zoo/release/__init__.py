@@ -8,7 +8,9 @@
   on the same held-out items: two standard errors of the difference, and one wording for who wins;
 - :func:`publish` writes a released Hub folder (weights, config, card) and returns its manifest entry;
   :func:`add_entries` writes entries into ``manifest.yaml`` through the YAML library, keeping every other entry,
-  their order and the file's comments, and refusing to replace an entry unless asked.
+  their order and the file's comments, and refusing to replace an entry unless asked;
+- :mod:`derf_zoo.release.measures` holds the held-out measures they compare models with (DiT per-image loss,
+  wav2vec 2.0 per-clip loss, GPT-2 per-window loss), which the conversion benchmark and the tests use too.
 """
 
 from derf_zoo.release.compare import binomial_noise, paired_noise, verdict, verdict_sentence

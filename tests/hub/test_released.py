@@ -71,8 +71,8 @@ def test_digits_release_covers_every_norm():
 @pytest.mark.parametrize("weights", DIT_DIGITS, ids=lambda w: w.name)
 def test_digits_dits_reproduce_the_loss_their_card_states(weights):
     """The held-out diffusion loss on the card is what the demo's own evaluation gives for the shipped weights."""
-    from derf_zoo.commands.demo.dit import held_out_losses
     from derf_zoo.data.generation import DigitsGenerationDataModule
+    from derf_zoo.release.measures import held_out_losses
 
     folder = weights.embedded_path()
     card = ModelCard.load(folder / "README.md")
@@ -182,7 +182,7 @@ SPEECH = [w for w in released_weights() if w.tag == "speech"]
 
 @pytest.mark.parametrize("weights", SPEECH, ids=lambda w: w.name)
 def test_speech_weights_reproduce_the_loss_their_card_states(weights):
-    from derf_zoo.commands.demo.speech import clip_losses
+    from derf_zoo.release.measures import clip_losses
 
     folder = weights.embedded_path()
     assert sha256_file(folder / "model.safetensors") == weights.sha256

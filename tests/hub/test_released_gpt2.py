@@ -20,7 +20,7 @@ def test_the_release_is_derf_and_layernorm():
 @pytest.mark.slow
 @pytest.mark.parametrize("weights", GPT2, ids=lambda w: w.name)
 def test_gpt2_weights_reproduce_the_loss_their_card_states(weights):
-    from derf_zoo.commands.demo.gpt2 import held_out_windows, window_losses
+    from derf_zoo.release.measures import held_out_windows, window_losses
 
     folder = weights.embedded_path()
     assert sha256_file(folder / "model.safetensors") == weights.sha256

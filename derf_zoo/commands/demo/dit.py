@@ -38,14 +38,13 @@ from derf_zoo.diffusion.digits_judge import (  # noqa: F401
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.release import paired_noise, train_recipe
-from derf_zoo.tasks.diffusion import Diffusion, _draws
+from derf_zoo.release.measures import DRAWS_PER_IMAGE, held_out_losses
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm"}
 #: Sampler of the pictures: the paper's 250 DDPM steps, guidance scale 1 (its FID setting: no guidance).
 SAMPLE_RESPACING = "250"
 CFG_SCALE = 1.0
 #: Draws (timestep, noise) per held-out image for the headline loss.
-DRAWS_PER_IMAGE = 8
 
 
 @dataclass
@@ -71,28 +70,13 @@ def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunRes
     return RunResult(
         norm=NORMS[tag],
         model=model,
-        val_losses=held_out_losses(model, cli.datamodule.val_set),
+        val_losses=held_out_losses(model, cli.datamodule.val_set, draws=DRAWS_PER_IMAGE),
         eval_train_loss=float(cli.model.eval_mode_train_loss),
         alphas=site_alphas(model),
         seconds=run.seconds,
         checkpoint=run.checkpoint,
         final_saturated=final_saturated,
     )
-
-
-@torch.no_grad()
-def held_out_losses(model: torch.nn.Module, dataset: object, seed: int = 0) -> torch.Tensor:
-    """Per-image diffusion loss over ``DRAWS_PER_IMAGE`` seeded (timestep, noise) draws; the same draws for every
-    model, so two models' losses pair image by image."""
-    diffusion = Diffusion.make_diffusion(model)
-    x = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    y = torch.stack([dataset[i][1] for i in range(len(dataset))])
-    generator = torch.Generator().manual_seed(seed)
-    total = torch.zeros(len(y), dtype=torch.float64)
-    for _ in range(DRAWS_PER_IMAGE):
-        t, noise = _draws(diffusion, x, generator)
-        total += diffusion.training_losses(model, x, t, model_kwargs={"y": y}, noise=noise)["loss"].double()
-    return total / DRAWS_PER_IMAGE
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from derf_zoo.commands.demo.part import PartResult, choose_norms, verdict
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.release import one_thread, paired_noise, train_recipe
+from derf_zoo.release.measures import held_out_windows, window_losses
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm", "dyt": "DyT", "rmsnorm": "RMSNorm"}
 CURVES = ("val/loss", "train/loss_epoch")
@@ -50,27 +51,6 @@ class RunResult:
     def loss(self) -> float:
         """Held-out nats per character (every window counts the same: they all have 64 scored characters)."""
         return float(self.window_losses.mean())
-
-
-@torch.no_grad()
-def window_losses(model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Mean cross entropy (nats) per window of next-character prediction, model in eval mode."""
-    model.eval()
-    out = []
-    for chunk in windows.split(batch_size):
-        logits = model(chunk[:, :-1])
-        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")
-        out.append(ce.double().mean(1))
-    return torch.cat(out)
-
-
-def held_out_windows(seq_len: int = 64) -> torch.Tensor:
-    """Every non-overlapping window of ``seq_len + 1`` characters of the held-out 10 %, in text order."""
-    from derf_zoo.data.text import TextDataModule
-
-    data = TextDataModule(embedded="shakespeare", seq_len=seq_len, max_eval_windows=None, samples_per_epoch=1)
-    data.setup()
-    return torch.stack([data.val_set[i] for i in range(len(data.val_set))])
 
 
 def generate_sample(model: torch.nn.Module, chars: int = SAMPLE["chars"]) -> str:

@@ -11,7 +11,6 @@ tested; the part shows the whole pipeline working and how far one seed's gap can
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,33 +21,10 @@ from derf_zoo.commands.demo.part import PartResult, choose_norms, final_site_sat
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import recipe_path
 from derf_zoo.release import one_thread, paired_noise, train_recipe
+from derf_zoo.release.measures import MASK_SEEDS, ClipLosses, clip_losses, validation_clips  # noqa: F401 (cards)
 
 NORMS = {"derf": "Derf", "ln": "LayerNorm"}
-#: Fixed draws of span masks and negatives per validation clip (seeds 0..7).
-MASK_SEEDS = tuple(range(8))
-LN2 = math.log(2.0)
 CURVES = ("val/loss", "val/perplexity", "train/loss_epoch")
-
-
-@dataclass
-class ClipLosses:
-    """A model's loss on every validation clip under every mask draw: ``loss[u, s]`` bits per masked frame of clip
-    ``u`` under seed ``MASK_SEEDS[s]``, ``frames[u, s]`` its masked frames, ``perplexity[u, s]`` the soft codebook
-    perplexity (fairseq's ``prob_perplexity``) and ``code_perplexity[u, s]`` the hard one (distinct codes used)."""
-
-    loss: torch.Tensor
-    frames: torch.Tensor
-    perplexity: torch.Tensor
-    code_perplexity: torch.Tensor
-
-    def per_clip(self) -> torch.Tensor:
-        """Each clip's loss over all its draws (summed bits / summed masked frames)."""
-        return (self.loss * self.frames).sum(1) / self.frames.sum(1)
-
-    @property
-    def mean(self) -> float:
-        """The headline: the mean over clips of :meth:`per_clip` (every clip counts once)."""
-        return float(self.per_clip().mean())
 
 
 @dataclass
@@ -62,33 +38,6 @@ class RunResult:
     checkpoint: Path
     curves: dict[str, list[float]] = field(default_factory=dict)
     final_saturated: tuple[str, float] | None = None  # (last point-wise site, its saturated fraction)
-
-
-def validation_clips() -> list[torch.Tensor]:
-    """The embedded validation clips, whole (16 kHz waveforms), in the split's order."""
-    from derf_zoo.data import SpeechDataModule
-
-    data = SpeechDataModule(embedded=True)
-    data.setup("validate")
-    return [data.val_set[i] for i in range(len(data.val_set))]
-
-
-@torch.no_grad()
-def clip_losses(model: torch.nn.Module, clips: list[torch.Tensor] | None = None,
-                seeds: tuple[int, ...] = MASK_SEEDS) -> ClipLosses:  # fmt: skip
-    """Evaluate ``model`` (eval mode: no dropout, argmax codes) on each clip alone under each seed's masks and
-    negatives. The draws depend only on the clip's length and the seed, so two models see the same ones."""
-    model.eval()
-    clips = validation_clips() if clips is None else clips
-    shape = (len(clips), len(seeds))
-    loss, frames, perplexity, codes = (torch.zeros(shape, dtype=torch.float64) for _ in range(4))
-    for u, wave in enumerate(clips):
-        for s, seed in enumerate(seeds):
-            out = model(wave[None], generator=torch.Generator().manual_seed(seed))
-            n = int(out.sample_size)
-            loss[u, s], frames[u, s] = float(out.loss) / n / LN2, n
-            perplexity[u, s], codes[u, s] = float(out.codevector_perplexity), float(out.code_perplexity)
-    return ClipLosses(loss, frames, perplexity, codes)
 
 
 def train_one(tag: str, out: Path, epochs: int | None, progress: bool) -> RunResult:
