@@ -169,7 +169,6 @@ def to_official(model: DiT) -> dict[str, Tensor]:
     return OFFICIAL_LAYOUT.to_theirs(model.state_dict())
 
 
-
 def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str, Any] | None = None,
                    **model_args: Any) -> DiT:  # fmt: skip
     """Import a ``diffusers.DiTTransformer2DModel`` (the model, or its state dict plus its ``config``).

@@ -61,7 +61,6 @@ NANOGPT_LAYOUT = Layout("nanoGPT GPT", (
 ), strip_prefixes=("_orig_mod.",))  # fmt: skip
 
 
-
 def _load_mapped(model: GPT2, sd: dict[str, Tensor], source: str) -> GPT2:
     """Load mapped weights; the embedding scale of a point-wise model may be absent (LayerNorm weights)."""
     if "shared_scale" in sd:
@@ -161,7 +160,6 @@ def to_transformers(model: GPT2) -> nn.Module:
     hf = GPT2LMHeadModel(config)
     hf.load_state_dict(to_transformers_state_dict(model), strict=True)
     return hf.train(model.training)
-
 
 
 _NANOGPT_NORMS = {"derf": "derf", "dyt": "dyt"}  # the patch: anything else is LayerNorm

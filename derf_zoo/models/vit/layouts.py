@@ -47,7 +47,6 @@ TIMM_LAYOUT = Layout("timm VisionTransformer", (
 ), strip_prefixes=("module.",))  # fmt: skip
 
 
-
 def _timm_norm_spec(module: nn.Module) -> str:
     if isinstance(module, PointwiseNorm):
         return module.function
