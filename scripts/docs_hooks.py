@@ -34,6 +34,7 @@ API_PAGES = {
     "callbacks": "derf_zoo.callbacks",
     "diffusion": "derf_zoo.diffusion",
     "hub": "derf_zoo.hub",
+    "weights": "derf_zoo.weights",
     "benchmarking": "derf_zoo.benchmarking",
     "release": "derf_zoo.release",
     "index": "derf_zoo",

@@ -70,3 +70,12 @@ def test_a_subpackage_loads_on_attribute_access():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=Path(derf_zoo.__file__).resolve().parents[1])
     assert out.returncode == 0 and out.stdout.strip() == "derf_zoo.models.vit", out.stderr
+
+
+def test_timm_knows_the_zoos_names_once_the_models_are_loaded():
+    # The documented form (docs/families/vit.md): a bare `import derf_zoo` no longer registers with timm.
+    code = ("import derf_zoo.models, timm; m = timm.create_model('vit_nano_derf'); "
+            "print(type(m).__name__, timm.data.resolve_model_data_config(m)['input_size'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(derf_zoo.__file__).resolve().parents[1])
+    assert out.returncode == 0 and out.stdout.split() == ["VisionTransformer", "(1,", "16,", "16)"], out.stderr

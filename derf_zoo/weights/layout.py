@@ -126,6 +126,10 @@ def _pattern(text: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(out) + "$")
 
 
+def _placeholders(text: str) -> set[str]:
+    return set(re.findall(r"\{([A-Za-z_]\w*)\}", text))
+
+
 def _shown(keys: Iterable[str], limit: int = 8) -> str:
     keys = list(keys)
     return ", ".join(repr(k) for k in keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
@@ -143,6 +147,12 @@ class Layout:
     _ours_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for rule in self.rules:  # a typo in a table fails when the table is built, not on someone's weights
+            if isinstance(rule, (Rename, Fuse)):
+                theirs = rule.theirs if isinstance(rule, Fuse) else (rule.theirs,)
+                wrong = [p for p in theirs if _placeholders(p) != _placeholders(rule.ours)]
+                if wrong:
+                    raise LayoutError(f"{self.name}: {rule} has other placeholders in {wrong} than in {rule.ours!r}.")
         object.__setattr__(self, "_theirs_rules", tuple(r for r in self.rules if not isinstance(r, OursOnly)))
         object.__setattr__(self, "_ours_rules", tuple(r for r in self.rules if isinstance(r, (Rename, Fuse, OursOnly))))
 
@@ -208,6 +218,9 @@ class Layout:
                 continue
             ours = rule.ours.format(**m.groupdict())
             if isinstance(rule, Fuse):
+                if part in parts.get(ours, {}):
+                    raise LayoutError(f"{self.name}: two keys, one of them {key!r}, are part {part} of {ours!r}; the "
+                                      "state dict is not this layout.")  # fmt: skip
                 parts.setdefault(ours, {})[part] = value
                 fuse_rule[ours] = rule
                 continue

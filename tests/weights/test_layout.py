@@ -141,3 +141,15 @@ def test_a_norm_missing_one_of_its_weights_is_damage_not_another_norm():
     for fresh in (False, True):
         with pytest.raises(ValueError, match=r"missing keys: norm\.alpha"):
             load_layout(_Net("derf"), theirs, layout, source="test", fresh_norms=fresh)
+
+
+def test_two_keys_landing_on_one_part_of_a_fused_tensor_is_an_error():
+    fuse = Layout("fuse", (Fuse("qkv.w", ("q.w", "k.w")), Fuse("qkv.w", ("a.w", "b.w"))))
+    assert set(fuse.to_ours({"q.w": torch.zeros(1), "k.w": torch.ones(1)})) == {"qkv.w"}
+    with pytest.raises(LayoutError, match=r"two keys, one of them 'a.w', are part 0 of 'qkv.w'"):
+        fuse.to_ours({"q.w": torch.zeros(1), "k.w": torch.ones(1), "a.w": torch.ones(1)})
+
+
+def test_a_placeholder_typo_fails_when_the_table_is_built():
+    with pytest.raises(LayoutError, match=r"other placeholders"):
+        Layout("typo", (Rename("blocks.{i}.w", "h.{j}.w"),))

@@ -34,10 +34,10 @@ def recipe_epochs(recipe: str, override: int | None) -> int:
 
 
 def trained_steps(checkpoint: Path) -> int:
-    """The optimizer steps a run took, as its last checkpoint records them."""
-    from derf_zoo.tasks.checkpoint import load_lightning_checkpoint
+    """The optimizer steps a run took, as its last checkpoint records them (checksum verified)."""
+    from derf_zoo.tasks.checkpoint import read_checkpoint
 
-    return int(load_lightning_checkpoint(checkpoint)["global_step"])
+    return int(read_checkpoint(checkpoint).global_step)
 
 
 def check_note(epochs: int | None) -> str:

@@ -72,7 +72,7 @@ def _release(args: argparse.Namespace) -> list[Release]:
     from derf_zoo.commands.demo import dna
     from derf_zoo.hub import load_into
     from derf_zoo.recipes import recipe_path
-    from derf_zoo.tasks.checkpoint import load_lightning_checkpoint, network_weights
+    from derf_zoo.tasks.checkpoint import read_checkpoint
 
     releases = []
     for demo_model in _models(args):
@@ -82,8 +82,8 @@ def _release(args: argparse.Namespace) -> list[Release]:
             arch = f"{demo_model.arch}_{tag}"
             name, recipe_name = f"{arch}.ecoli", f"{demo_model.recipe_dir}/{arch}_ecoli.yaml"
             model = derf_zoo.create_model(arch).eval()
-            load_into(model, network_weights(load_lightning_checkpoint(run.pretrain_checkpoint), None)[0],
-                      source=str(run.pretrain_checkpoint))  # fmt: skip
+            weights, _ = read_checkpoint(run.pretrain_checkpoint).network_weights()  # checksum verified
+            load_into(model, weights, source=str(run.pretrain_checkpoint))
             measured, split = measure(model, recipe_path(recipe_name))
             produced_by = (
                 f"trained by derf_zoo: `derf-zoo demo dna` / `derf-zoo release dna`, recipes/{recipe_name} (seed 0), "
