@@ -31,7 +31,7 @@ from torch import Tensor
 from derf_zoo._validate import check_choice, check_int
 
 __all__ = [
-    "CLS_ID", "COMPLEMENT_IDS", "DNA_DATA_CFG", "MASK_ID", "NUCLEOTIDE_IDS", "PAD_ID", "PAD_VOCAB_SIZE_MULTIPLE",
+    "CLS_ID", "COMPLEMENT_IDS", "DNA_VOCAB_CFG", "MASK_ID", "NUCLEOTIDE_IDS", "PAD_ID", "PAD_VOCAB_SIZE_MULTIPLE",
     "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "VOCAB", "VOCAB_SIZE", "DNATokenizer", "UnknownCharacterError",
     "causal_lm_pair", "complement_ids", "dna_card_texts", "mask_tokens", "padded_complement_ids",
     "reverse_complement", "reverse_complement_ids",
@@ -61,7 +61,7 @@ _COMPLEMENT_STR = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 PAD_VOCAB_SIZE_MULTIPLE = 8
 #: The data config of a model reading this vocabulary: the one base HyenaDNA's and Caduceus' entry points build
 #: theirs on (each adds its model card texts, :func:`dna_card_texts`, and Caduceus its training window).
-DNA_DATA_CFG = {"space": "dna", "vocabulary": "dna_char", "vocab_size": VOCAB_SIZE, "pad_token_id": PAD_ID,
+DNA_VOCAB_CFG = {"space": "dna", "vocabulary": "dna_char", "vocab_size": VOCAB_SIZE, "pad_token_id": PAD_ID,
                 "first_conv": None, "classifier": None}  # fmt: skip
 
 

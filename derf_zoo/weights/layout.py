@@ -173,12 +173,12 @@ class Layout:
                     return rule, m, part
         return None
 
-    def to_ours(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Their state dict -> ours.
+    def strip(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Their state dict with :attr:`strip_prefixes` removed (what :meth:`to_ours` maps), for an importer that
+        reads the architecture from their keys first.
 
         Raises:
-            LayoutError: keys no rule matches, two keys landing on one of ours, a part of a fused tensor missing,
-                or a tied copy that differs from its source.
+            LayoutError: two keys that are one once stripped.
         """
         theirs: dict[str, Tensor] = {}
         for key, value in state_dict.items():
@@ -187,6 +187,16 @@ class Layout:
                 raise LayoutError(f"{self.name}: {key!r} and another key are both {stripped!r} once "
                                   f"{self.strip_prefixes} is stripped.")  # fmt: skip
             theirs[stripped] = value
+        return theirs
+
+    def to_ours(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Their state dict -> ours.
+
+        Raises:
+            LayoutError: keys no rule matches, two keys landing on one of ours, a part of a fused tensor missing,
+                or a tied copy that differs from its source.
+        """
+        theirs = self.strip(state_dict)
         out: dict[str, Tensor] = {}
         sources: dict[str, str] = {}
         parts: dict[str, dict[int, Tensor]] = {}

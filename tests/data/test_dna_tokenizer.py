@@ -8,7 +8,7 @@ import torch
 
 from derf_zoo.data.dna import (
     COMPLEMENT_IDS,
-    DNA_DATA_CFG,
+    DNA_VOCAB_CFG,
     MASK_ID,
     NUCLEOTIDE_IDS,
     PAD_ID,
@@ -95,14 +95,16 @@ def test_the_complement_over_a_padded_vocabulary():
 def test_one_vocabulary_for_both_dna_families():
     """HyenaDNA and Caduceus build their data configs on the vocabulary's one base and complement map; their model
     cards state the tokenizer's ids."""
+    from derf_zoo.data import dna
     from derf_zoo.models import caduceus, hyenadna
 
+    assert not hasattr(dna, "DNA_DATA_CFG")  # the base has its own name: DNA_DATA_CFG is each family's full config
     for family in (hyenadna, caduceus):
-        assert {k: family.DNA_DATA_CFG[k] for k in DNA_DATA_CFG} == DNA_DATA_CFG
+        assert {k: family.DNA_DATA_CFG[k] for k in DNA_VOCAB_CFG} == DNA_VOCAB_CFG
         ids = " ".join(map(str, DNATokenizer().encode("ACGTN").tolist()))
         assert f"A C G T N = ids {ids} " in family.CARD_INPUT
-        assert family.DNA_VOCAB_SIZE == len(VOCAB) == DNA_DATA_CFG["vocab_size"]
-    assert DNA_DATA_CFG["pad_token_id"] == PAD_ID == DNATokenizer.pad_token_id
+        assert family.DNA_VOCAB_SIZE == len(VOCAB) == DNA_VOCAB_CFG["vocab_size"]
+    assert DNA_VOCAB_CFG["pad_token_id"] == PAD_ID == DNATokenizer.pad_token_id
     assert caduceus.dna_complement_map is padded_complement_ids
     assert set(caduceus.DNA_DATA_CFG) - set(hyenadna.DNA_DATA_CFG) == {"input_size"}  # the one difference
     for model in (hyenadna.HyenaDNA, caduceus.Caduceus):  # both pad the embedding to 16 rows by default

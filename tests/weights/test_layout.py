@@ -65,6 +65,10 @@ def test_the_reverse_is_derived_exactly():
 def test_prefixes_are_stripped_first():
     theirs = {"_orig_mod." + k: v for k, v in _theirs(1).items()}
     assert "embed.weight" in LAYOUT.to_ours(theirs)
+    stripped = LAYOUT.strip(theirs)  # what an importer reads the architecture from
+    assert set(stripped) == set(_theirs(1)) and all(stripped[k] is theirs["_orig_mod." + k] for k in stripped)
+    with pytest.raises(LayoutError, match=r"both 'wte.weight' once"):
+        LAYOUT.strip(theirs | {"wte.weight": theirs["_orig_mod.wte.weight"]})
 
 
 @pytest.mark.parametrize("edit, message", [

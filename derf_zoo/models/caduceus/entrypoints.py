@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from derf_zoo.data.dna import DNA_DATA_CFG as BASE_DNA_DATA_CFG
-from derf_zoo.data.dna import dna_card_texts
+from derf_zoo.data.dna import DNA_VOCAB_CFG, dna_card_texts
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.models.caduceus.layouts import CADUCEUS_LAYOUTS
@@ -47,7 +46,7 @@ _1K = {"d_model": 118, "n_layer": 4, "d_state": 16, "d_conv": 4, "expand": 2}
 #: The vocabulary's data config (derf_zoo.data.dna, shared with HyenaDNA), this family's card texts and the one
 #: true difference: a Mamba has no maximum length (HyenaDNA's is its max_seq_len argument), so the 1k models'
 #: training window, 1024 bases, is recorded as the input size (the card's length).
-DNA_DATA_CFG = {**BASE_DNA_DATA_CFG, "input_size": (1024,), **dna_card_texts("{input_size[0]}", "256")}
+DNA_DATA_CFG = {**DNA_VOCAB_CFG, "input_size": (1024,), **dna_card_texts("{input_size[0]}", "256")}
 #: The model card's Input line: token ids, not an image.
 CARD_INPUT = DNA_DATA_CFG["card_input"]
 #: The model card's usage example (one name per line: the docs' API reference resolves each).

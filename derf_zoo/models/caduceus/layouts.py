@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -11,6 +12,7 @@ from torch import Tensor
 from derf_zoo.models.caduceus.model import Caduceus
 from derf_zoo.models.caduceus.rcps import RCPSWrapper
 from derf_zoo.weights import Layout, Rename, Tied, load_layout
+from derf_zoo.weights.checkpoint_file import read_weights
 
 __all__ = [
     "CADUCEUS_FUSED_PS_LAYOUT",
@@ -83,7 +85,7 @@ CADUCEUS_LAYOUTS = {
 _PLAIN_NORM = re.compile(r"^caduceus\.backbone\.(?:layers\.\d+\.norm|norm_f)\.[^.]+$")
 
 
-def from_caduceus(state_dict: Mapping[str, Tensor], **model_args: Any) -> Caduceus:
+def from_caduceus(state_dict: Mapping[str, Tensor] | str | Path, **model_args: Any) -> Caduceus:
     """Build a :class:`Caduceus` and load a ``CaduceusForMaskedLM`` state dict (:func:`caduceus_layout`) into it.
 
     ``rcps`` is read from the weights when not given (an ``RCPSEmbedding`` has ``...word_embeddings.embedding``);
@@ -93,13 +95,18 @@ def from_caduceus(state_dict: Mapping[str, Tensor], **model_args: Any) -> Caduce
     another kind than the weights' (``norm="derf"`` over RMSNorm weights) start fresh.
 
     Args:
-        state_dict: the reference's weights (``caduceus.backbone...``, ``lm_head...``).
+        state_dict: the reference's weights (``caduceus.backbone...``, ``lm_head...``), or the path of a file
+            holding them (``.safetensors``, a ``torch.save``'d state dict, or a training checkpoint whose network
+            is under ``model_ema``/``ema``/``model``), read weights-only
+            (:func:`~derf_zoo.weights.checkpoint_file.read_weights`).
         **model_args: :class:`Caduceus` arguments (``d_model``, ``n_layer``, ``d_state``, ``norm``...).
 
     Raises:
         LayoutError: keys no rule matches, or tied copies (reverse projections, LM head) that differ.
         WeightsMismatchError: keys missing or left over (each listed), or other shapes; nothing is loaded.
     """
+    if isinstance(state_dict, (str, Path)):
+        state_dict = read_weights(state_dict, who="from_caduceus")
     rcps = model_args.pop("rcps", any(".word_embeddings.embedding." in k for k in state_dict))
     fused_ps = rcps and any(_PLAIN_NORM.match(k) for k in state_dict)
     model_args.setdefault("rcps_swap_halves", fused_ps)

@@ -169,7 +169,6 @@ def to_official(model: DiT) -> dict[str, Tensor]:
     return OFFICIAL_LAYOUT.to_theirs(model.state_dict())
 
 
-
 def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str, Any] | None = None,
                    **model_args: Any) -> DiT:  # fmt: skip
     """Import a ``diffusers.DiTTransformer2DModel`` (the model, or its state dict plus its ``config``).
@@ -237,8 +236,9 @@ def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str
     }
     model = DiT(**args)
     model.model_args = args
-    try:
-        mapped = DIFFUSERS_LAYOUT.to_ours(sd)
+    try:  # the layout leaves pos_embed to the model (OursOnly): diffusers does not save its fixed sin-cos table
+        load_layout(model, sd, DIFFUSERS_LAYOUT, source="from_diffusers: the DiTTransformer2DModel state dict",
+                    fresh_norms=True)
     except LayoutError as err:
         if "should be tied" not in str(err):
             raise
@@ -246,9 +246,6 @@ def from_diffusers(source: nn.Module | Mapping[str, Tensor], config: Mapping[str
                           "derf_zoo's DiT (like the official one) has one embedder shared by all blocks, so every "
                           "copy must equal block 0's. (A DiTTransformer2DModel converted from the official weights "
                           "has identical copies; one trained in diffusers may not.)") from err  # fmt: skip
-    # diffusers does not save its fixed positions (a non-persistent buffer): ours stay (the same sin-cos table)
-    load_layout(model, mapped, None, source="from_diffusers: the DiTTransformer2DModel state dict", fresh_norms=True,
-                may_be_missing=("pos_embed",))
     if isinstance(source, nn.Module):
         model.train(source.training)
     return model

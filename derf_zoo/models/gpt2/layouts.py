@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from derf_zoo.models.gpt2.model import DEFAULT_ALPHA, GPT2, GPT2_SIZES
 from derf_zoo.norms.registry import get_norm_layer
 from derf_zoo.weights import TRANSPOSE, Ignored, Layout, Rename, Tied, load_layout
+from derf_zoo.weights.checkpoint_file import read_checkpoint_file
 
 __all__ = [
     "HF_LAYOUT",
@@ -59,7 +59,6 @@ NANOGPT_LAYOUT = Layout("nanoGPT GPT", (
     Tied("lm_head.weight", same_as="transformer.wte.weight"),
     Ignored("transformer.h.{i}.attn.bias"),  # the causal mask nanoGPT registers when flash attention is missing
 ), strip_prefixes=("_orig_mod.",))  # fmt: skip
-
 
 
 def _load_mapped(model: GPT2, sd: dict[str, Tensor], source: str) -> GPT2:
@@ -163,7 +162,6 @@ def to_transformers(model: GPT2) -> nn.Module:
     return hf.train(model.training)
 
 
-
 _NANOGPT_NORMS = {"derf": "derf", "dyt": "dyt"}  # the patch: anything else is LayerNorm
 #: GPT-2's head counts by width, for a bare nanoGPT state dict without model_args.
 _HEADS_BY_WIDTH = {size["n_embd"]: size["n_head"] for size in GPT2_SIZES.values()}
@@ -205,7 +203,8 @@ def _args_from_nanogpt_weights(sd: Mapping[str, Tensor]) -> dict[str, Any]:
 def from_nanogpt(source: str | Path | Mapping[str, Any], **model_args: Any) -> GPT2:
     """Build a :class:`GPT2` from nanoGPT weights: a ``ckpt.pt`` path, its loaded dict, or a bare state dict.
 
-    A ``ckpt.pt`` is read with ``torch.load(weights_only=True)`` (it holds ``model``, ``optimizer``,
+    A ``ckpt.pt`` (or a ``.safetensors`` state dict) is read weights-only by
+    :func:`~derf_zoo.weights.checkpoint_file.read_checkpoint_file` (a ``ckpt.pt`` holds ``model``, ``optimizer``,
     ``model_args``, ``iter_num``, ``best_val_loss`` and ``config``, all plain types): nothing is unpickled. Its
     ``model_args`` give the architecture, including the Derf patch's ``norm_type`` and
     ``attn/ffn/dec_alpha_init_value``; a bare state dict is read from its shapes (heads by GPT-2's width).
@@ -219,7 +218,7 @@ def from_nanogpt(source: str | Path | Mapping[str, Any], **model_args: Any) -> G
         ValueError: keys outside the layout, a tied head that differs, or weights that do not fit.
     """
     if isinstance(source, (str, Path)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
+        source = read_checkpoint_file(source, who="from_nanogpt")
     if "model" in source and isinstance(source["model"], Mapping):
         sd = NANOGPT_LAYOUT.to_ours(source["model"])
         args = _args_from_nanogpt(source["model_args"]) if "model_args" in source else _args_from_nanogpt_weights(sd)

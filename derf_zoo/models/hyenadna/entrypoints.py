@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from derf_zoo.data.dna import DNA_DATA_CFG as BASE_DNA_DATA_CFG
-from derf_zoo.data.dna import dna_card_texts
+from derf_zoo.data.dna import DNA_VOCAB_CFG, dna_card_texts
 from derf_zoo.models._builder import build_model
 from derf_zoo.models._registry import ModelFamily, register_family, register_model
 from derf_zoo.models.hyenadna.hyena import HyenaOperator  # noqa: F401  (registers the "hyena" mixer)
@@ -44,7 +43,7 @@ FAMILY = register_family(ModelFamily(
 #: The vocabulary's data config (derf_zoo.data.dna, shared with Caduceus) and this family's card texts, which
 #: derf_zoo.hub.card fills: the length is the model's own ``max_seq_len`` (an architecture argument, so the data
 #: config records none).
-DNA_DATA_CFG = {**BASE_DNA_DATA_CFG, **dna_card_texts("{model.max_seq_len}", "{model.card_example_length}")}
+DNA_DATA_CFG = {**DNA_VOCAB_CFG, **dna_card_texts("{model.max_seq_len}", "{model.card_example_length}")}
 #: The model card's Input line: token ids.
 CARD_INPUT = DNA_DATA_CFG["card_input"]
 #: The model card's usage example (one name per line: the docs' API reference resolves each).

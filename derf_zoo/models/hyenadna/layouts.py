@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -11,6 +12,7 @@ from torch import Tensor
 from derf_zoo.models.hyenadna.hyena import HyenaOperator
 from derf_zoo.models.hyenadna.model import HyenaDNA
 from derf_zoo.weights import Layout, Rename, Tied, load_layout
+from derf_zoo.weights.checkpoint_file import read_weights
 
 __all__ = [
     "HYENADNA_CHECKPOINTED_LAYOUT",
@@ -102,8 +104,12 @@ def _args_from_hyenadna(sd: Mapping[str, Tensor]) -> dict[str, Any]:
     return args
 
 
-def from_hyenadna(state_dict: Mapping[str, Tensor], **model_args: Any) -> HyenaDNA:
+def from_hyenadna(state_dict: Mapping[str, Tensor] | str | Path, **model_args: Any) -> HyenaDNA:
     """Build a :class:`HyenaDNA` holding a state dict of the public HyenaDNA layout (:data:`HYENADNA_LAYOUT`).
+
+    ``state_dict`` may be the path of a file holding it (``.safetensors``, a ``torch.save``'d state dict, or a
+    training checkpoint whose network is under ``model_ema``/``ema``/``model``), read weights-only
+    (:func:`~derf_zoo.weights.checkpoint_file.read_weights`).
 
     Width, depth, MLP width, vocabulary rows (already padded: 16 for the public checkpoints), Hyena order, filter
     MLP shape and the max length (from the positional buffer ``pos_emb.z``) are read from the weights;
@@ -118,6 +124,8 @@ def from_hyenadna(state_dict: Mapping[str, Tensor], **model_args: Any) -> HyenaD
             differ (:class:`~derf_zoo.weights.LayoutError`), or weights missing, unexpected or misshapen (the
             message lists them; nothing is loaded then).
     """
+    if isinstance(state_dict, (str, Path)):
+        state_dict = read_weights(state_dict, who="from_hyenadna")
     sd = _layout_of(state_dict).to_ours(state_dict)
     args = _args_from_hyenadna(sd)
     if isinstance(model_args.get("mixer"), Mapping):  # merge a partial Hyena spec into the one read from weights

@@ -47,7 +47,6 @@ TIMM_LAYOUT = Layout("timm VisionTransformer", (
 ), strip_prefixes=("module.",))  # fmt: skip
 
 
-
 def _timm_norm_spec(module: nn.Module) -> str:
     if isinstance(module, PointwiseNorm):
         return module.function
@@ -178,7 +177,8 @@ def from_timm(
     if isinstance(source, nn.Module):
         args, sd = _args_from_timm_model(source), source.state_dict()
     else:
-        args, sd = _args_from_state_dict(source), dict(source)
+        sd = TIMM_LAYOUT.strip(source)  # a DDP run's module. prefix, before the architecture is read from the keys
+        args = _args_from_state_dict(sd)
     source_norm = args["norm"]
     args.update(model_args)
     if norm is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from derf_zoo._validate import check_int
 from derf_zoo.models.wav2vec2.model import Wav2Vec2
 from derf_zoo.weights import Fuse, Ignored, Layout, OursOnly, Rename, Transform, load_layout
+from derf_zoo.weights.checkpoint_file import read_weights
 from derf_zoo.weights.layout import Rule
 
 __all__ = [
@@ -179,7 +181,7 @@ def _args_from_hf_config(config: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def from_transformers(model_or_state_dict: nn.Module | Mapping[str, Tensor], config: Any = None,
+def from_transformers(model_or_state_dict: nn.Module | Mapping[str, Tensor] | str | Path, config: Any = None,
                       **overrides: Any) -> Wav2Vec2:  # fmt: skip
     """Import transformers' ``Wav2Vec2ForPreTraining`` (with the head) or ``Wav2Vec2Model`` (encoder only).
 
@@ -187,7 +189,9 @@ def from_transformers(model_or_state_dict: nn.Module | Mapping[str, Tensor], con
     groups), exactly as ``create_model(..., pretrained=True)`` loads released weights of that layout.
 
     Args:
-        model_or_state_dict: the HF model, or its state dict (then ``config`` is required).
+        model_or_state_dict: the HF model, or its state dict (then ``config`` is required), or the path of a file
+            holding that state dict (``model.safetensors``, ``pytorch_model.bin``), read weights-only
+            (:func:`~derf_zoo.weights.checkpoint_file.read_weights`).
         config: the ``Wav2Vec2Config`` (taken from the model when one is given).
         **overrides: model arguments to change (``feature_penalty_weight=10.0``, ``feature_grad_mult=0.1`` to
             continue pretraining the fairseq way; by default the import reproduces HF's loss: weight 0, mult 1).
@@ -201,6 +205,8 @@ def from_transformers(model_or_state_dict: nn.Module | Mapping[str, Tensor], con
         ValueError: a state dict without ``config``, a config option this model does not implement, keys that
             are not the layout, or weights missing, unexpected or misshapen (nothing is loaded then).
     """
+    if isinstance(model_or_state_dict, (str, Path)):
+        model_or_state_dict = read_weights(model_or_state_dict, who="from_transformers")
     if isinstance(model_or_state_dict, nn.Module):
         config = config or model_or_state_dict.config
         sd = model_or_state_dict.state_dict()
@@ -291,15 +297,21 @@ def to_transformers(model: Wav2Vec2) -> nn.Module:
 # ---- fairseq --------------------------------------------------------------------------------------------------
 
 
-def from_fairseq(state_dict: Mapping[str, Tensor], **model_args: Any) -> Wav2Vec2:
-    """Import a fairseq ``Wav2Vec2Model`` state dict (already extracted; fairseq checkpoints are pickles and are
-    never unpickled here) into a :class:`Wav2Vec2` built from ``model_args`` (e.g. those of ``wav2vec2_base``:
-    the config is not in a state dict), through :func:`fairseq_layout` (the registered ``"fairseq"`` layout for 2
-    codebook groups).
+def from_fairseq(state_dict: Mapping[str, Tensor] | str | Path, **model_args: Any) -> Wav2Vec2:
+    """Import a fairseq ``Wav2Vec2Model`` state dict into a :class:`Wav2Vec2` built from ``model_args`` (e.g. those
+    of ``wav2vec2_base``: the config is not in a state dict), through :func:`fairseq_layout` (the registered
+    ``"fairseq"`` layout for 2 codebook groups).
+
+    ``state_dict`` may be the path of a file: a state dict, or a fairseq checkpoint (its ``model``), read
+    weights-only with ``argparse.Namespace`` the one class allowed
+    (:func:`~derf_zoo.weights.checkpoint_file.read_weights`): code is never unpickled, so a checkpoint whose
+    ``cfg`` is an omegaconf object is refused (extract its ``model`` in a trusted environment).
 
     Raises:
         ValueError: keys that are not the layout, or weights missing, unexpected or misshapen (nothing is loaded).
     """
+    if isinstance(state_dict, (str, Path)):
+        state_dict = read_weights(state_dict, who="from_fairseq")
     model = Wav2Vec2(**model_args)
     layout = fairseq_layout(_codevector_groups(model))
     return load_layout(model, state_dict, layout, source="fairseq wav2vec 2.0 state dict", fresh_norms=True).eval()

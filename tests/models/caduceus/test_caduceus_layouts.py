@@ -2,6 +2,8 @@
 import, a reference module tree loading the export strictly (identical Caduceus-Ph logits), the registered layouts
 equal to from_caduceus, and the refusals."""
 
+import argparse
+
 import pytest
 import torch
 
@@ -128,3 +130,10 @@ def test_bad_input_is_refused_by_name():
         caduceus_layout(fused_ps=True).to_ours(both)
     with pytest.raises(ValueError, match=r"weight layout for the caduceus family.*'caduceus_hf'.*caduceus_fused_ps"):
         get_family("caduceus").layout("caduceus_hf")
+
+
+def test_a_file_loads_what_its_state_dict_loads(tmp_path):
+    sd = _ref(True, False, True).state_dict()
+    torch.save({"model": sd, "args": argparse.Namespace(lr=1e-3)}, tmp_path / "checkpoint.pt")
+    _assert_same_state(from_caduceus(tmp_path / "checkpoint.pt", **TINY).state_dict(),
+                       from_caduceus(sd, **TINY).state_dict())

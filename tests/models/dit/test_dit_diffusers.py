@@ -78,3 +78,17 @@ def test_unsupported_configs_are_refused():
     reference = _tiny_diffusers()
     with pytest.raises(ValueError, match=r"num_layers=28, but the weights hold 2 transformer blocks \(transformer_"):
         from_diffusers(reference.state_dict(), config={**reference.config, "num_layers": 28})
+
+
+def test_the_layout_leaves_the_positions_to_the_model_and_other_layout_errors_pass_through():
+    from derf_zoo.models.dit import DiT
+    from derf_zoo.weights import LayoutError
+
+    reference = _tiny_diffusers()
+    ours = from_diffusers(reference)
+    assert "pos_embed" not in reference.state_dict()  # diffusers does not save its fixed sin-cos table
+    torch.testing.assert_close(ours.pos_embed, DiT(**ours.model_args).pos_embed, rtol=0, atol=0)
+    extra = {**reference.state_dict(), "transformer_blocks.0.norm2.weight": torch.ones(32)}
+    with pytest.raises(LayoutError, match=r"match no rule of the layout: 'transformer_blocks.0.norm2.weight'") as err:
+        from_diffusers(extra, config=reference.config)
+    assert "every copy must equal block 0's" not in str(err.value)  # only tied copies get the embedder explanation

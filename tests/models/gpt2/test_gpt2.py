@@ -153,6 +153,14 @@ def test_a_bare_nanogpt_state_dict_needs_no_model_args():
         torch.testing.assert_close(ours(ids), ref(ids)[0], atol=1e-5, rtol=1e-5)
 
 
+def test_a_bare_nanogpt_state_dict_file_loads_what_the_state_dict_loads(tmp_path):
+    torch.manual_seed(0)
+    sd = _randomise(GPT(GPTConfig(n_embd=64, n_head=4, norm_type="derf"))).state_dict()
+    torch.save({f"_orig_mod.{k}": v for k, v in sd.items()}, tmp_path / "weights.pt")
+    ours, again = from_nanogpt(str(tmp_path / "weights.pt")).state_dict(), from_nanogpt(sd).state_dict()
+    assert ours.keys() == again.keys() and all(torch.equal(ours[k], again[k]) for k in ours)
+
+
 def test_unknown_keys_are_named():
     with pytest.raises(ValueError, match=r"match no rule.*transformer\.h\.0\.attn\.q_proj\.weight"):
         NANOGPT_LAYOUT.to_ours({"transformer.h.0.attn.q_proj.weight": torch.zeros(2, 2)})

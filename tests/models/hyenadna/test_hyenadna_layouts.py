@@ -1,6 +1,8 @@
 """HyenaDNA's public layout as a declared table: the round trip key for key, import -> export -> import, the
 reference loading the export strictly, the registered layout equal to from_hyenadna, and the refusals."""
 
+import argparse
+
 import pytest
 import torch
 
@@ -110,3 +112,14 @@ def test_bad_input_is_refused_by_name():
     attention = HyenaDNA(d_model=16, n_layer=1, max_seq_len=8, mixer="attention(num_heads=2)")
     with pytest.raises(ValueError, match="mixer is Attention"):
         to_hyenadna(attention)
+
+
+@pytest.mark.parametrize("form", ["state_dict", "training_checkpoint"])
+def test_a_file_loads_what_its_state_dict_loads(tmp_path, form):
+    sd = _ref().state_dict()
+    path = tmp_path / "weights.pt"
+    torch.save(sd if form == "state_dict" else {"model": sd, "args": argparse.Namespace(lr=1e-3)}, path)
+    _assert_same_state(from_hyenadna(path).state_dict(), from_hyenadna(sd).state_dict())
+    _assert_same_state(from_hyenadna(str(path)).state_dict(), from_hyenadna(sd).state_dict())
+    with pytest.raises(FileNotFoundError, match=r"from_hyenadna: no weights file at .*missing\.pt"):
+        from_hyenadna(str(tmp_path / "missing.pt"))

@@ -51,6 +51,12 @@ def test_round_trips_are_exact(kwargs):
     _same(from_timm(to_timm(ours)).state_dict(), ours.state_dict())  # import -> export -> import
 
 
+def test_a_ddp_state_dict_imports_like_the_plain_one():
+    reference = _timm(**CASES[1])
+    wrapped = {"module." + k: v for k, v in reference.state_dict().items()}  # saved from a DDP-wrapped model
+    _same(from_timm(wrapped).state_dict(), from_timm(reference.state_dict()).state_dict())
+
+
 @pytest.mark.parametrize("kwargs", CASES)
 def test_timm_loads_the_export_strictly_with_the_same_outputs(kwargs):
     ours = from_timm(_timm(**kwargs)).eval()

@@ -2,8 +2,11 @@
 the registered layouts equal to the importers, the exporters' output accepted by HF strictly and equal to fairseq's
 key list, and bad input named."""
 
+import argparse
+
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
 from derf_zoo.models import create_model, get_family
@@ -237,3 +240,15 @@ def test_bad_input_is_named():
     # a codebook of 2 groups through the layout of another G does not load silently
     with pytest.raises(ValueError, match=r"quantizer\.codevectors: weights \(4, 4, 8\) vs model \(2, 8, 8\)"):
         load_layout(Wav2Vec2(**TINY), to_fairseq(Wav2Vec2(**TINY)), fairseq_layout(4), source="fairseq")
+
+
+def test_files_load_what_their_state_dicts_load(tmp_path):
+    hf = randomised(Wav2Vec2ForPreTraining(hf_config()))
+    save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, tmp_path / "model.safetensors")
+    assert_same_state(from_transformers(tmp_path / "model.safetensors", hf.config).state_dict(),
+                      from_transformers(hf.state_dict(), hf.config).state_dict())
+    theirs = to_fairseq(randomised(Wav2Vec2(**TINY)))
+    # an old fairseq checkpoint: the network under "model", its arguments an argparse.Namespace
+    torch.save({"model": theirs, "args": argparse.Namespace(arch="wav2vec2")}, tmp_path / "checkpoint.pt")
+    assert_same_state(from_fairseq(str(tmp_path / "checkpoint.pt"), **TINY).state_dict(),
+                      from_fairseq(theirs, **TINY).state_dict())
