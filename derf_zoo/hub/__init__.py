@@ -13,7 +13,7 @@ from derf_zoo.hub.manifest import (
     released_weights,
     resolve_weights,
 )
-from derf_zoo.hub.state_dict import WeightsMismatchError, load_into, read_safetensors
+from derf_zoo.weights.state_dict import WeightsMismatchError, load_into, read_safetensors
 
 __all__ = [
     "NoPretrainedWeightsError",

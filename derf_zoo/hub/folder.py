@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
@@ -29,15 +29,13 @@ from derf_zoo.hub.download import (
     weights_file,
 )
 from derf_zoo.hub.manifest import ReleasedWeights
-from derf_zoo.hub.state_dict import (
+from derf_zoo.weights import Layout, load_layout
+from derf_zoo.weights.state_dict import (
     WeightsMismatchError,
     read_safetensors,
     read_safetensors_metadata,
     save_weights,
 )
-
-if TYPE_CHECKING:
-    from derf_zoo.weights import Layout
 
 __all__ = [
     "check_folder",
@@ -264,8 +262,6 @@ def load_pretrained(model: nn.Module, weights: ReleasedWeights, cache_dir: str |
             sha256 for).
     """
     path = weights_file(weights, cache_dir=cache_dir, verify=verify)
-    from derf_zoo.weights import load_layout
-
     load_layout(model, read_safetensors(path), layout, source=weights.name)
     model.pretrained_cfg = {**model.pretrained_cfg, **weights.pretrained_cfg}
     model.default_cfg = model.pretrained_cfg

@@ -106,7 +106,7 @@ def _load_local_file(model: nn.Module, file: Any) -> None:
     from pathlib import Path
 
     from derf_zoo.hub.download import WEIGHTS_NAME
-    from derf_zoo.hub.state_dict import load_into, read_safetensors
+    from derf_zoo.weights.state_dict import load_into, read_safetensors
 
     path = Path(file).expanduser()
     if path.is_dir():
@@ -123,7 +123,7 @@ def _load_local_file(model: nn.Module, file: Any) -> None:
 
 def _load_timm_source(model: nn.Module, source: tuple[str, str | None], cache_dir: Any) -> None:
     from derf_zoo.hub.download import WEIGHTS_NAME, fetch_file
-    from derf_zoo.hub.state_dict import load_into, read_safetensors
+    from derf_zoo.weights.state_dict import load_into, read_safetensors
 
     repo_id, revision = source
     path = fetch_file(repo_id, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir)

@@ -8,8 +8,8 @@ from typing import Any
 from torch import nn
 
 from derf_zoo.hub.folder import check_folder, read_config, resolve_folder
-from derf_zoo.hub.state_dict import load_into, read_safetensors
 from derf_zoo.models._registry import create_model
+from derf_zoo.weights.state_dict import load_into, read_safetensors
 
 __all__ = ["from_pretrained"]
 

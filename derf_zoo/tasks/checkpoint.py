@@ -282,8 +282,8 @@ class TaskCheckpoint:
             ValueError: the task was given a built module rather than a registry name (the checkpoint cannot
                 rebuild it), bad ``weights``, or weights that do not fit the rebuilt network (WeightsMismatchError).
         """
-        from derf_zoo.hub.state_dict import load_into
         from derf_zoo.tasks.base import build_network
+        from derf_zoo.weights.state_dict import load_into
 
         hparams = self.hyper_parameters
         if not isinstance(hparams.get("model"), str):

@@ -1,6 +1,7 @@
-"""Weight layouts: the declarative engine every import and export of foreign weights goes through
-(:class:`Layout`, its rules, :func:`load_layout`). Each family declares its layouts in
-``derf_zoo.models.<family>.layouts`` and registers them by name on its ``ModelFamily``."""
+"""Weights: the strict loader (:func:`load_into`, safetensors reading and writing) and the declarative layout
+engine every import and export of foreign weights goes through (:class:`Layout`, its rules, :func:`load_layout`).
+Each family declares its layouts in ``derf_zoo.models.<family>.layouts`` and registers them by name on its
+``ModelFamily``. ``derf_zoo.hub`` builds on this package, never the reverse."""
 
 from derf_zoo.weights.layout import (
     TRANSPOSE,
@@ -14,6 +15,7 @@ from derf_zoo.weights.layout import (
     Transform,
 )
 from derf_zoo.weights.load import fresh_norm_prefixes, load_layout
+from derf_zoo.weights.state_dict import WeightsMismatchError, load_into, read_safetensors, save_weights
 
 __all__ = [
     "TRANSPOSE",
@@ -25,6 +27,10 @@ __all__ = [
     "Rename",
     "Tied",
     "Transform",
+    "WeightsMismatchError",
     "fresh_norm_prefixes",
+    "load_into",
     "load_layout",
+    "read_safetensors",
+    "save_weights",
 ]

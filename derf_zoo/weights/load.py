@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from derf_zoo.hub.state_dict import load_into
 from derf_zoo.norms.sites import is_norm
 from derf_zoo.weights.layout import Layout
+from derf_zoo.weights.state_dict import load_into
 
 __all__ = ["fresh_norm_prefixes", "load_layout"]
 

@@ -69,9 +69,9 @@ def names(args: argparse.Namespace) -> list[str]:
 
 def release(args: argparse.Namespace) -> list[Release]:
     from derf_zoo import create_model
-    from derf_zoo.hub.state_dict import load_into
     from derf_zoo.tasks.checkpoint import read_checkpoint
     from derf_zoo.tasks.distill import load_teacher
+    from derf_zoo.weights.state_dict import load_into
 
     family, cfg, recipe, name = _plan(args)
     task_args = cfg["model"]["init_args"]

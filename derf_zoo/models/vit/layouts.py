@@ -12,13 +12,13 @@ from typing import Any
 from torch import Tensor, nn
 
 from derf_zoo.backbone import BLOCK_SITES
-from derf_zoo.hub.state_dict import load_into
 from derf_zoo.models.vit.model import VisionTransformer
 from derf_zoo.norms.layers import PointwiseNorm, RMSNorm
 from derf_zoo.norms.registry import NormSpec, get_norm_layer, resolve_norm_sites
 from derf_zoo.norms.sites import is_norm, is_rms_like
 from derf_zoo.weights import Layout, Rename
 from derf_zoo.weights.checkpoint_file import checkpoint_args, pick_network, read_checkpoint_file
+from derf_zoo.weights.state_dict import load_into
 
 __all__ = ["TIMM_LAYOUT", "from_timm", "to_timm"]
 

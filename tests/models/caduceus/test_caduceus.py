@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 
 from derf_zoo.data.dna import reverse_complement_ids
-from derf_zoo.hub.state_dict import WeightsMismatchError
 from derf_zoo.models import create_model
 from derf_zoo.models.caduceus import (
     CADUCEUS_LAYOUT,
@@ -19,6 +18,7 @@ from derf_zoo.models.caduceus import (
 from derf_zoo.models.caduceus.rcps import RCPSWrapper
 from derf_zoo.norms.layers import Derf, RMSNorm
 from derf_zoo.weights import LayoutError
+from derf_zoo.weights.state_dict import WeightsMismatchError
 
 TINY = {"d_model": 8, "n_layer": 2, "d_state": 4, "expand": 2}
 
