@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,16 +146,13 @@ FAMILIES = {
 
 
 def _train(recipe: str, steps: int, run_dir: Path, extra: list[str]) -> tuple[nn.Module, float]:
-    from derf_zoo.training import fit, lightning_cli
+    """One run of ``recipe`` for exactly ``steps`` optimizer steps, without validation (the rows measure after)."""
+    from derf_zoo.release import train_recipe
 
-    args = ["-c", str(recipe_path(recipe)), f"--trainer.default_root_dir={run_dir}",
-            f"--checkpoint.dirpath={run_dir / 'checkpoints'}", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false", "--trainer.logger=false", "--trainer.max_epochs=-1",
-            f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0", "--overwrite=true", *extra]  # fmt: skip
-    cli = lightning_cli(args, run=False)
-    start = time.perf_counter()
-    fit(cli)
-    return cli.model.model.cpu().eval(), time.perf_counter() - start
+    run = train_recipe(recipe_path(recipe), run_dir, progress=False,
+                       extra_args=["--trainer.max_epochs=-1", f"--trainer.max_steps={steps}",
+                                   "--trainer.limit_val_batches=0", *extra])  # fmt: skip
+    return run.cli.model.model.cpu().eval(), run.seconds
 
 
 def _fitted(family: Family, teacher: nn.Module, naive: bool) -> nn.Module:
