@@ -1,7 +1,7 @@
 """MkDocs hooks (``mkdocs.yml: hooks``): the pages generated from the code, so the site never drifts from it.
 
 - the model tables: every ``<!-- derf-zoo models ... -->`` region is filled from the registry and the manifest
-  (``derf_zoo.models.table``; the tests check that the committed pages match too);
+  (``derf_zoo.models._table``; the tests check that the committed pages match too);
 - ``cards/<name>.md``: the model card of every weight shipped in the package;
 - ``results/<file>``: the benchmark reports and plots in ``benchmarks/results/``;
 - ``api/<package>.md``: one page per public package, one entry per name in its ``__all__`` (each object is
@@ -59,7 +59,7 @@ def on_files(files: Files, config) -> Files:
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    from derf_zoo.models.table import BEGIN, fill_generated
+    from derf_zoo.models._table import BEGIN, fill_generated
 
     if BEGIN in markdown:
         return fill_generated(markdown, source=page.file.src_uri)

@@ -113,7 +113,7 @@ def test_model_names_in_the_docs_exist():
 
 @pytest.mark.slow
 def test_generated_model_tables_match_the_registry_and_manifest():
-    from derf_zoo.models.table import update_files
+    from derf_zoo.models._table import update_files
 
     stale = update_files(DOCS, check=True)
     assert not stale, (f"{[p.name for p in stale]} disagree with the registry/manifest; run "

@@ -10,7 +10,7 @@ regions of Markdown files, which sit between
     <!-- /derf-zoo models -->
 
 (the arguments in the opening marker are this command's filters). The table is
-:mod:`derf_zoo.models.table`'s; this command parses its flags, calls it and prints. The docs build
+:mod:`derf_zoo.models._table`'s; this command parses its flags, calls it and prints. The docs build
 (``scripts/docs_hooks.py``) fills the same regions, so the site never drifts from the code; the tests run ``--check``
 so the committed pages don't either.
 """
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from derf_zoo.commands._help import examples
-from derf_zoo.models.table import markdown_tables, model_rows, text_table, update_files
+from derf_zoo.models._table import markdown_tables, model_rows, text_table, update_files
 
 __all__: list[str] = []
 

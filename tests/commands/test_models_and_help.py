@@ -9,7 +9,8 @@ import torch
 
 from derf_zoo.cli import LIGHTNING_COMMANDS, _own_parser, main
 from derf_zoo.hub import released_weights
-from derf_zoo.models import create_model, list_families, list_models, table
+from derf_zoo.models import _table as table
+from derf_zoo.models import create_model, list_families, list_models
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
