@@ -193,13 +193,23 @@ def _check_same(student: Tensor, teacher: Tensor, what: str) -> None:
                          "produce what the student produces.")
 
 
-def kl_to_teacher(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` averaged over every position (Hinton et al. 2015;
-    the T^2 keeps the gradient's size independent of T)."""
+def kl_to_teacher(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
+                  mask: Tensor | None = None) -> Tensor:  # fmt: skip
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` averaged over every position, or over the positions
+    where ``mask`` (the logits' shape without the class axis) is True: padding is no distribution to learn (Hinton et
+    al. 2015; the T^2 keeps the gradient's size independent of T)."""
     _check_same(student_logits, teacher_logits, "logits")
+    if mask is not None and mask.shape != student_logits.shape[:-1]:
+        raise ValueError(f"distillation: the mask has shape {tuple(mask.shape)} but the logits' positions "
+                         f"{tuple(student_logits.shape[:-1])}.")
     t = temperature
     s = F.log_softmax(student_logits.float().flatten(0, -2) / t, dim=-1)
     p = F.log_softmax(teacher_logits.float().flatten(0, -2) / t, dim=-1)
+    if mask is not None:
+        keep = mask.reshape(-1)
+        s, p = s[keep], p[keep]
+        if not s.shape[0]:  # an all-padding batch: nothing to match, and no NaN from an empty mean
+            return s.sum()
     return F.kl_div(s, p, log_target=True, reduction="batchmean") * t * t
 
 

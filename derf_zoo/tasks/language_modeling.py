@@ -132,8 +132,9 @@ class LanguageModeling(Task):
         loss = loss_sum / max(n, 1)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=max(n, 1))
         self.log("train/acc", correct.float() / max(n, 1), on_step=False, on_epoch=True, batch_size=max(n, 1))
-        if self.distilling():  # KL on every position's token distribution (the teacher sees the same input)
-            distill = kl_to_teacher(logits, self.teacher_forward(inputs), self.distill_temperature)
+        if self.distilling():  # KL on every non-pad position's token distribution (the teacher sees the same input)
+            positions = None if self.pad_token_id is None else inputs != self.pad_token_id
+            distill = kl_to_teacher(logits, self.teacher_forward(inputs), self.distill_temperature, positions)
             self.log("train/distill", distill, on_step=True, on_epoch=True)
             loss = loss + self.distill_weight * distill
         return loss

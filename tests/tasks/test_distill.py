@@ -152,6 +152,43 @@ def test_lm_and_speech_tasks_add_their_distillation_term(task_name, student, tea
     assert float(loss) == pytest.approx(float(plain) + 0.5 * logged["train/distill"], rel=1e-5)
 
 
+def test_the_kl_over_a_mask_is_the_mean_over_the_kept_positions_only():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
+    mask = torch.tensor([[False, False, True, True, True], [True, True, True, True, True]])
+    kept = mask.nonzero().tolist()
+    per_position = [float(kl_to_teacher(student[b, i : i + 1], teacher[b, i : i + 1], 2.0)) for b, i in kept]
+    assert float(kl_to_teacher(student, teacher, 2.0, mask)) == pytest.approx(sum(per_position) / 8, rel=1e-5)
+    garbage = student.clone()
+    garbage[0, :2] = 1e4  # what a student predicts at padding does not count
+    assert float(kl_to_teacher(garbage, teacher, 2.0, mask)) == pytest.approx(sum(per_position) / 8, rel=1e-5)
+    assert float(kl_to_teacher(student, teacher, mask=torch.zeros(2, 5, dtype=torch.bool))) == 0.0
+    with pytest.raises(ValueError, match=r"mask has shape \(5,\)"):
+        kl_to_teacher(student, teacher, mask=torch.ones(5, dtype=torch.bool))
+
+
+def test_dna_distillation_ignores_left_padding():
+    from derf_zoo.data.dna import PAD_ID
+    from derf_zoo.tasks import DNALanguageModeling
+
+    task = DNALanguageModeling("hyenadna_nano_derf", teacher="hyenadna_nano_ln.ecoli", distill_weight=1.0)
+    logged = {}
+    task.log = lambda name, value, **k: logged.__setitem__(name, float(value))
+    net = load_teacher("hyenadna_nano_ln.ecoli")
+    object.__setattr__(task, "_teacher", net)
+    torch.manual_seed(0)
+    bases = torch.randint(7, 11, (2, 33))
+    padded = torch.cat([torch.full((2, 8), PAD_ID), bases], dim=1)
+    inputs = padded[:, :-1]
+    task.model.eval()  # no dropout draw: the two forwards below see the same network
+    with torch.no_grad():
+        expected = kl_to_teacher(task.model(inputs), net(inputs), mask=inputs != PAD_ID)
+        task.training_loss(padded, 0)
+    assert logged["train/distill"] == pytest.approx(float(expected), rel=1e-5)
+    with torch.no_grad():  # and differs from the mean over every position, padding included
+        assert float(kl_to_teacher(task.model(inputs), net(inputs))) != pytest.approx(float(expected), rel=1e-3)
+
+
 @pytest.mark.slow
 def test_upstream_checkpoints_are_read_weights_only(tmp_path):
     import argparse
