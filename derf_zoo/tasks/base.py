@@ -360,13 +360,18 @@ class Task(L.LightningModule):
         return self._teacher
 
     def teacher_forward(self, *args: Any, **kwargs: Any) -> Any:
-        """The teacher's output for the student's inputs: no gradients, eval mode, on the student's device."""
+        """The teacher's output for the student's inputs: no gradients, eval mode, on the student's device and in its
+        floating dtype (under ``precision: bf16-true`` Lightning casts the student and its inputs, not the teacher,
+        which is no submodule)."""
         teacher = self._teacher
         if teacher is None:
             raise RuntimeError("teacher_forward: this task has no teacher (set teacher: in the recipe).")
         param = next(teacher.parameters(), None)
         if param is not None and param.device != self.device:
             teacher.to(self.device)
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+        if param is not None and dtype is not None and param.dtype != dtype:
+            teacher.to(dtype)
         with torch.no_grad():
             return teacher(*args, **kwargs)
 
@@ -393,6 +398,7 @@ class Task(L.LightningModule):
             raise ValueError("fit_norms needs the training data: run the task with a DataModule.")
         batches = []
         for batch in data.train_dataloader():
+            batch = self.trainer.precision_plugin.convert_input(batch)  # as Lightning's loop does: bf16-true etc.
             batches.append(self.trainer.strategy.batch_to_device(batch, self.device))
             if len(batches) == self.fit_norms:
                 break

@@ -1,6 +1,8 @@
 """The teacher option of every task: a fitted student starts at the teacher's outputs, the distillation loss goes
 down, the teacher is never saved, a run without a teacher is unchanged, and bad teachers are named."""
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -54,6 +56,17 @@ def test_fit_norms_starts_the_student_at_the_teacher_and_distillation_goes_down(
     _trainer(tmp_path, max_steps=15).fit(task, datamodule=data)
     kl_after = _kl_to_teacher(task, teacher, x)
     assert kl_after < kl_fit
+
+
+def test_a_true_half_student_gets_a_teacher_in_its_precision(tmp_path):
+    task = ImageClassification("vit_nano_derf", teacher=TEACHER, fit_norms=1, distill_weight=1.0)
+    logged = {}
+    task.log = lambda name, value, **k: logged.__setitem__(name, value if name != "train/distill" else float(value))
+    _trainer(tmp_path, max_steps=1, limit_val_batches=0, precision="bf16-true").fit(
+        task, datamodule=DigitsDataModule(batch_size=16))  # fmt: skip
+    assert next(task.model.parameters()).dtype == torch.bfloat16
+    assert next(task.teacher.parameters()).dtype == torch.bfloat16  # the fp32 teacher was cast, not the inputs
+    assert logged["train/distill"] > 0 and math.isfinite(logged["train/distill"])
 
 
 @pytest.mark.slow
