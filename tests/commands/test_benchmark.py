@@ -98,9 +98,13 @@ def test_a_tiny_grid_runs_resumes_and_renders(fmnist_folder, tmp_path, capsys, c
     assert sorted(p.parent.parent.name + p.parent.name for p in out.glob("runs/*/*/result.json")) == [
         "derf_autoseed0", "derf_autoseed1"]  # fmt: skip
     capsys.readouterr()
-    assert main(argv) == 0  # resumes: only LayerNorm's two runs are left
+    killed = out / "runs/layernorm/seed0/checkpoints"  # what a run killed after its first epoch leaves behind
+    killed.mkdir(parents=True)
+    (killed / "epoch=0-step=2.ckpt").write_bytes(b"a killed run's checkpoint")
+    assert main(argv) == 0  # resumes: only LayerNorm's two runs are left, the killed one redone from its start
     printed = capsys.readouterr().out
     assert "4 runs, 2 already recorded" in printed and "[1/2] layernorm seed 0" in printed
+    assert [p.read_bytes() for p in killed.glob("replaced-*/epoch=0-step=2.ckpt")] == [b"a killed run's checkpoint"]
 
     record = json.loads((out / "runs/derf_auto/seed1/result.json").read_text())
     assert record["spec"] == "derf(alpha=auto)" and record["n_test"] == 20 and record["n_val"] == 20

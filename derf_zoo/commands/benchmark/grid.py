@@ -14,12 +14,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from derf_zoo.callbacks.history import MetricHistory
 from derf_zoo.models.vit import FASHION_MNIST_DATA_CFG
 from derf_zoo.norms.sites import site_alphas
 from derf_zoo.recipes import RECIPES_DIR
 
-# to 1/std(input) per layer on the first batch (what the digits sweep found necessary at short schedules).
+# The norms a grid compares, as norm-slot specs; derf_auto calibrates alpha to 1/std(input) per layer on the first
+# batch (what the digits sweep found necessary at short schedules).
 NORMS: dict[str, str] = {
     "layernorm": "layernorm",
     "rmsnorm": "rmsnorm",
@@ -36,7 +36,6 @@ LABELS = {
     "layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "dyt": "DyT", "derf": "Derf", "derf_auto": "Derf (alpha=auto)",
 }  # fmt: skip
 BASELINE = "layernorm"
-# What the saved models expect as input (config.json's pretrained_cfg): the data module's 28x28 grey, normalised.
 
 
 @dataclass(frozen=True)
@@ -181,25 +180,21 @@ def read_result(path: Path) -> dict[str, Any] | None:
 
 
 def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dict[str, Any]) -> dict[str, Any]:
-    """Train, test and record one run; the result file is written last (atomically), so it means 'finished'."""
-    from derf_zoo.training import fit, lightning_cli
+    """Train, test and record one run; the result file is written last (atomically), so it means 'finished'.
+
+    A run takes minutes: a stopped benchmark redoes its unfinished run from the start (what a killed run left in its
+    checkpoint folder moves aside, see :func:`~derf_zoo.release.runs.train_recipe`) rather than resuming mid-way.
+    """
+    from derf_zoo.release.runs import train_recipe
 
     folder = r.folder(out)
     folder.mkdir(parents=True, exist_ok=True)
-    args = [
-        "-c", str(recipe), f"--seed_everything={r.seed}", f"--model.init_args.model_args.norm={r.spec}",
-        f"--trainer.default_root_dir={folder}", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--trainer.logger=false",
-        # A run takes minutes: a stopped benchmark redoes the unfinished run rather than resuming it mid-way.
-        f"--checkpoint.dirpath={folder / 'checkpoints'}", "--checkpoint.save_last=false", "--checkpoint.save_top_k=0",
-        *overrides,
-    ]  # fmt: skip
-    cli = lightning_cli(args, run=False)
-    curves = MetricHistory(("train/loss_epoch", "val/acc1", "val/loss"))
-    cli.trainer.callbacks.append(curves)
     start = time.perf_counter()
-    fit(cli)
-    fit_seconds = time.perf_counter() - start
+    run = train_recipe(recipe, folder, progress=False, curves=("train/loss_epoch", "val/acc1", "val/loss"), extra_args=[
+        f"--seed_everything={r.seed}", f"--model.init_args.model_args.norm={r.spec}", "--trainer.logger=false",
+        "--checkpoint.save_last=false", "--checkpoint.save_top_k=0", *overrides,
+    ])  # fmt: skip
+    cli, fit_seconds = run.cli, run.seconds
     val = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("val/")}
     (test,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     dm = cli.datamodule
@@ -226,7 +221,7 @@ def train_one(r: Run, out: Path, recipe: Path, overrides: list[str], record: dic
         "parameters": sum(p.numel() for p in cli.model.model.parameters()),
         "fit_seconds": fit_seconds,
         "seconds": time.perf_counter() - start,
-        "curves": curves.curves,
+        "curves": run.curves,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     net = cli.model.model
