@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from derf_zoo.commands.benchmark import main
+from derf_zoo.commands.benchmark.claim import claim_run
 from derf_zoo.commands.benchmark.study import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,14 +47,22 @@ def test_a_tiny_study_runs_resumes_and_records_each_run(fmnist_folder, tmp_path,
     assert main([*argv, "--dry-run"]) == 0
     listed = capsys.readouterr().out
     assert "2 cells, 4 runs, 0 recorded" in listed and "--data.init_args.train_size=20" in listed
+    assert main([*argv, "--dry-run", "--shard", "1/2"]) == 0  # runs 1 and 3: derf in each cell
+    assert [line.split()[1:3] for line in capsys.readouterr().out.splitlines() if "todo" in line] == [
+        ["short", "derf"], ["small_aug", "derf"]]  # fmt: skip
     assert main([*argv, "--cells", "small_aug", "--record", str(record)]) == 0
     lines = [json.loads(line) for line in record.read_text().splitlines()]
     assert [(r["cell"], r["norm"]) for r in lines] == [("small_aug", "layernorm"), ("small_aug", "derf")]
     assert all(r["n_train"] == 20 and 0 <= r["eval_train_acc1"] <= 1 for r in lines)
     capsys.readouterr()
-    assert main([*argv, "--record", str(record)]) == 0  # resumes: only the other cell is left
-    assert "4 runs, 2 recorded" in capsys.readouterr().out
-    assert [r["cell"] for r in map(json.loads, record.read_text().splitlines())] == ["small_aug"] * 2 + ["short"] * 2
+    with claim_run(out / "short/runs/layernorm/seed0") as mine:  # another process is training this run
+        assert mine
+        assert main([*argv, "--record", str(record)]) == 0  # resumes: only the other cell is left, one run of it held
+    printed = capsys.readouterr().out
+    assert "4 runs, 2 recorded" in printed and "layernorm seed 0: skipped, another process is training it" in printed
+    assert main([*argv, "--record", str(record)]) == 0  # released (or its process died): this process takes it
+    assert [(r["cell"], r["norm"]) for r in map(json.loads, record.read_text().splitlines())][2:] == [
+        ("short", "derf"), ("short", "layernorm")]  # fmt: skip
     assert (out / "short/runs/derf/seed0/result.json").is_file()
     with pytest.raises(ValueError, match="--grid fixes the norms and the axes"):
         main([*argv, "--epochs", "2", "--dry-run"])

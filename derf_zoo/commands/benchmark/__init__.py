@@ -5,8 +5,9 @@ Lightning CLI as ``derf-zoo fit``. Seeds are paired: run ``seed`` of every norm 
 (a norm's own parameters are deterministic, so the random draws line up) and sees the batches in the same
 order. Every finished run leaves ``runs/<norm>/seed<k>/result.json`` (+ its weights as a Hub folder) under
 ``--out``; a stopped benchmark skips those and goes on, and ``--report-only`` renders the tables from whatever
-runs have finished. The verdict per norm is a paired comparison with LayerNorm: the mean of the per-seed
-differences in test top-1 and a 95% t interval over seeds.
+runs have finished. Several processes can share one ``--out`` (each run is claimed, see ``claim.py``). The verdict
+per norm is a paired comparison with LayerNorm: the mean of the per-seed differences in test top-1 and a 95% t
+interval over seeds.
 
 ``--grid FILE`` runs a pre-registered study instead: several such grids (cells of training length, training-set size
 and augmentation) fixed in a YAML file before any run, cell by cell, each finished run appended to a JSON-lines
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from derf_zoo.commands._help import examples
+from derf_zoo.commands.benchmark.claim import claim_run
 from derf_zoo.commands.benchmark.grid import (
     BASELINE,
     LABELS,
@@ -120,8 +122,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the runs, done and to do; train nothing")
     p.add_argument("--report-only", action="store_true", help="render the table and plot from the finished runs")
     p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
-                   help="run only runs K, K+N, K+2N, ... of the grid (N processes sharing one GPU); render afterwards "
-                        "with --report-only")  # fmt: skip
+                   help="run only runs K, K+N, K+2N, ... of the grid or study (e.g. N machines; processes on one "
+                        "machine can simply share the folder: each run is claimed); render afterwards with "
+                        "--report-only")  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -162,6 +165,15 @@ class _Progress:
         msg = f"[{index}/{self.total}] {r.norm} seed {r.seed} ({r.spec}){left}"
         if self.bar is not None:
             self.bar.set_description(f"{r.norm} seed {r.seed}")
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def skip(self, r: Run, index: int, why: str) -> None:
+        self.total -= 1
+        msg = f"[{index}] {r.norm} seed {r.seed}: skipped, {why}"
+        if self.bar is not None:
+            self.bar.total = self.total
             self.bar.write(msg)
         else:
             print(msg, flush=True)
@@ -226,11 +238,8 @@ def run(args: argparse.Namespace) -> int:
     progress = _Progress(len(todo))
     try:
         for i, r in enumerate(todo, 1):
-            progress.start(r, i)
-            start = time.perf_counter()
-            result = train_one(r, out, recipe, overrides, record)
-            progress.finish(time.perf_counter() - start, result)
-            if args.record is not None:
+            result = _train_claimed(progress, i, r, out, recipe, overrides, record)
+            if result is not None and args.record is not None:
                 append_record(args.record, result)
     finally:
         progress.close()
@@ -253,6 +262,8 @@ def run_study(args: argparse.Namespace, recipe: Path) -> int:
         raise ValueError(f"--grid fixes the norms and the axes itself; drop --{', --'.join(axes)}.")
     out = args.out or Path(f"outputs/{study.name}")
     rows = study_runs(study, out, recipe, _overrides(args), args.cells)
+    if args.shard is not None:
+        rows = rows[args.shard[0] :: args.shard[1]]  # of every run, done or not: the shards stay disjoint
     todo = [row for row in rows if not row[4]]
     print(f"{study.name}: {len(study.cells)} cells, {len(rows)} runs, {len(rows) - len(todo)} recorded under {out}, "
           f"{len(todo)} to run.")  # fmt: skip
@@ -274,16 +285,29 @@ def run_study(args: argparse.Namespace, recipe: Path) -> int:
     progress = _Progress(len(todo))
     try:
         for i, (cell, folder, overrides, r, _) in enumerate(todo, 1):
-            progress.start(r, i)
             record = {"settings": settings(recipe, overrides), "machine": machine(), "study": study.name,
                       "cell": cell.name}  # fmt: skip
-            start = time.perf_counter()
-            result = train_one(r, folder, recipe, overrides, record)
-            progress.finish(time.perf_counter() - start, result)
-            append_record(args.record or out / "records.jsonl", result)
+            result = _train_claimed(progress, i, r, folder, recipe, overrides, record)
+            if result is not None:
+                append_record(args.record or out / "records.jsonl", result)
     finally:
         progress.close()
     return 0
+
+
+def _train_claimed(progress: _Progress, index: int, r: Run, out: Path, recipe: Path, overrides: list[str],
+                   record: dict[str, Any]) -> dict[str, Any] | None:  # fmt: skip
+    """:func:`train_one` under the run's claim; None when another process holds the run or has finished it since
+    this process planned its runs (see ``claim.py``)."""
+    with claim_run(r.folder(out)) as mine:
+        if not mine or read_result(r.result_file(out)) is not None:
+            progress.skip(r, index, "another process is training it" if not mine else "another process finished it")
+            return None
+        progress.start(r, index)
+        start = time.perf_counter()
+        result = train_one(r, out, recipe, overrides, record)
+        progress.finish(time.perf_counter() - start, result)
+        return result
 
 
 def main(argv: list[str] | None = None) -> int:

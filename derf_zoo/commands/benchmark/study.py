@@ -126,8 +126,13 @@ def study_runs(study: Study, out: Path, recipe: Path, extra: list[str], only: li
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one finished run as a JSON line, flushed to disk before returning (the study's running log)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
-    with path.open("a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    # One write on an O_APPEND descriptor: processes sharing the study append whole lines, never interleaved halves.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"{path}: wrote {written} of the record's {len(line)} bytes (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
