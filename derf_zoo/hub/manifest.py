@@ -105,7 +105,8 @@ def load_manifest(path: str | Path | None = None) -> list[ReleasedWeights]:
     else:
         text, source = Path(path).read_text(), str(path)
     data = yaml.safe_load(text) or {}
-    return _parse(data.get("weights", []), source)
+    entries = data.get("weights")
+    return _parse([] if entries is None else entries, source)  # "weights:" with no entry yet: an empty manifest
 
 
 @cache

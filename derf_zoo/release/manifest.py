@@ -57,6 +57,8 @@ def add_entries(path: Path, entries: Sequence[dict[str, Any]], *, overwrite: boo
                                        "--overwrite (overwrite=True) to replace those entries.")  # fmt: skip
     if "weights" not in data:
         text = text + ("" if not text or text.endswith("\n") else "\n") + "weights:\n"
+    # an empty flow list ("weights: []") becomes a block list, which the entries are appended to
+    text = re.sub(r"^weights *: *\[ *\] *$", "weights:", text, count=1, flags=re.MULTILINE)
     lines = text.splitlines(keepends=True)
     indent = _list_indent(lines)
     expected = list(old)

@@ -114,3 +114,37 @@ def test_the_gpt2_part_on_a_tiny_budget(tmp_path, monkeypatch, capsys):
         card = (dest / name / "README.md").read_text()
         assert str(w.metrics["loss"]) in card and "pipeline check" in card
     assert "sample:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_conversion_run_is_measured_and_released(tmp_path, capsys):
+    """The real converted part on a 2-step HyenaDNA conversion run: it reads the run's checkpoint, measures student
+    and teacher on the same held-out windows and writes a card that states both (this step once broke silently)."""
+    from derf_zoo.recipes import recipe_path
+
+    run = tmp_path / "run"
+    assert main(["fit", "-c", str(recipe_path("hyenadna/hyenadna_nano_derf_from_ln_ecoli.yaml")),
+                 "--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+                 f"--trainer.default_root_dir={run}", f"--checkpoint.dirpath={run / 'ckpt'}"]) in (0, None)  # fmt: skip
+    dest, manifest = tmp_path / "checkpoints", tmp_path / "manifest.yaml"
+    manifest.write_text("weights: []\n")
+    argv = ["release", "converted", "hyenadna", str(run / "ckpt" / "last.ckpt"), "--dest", str(dest),
+            "--manifest", str(manifest)]  # fmt: skip
+    assert main(argv) == 0
+    (entry,) = load_manifest(manifest)
+    assert entry.name == "hyenadna_nano_derf.from_ln_ecoli" and math.isfinite(entry.metrics["loss"])
+    assert "distilled for 2 steps" in entry.produced_by and "against the teacher's 1.35" in entry.produced_by
+    assert (dest / entry.name / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("start", ["weights:\n", "weights: []\n", "# Released weights.\n"])
+def test_a_first_entry_goes_into_an_empty_manifest(tmp_path, start):
+    from derf_zoo.release.manifest import add_entries
+
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(start)
+    assert load_manifest(manifest) == []
+    entry = {"name": "vit_nano_derf.check", "embedded": "checkpoints/vit_nano_derf.check", "license": "mit",
+             "dataset": "sklearn-digits", "produced_by": "a test"}  # fmt: skip
+    add_entries(manifest, [entry])
+    assert [w.name for w in load_manifest(manifest)] == ["vit_nano_derf.check"]

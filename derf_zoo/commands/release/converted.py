@@ -93,7 +93,7 @@ def release(args: argparse.Namespace) -> list[Release]:
     # cards give its diffusion loss unscaled, 0.1022, where the benchmark's table shows it x100).
     card_value = round(value, 2) if family.higher_is_better else round(float(values.mean()), 4)
     better = (value - teacher_value) * (1 if family.higher_is_better else -1) > noise
-    steps = ckpt.get("global_step")
+    steps = ckpt.global_step
     produced_by = (
         f"converted by derf_zoo from the released {family.teacher} (its weights copied; each Derf fitted to the "
         f"teacher's norm of the same name on {task_args['fit_norms']} training batches), then distilled for {steps} "
