@@ -224,6 +224,7 @@ def render(records: dict[str, dict], machine: str) -> str:
     for r in records.values():
         by_family.setdefault(r["family"], []).append(r)
     lines += ["## What it says", ""]
+    ahead = []
     for family, rows in by_family.items():
         named = {r["row"]: r for r in rows}
         distilled = max((r for r in rows if r["row"].startswith("fitted + distilled")), key=_row_order, default=None)
@@ -233,14 +234,16 @@ def render(records: dict[str, dict], machine: str) -> str:
         scratch = named.get(f"Derf from scratch, {steps}")
         verdict = "within the noise of" if abs(distilled["vs_teacher"]) <= distilled["noise"] else (
             "better than" if (distilled["vs_teacher"] > 0) == distilled["higher_is_better"] else "behind")
+        if verdict == "better than":
+            ahead.append(family.split(" / ")[0])
         lines.append(f"- {family}: naive {named['naive conversion']['value']:.3f}, fitted "
                      f"{named['fitted conversion']['value']:.3f}, fitted + distilled ({steps}) "
                      f"{distilled['value']:.3f}, {verdict} the teacher's {named['teacher']['value']:.3f}"
                      + (f"; Derf from scratch with the same steps {scratch['value']:.3f}." if scratch else "."))
     lines += ["", "A distilled student trains for more steps than its teacher did; where one ends ahead of its teacher "
-              "(it does for Caduceus and GPT-2 nano), that is the extra training, not the norm. The wav2vec 2.0 "
-              "noise is over 4 held-out clips (wide); the GPT-2 noise treats windows as independent (the demo's "
-              "block noise is wider).", ""]
+              f"({'here: ' + ', '.join(ahead) if ahead else 'none does here'}), that is the extra training, not the "
+              "norm. The wav2vec 2.0 noise is over 4 held-out clips (wide); the GPT-2 noise treats windows as "
+              "independent (the demo's block noise is wider).", ""]
     for family, rows in by_family.items():
         rows = sorted(rows, key=_row_order)
         lines += [f"## {family}: {rows[0]['metric']} ({'higher' if rows[0]['higher_is_better'] else 'lower'} is "

@@ -32,7 +32,8 @@ from derf_zoo._validate import check_choice, check_int
 
 __all__ = [
     "CLS_ID", "COMPLEMENT_IDS", "DNA_VOCAB_CFG", "MASK_ID", "NUCLEOTIDE_IDS", "PAD_ID", "PAD_VOCAB_SIZE_MULTIPLE",
-    "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "VOCAB", "VOCAB_SIZE", "DNATokenizer", "UnknownCharacterError",
+    "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "UNSEEN_LOGIT", "VOCAB", "VOCAB_SIZE", "DNATokenizer",
+    "UnknownCharacterError", "alphabet_prior",
     "causal_lm_pair", "complement_ids", "dna_card_texts", "mask_tokens", "padded_complement_ids",
     "reverse_complement", "reverse_complement_ids",
 ]  # fmt: skip
@@ -90,6 +91,25 @@ def padded_complement_ids(vocab_size: int) -> Tensor:
     if vocab_size < VOCAB_SIZE:
         raise ValueError(f"vocab_size must cover the DNA tokenizer's {VOCAB_SIZE} tokens, got {vocab_size}.")
     return torch.cat([COMPLEMENT_IDS, torch.arange(VOCAB_SIZE, vocab_size)])
+
+
+#: The logit bias a DNA LM head starts with for the ids a genome window never holds (see :func:`alphabet_prior`).
+UNSEEN_LOGIT = -10.0
+
+
+def alphabet_prior(vocab_size: int) -> Tensor:
+    """A DNA LM head's bias at init over a padded vocabulary: 0 for the bases (A, C, G, T, N) and
+    :data:`UNSEEN_LOGIT` for the specials and the padding rows, which genome windows never hold as targets (the data's
+    prior, up to a constant: the bases are close to uniform in genomes).
+
+    Raises:
+        ValueError: ``vocab_size`` smaller than the tokenizer's 12 tokens.
+    """
+    if vocab_size < VOCAB_SIZE:
+        raise ValueError(f"vocab_size must cover the DNA tokenizer's {VOCAB_SIZE} tokens, got {vocab_size}.")
+    prior = torch.full((vocab_size,), UNSEEN_LOGIT)
+    prior[A_ID : N_ID + 1] = 0.0
+    return prior
 
 
 class UnknownCharacterError(ValueError):

@@ -121,7 +121,14 @@ def to_caduceus(model: Caduceus) -> dict[str, Tensor]:
     A model with ``rcps_swap_halves=True`` is the reference's ``fused_add_norm`` Caduceus-PS and is written in
     that layout (plain norms), so that :func:`from_caduceus` gives it back; others use non-fused names. The
     inverse of :func:`from_caduceus`.
+
+    Raises:
+        ValueError: a model with a ``head_bias``, which the reference's LM head has no place for.
     """
+    if model.head_bias is not None:
+        raise ValueError("to_caduceus: this model has a head_bias (its logits are the tied head's plus a bias), which "
+                         "the reference's CaduceusForMaskedLM has no place for; exporting without it would change its "
+                         "outputs.")
     mixer = model.backbone.blocks[0].mixer
     bimamba = mixer.submodule if isinstance(mixer, RCPSWrapper) else mixer
     return caduceus_layout(model.rcps_swap_halves, bimamba.weight_tie).to_theirs(model.state_dict())

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from derf_zoo._validate import check_positive
 from derf_zoo.backbone import Transformer
-from derf_zoo.data.dna import COMPLEMENT_IDS, PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE, padded_complement_ids
+from derf_zoo.data.dna import COMPLEMENT_IDS, PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE, alphabet_prior, padded_complement_ids
 from derf_zoo.layers import init_weights
 from derf_zoo.models._base import ZooModel, check_sizes
 from derf_zoo.models.caduceus.bimamba import BiMamba
@@ -77,6 +77,10 @@ class Caduceus(ZooModel):
             nano width 16, where a point-wise final norm then traps the model (issue 18); the nano size uses 0.32.
         site_alpha: default ``alpha_init`` per norm site for point-wise norms whose spec sets none
             (``{"final": 0.1}``); see :func:`~derf_zoo.norms.registry.resolve_norm_sites`.
+        head_bias: a learnable logit bias after the tied head, started at the data's prior
+            (:func:`~derf_zoo.data.dna.alphabet_prior`); see :class:`~derf_zoo.models.hyenadna.HyenaDNA` for why a
+            point-wise final norm at small width needs it. Caduceus-PS uses its complement-symmetric part, so the
+            model stays RC-equivariant. Not in the reference's layout.
     """
 
     norm_sites = NORM_SITES
@@ -100,6 +104,7 @@ class Caduceus(ZooModel):
         scan: str = "auto",
         embed_init_std: float = 0.02,
         site_alpha: Mapping[str, float] | None = None,
+        head_bias: bool = False,
     ) -> None:
         super().__init__()
         check_sizes(vocab_size=vocab_size, d_model=d_model, n_layer=n_layer,
@@ -128,6 +133,7 @@ class Caduceus(ZooModel):
         # Mixer-only blocks: the backbone's sites are exactly Caduceus's (attn, final).
         self.backbone = Transformer(self.num_features, n_layer, mlp_hidden_dim=0, norm=block_norms, norm_eps=norm_eps,
                                     mixer=mixer)  # fmt: skip
+        self.head_bias = nn.Parameter(torch.empty(self.padded_vocab_size)) if head_bias else None
         self.init_weights()
 
     @torch.no_grad()
@@ -149,6 +155,8 @@ class Caduceus(ZooModel):
                     if mamba.out_proj is not None:  # a weight-tied reverse Mamba borrows the forward out_proj
                         nn.init.kaiming_uniform_(mamba.out_proj.weight, a=math.sqrt(5))
                         mamba.out_proj.weight /= math.sqrt(self.n_layer)
+        if self.head_bias is not None:  # no random draw: the weights above are those of a model without the bias
+            self.head_bias.copy_(alphabet_prior(self.padded_vocab_size))
 
     @property
     def embedding_weight(self) -> Tensor:
@@ -167,10 +175,13 @@ class Caduceus(ZooModel):
         return torch.cat([x[..., self.d_model :], x[..., : self.d_model]], dim=-1)
 
     def forward_head(self, hidden: Tensor) -> Tensor:
-        """Hidden states -> logits over the padded vocabulary (tied to the embedding)."""
+        """Hidden states -> logits over the padded vocabulary (tied to the embedding, plus ``head_bias`` if any)."""
+        bias = self.head_bias
         if self.rcps:
-            return rcps_lm_logits(hidden, self.embedding_weight, self.complement_map)
-        return nn.functional.linear(hidden, self.embedding_weight)
+            logits = rcps_lm_logits(hidden, self.embedding_weight, self.complement_map)
+            # equivariance needs bias[complement] == bias: only the bias's complement-symmetric part is used
+            return logits if bias is None else logits + (bias + bias[self.complement_map]) / 2
+        return nn.functional.linear(hidden, self.embedding_weight, bias)
 
     def rc_averaged_logits(self, input_ids: Tensor) -> Tensor:
         """Mean of the logits and of the reverse complement's logits mapped back (flipped, complement-permuted)."""

@@ -151,11 +151,14 @@ def to_hyenadna(model: HyenaDNA) -> dict[str, Tensor]:
     the reference's norm names, as the authors' Derf patch of HyenaDNA does. The inverse of :func:`from_hyenadna`.
 
     Raises:
-        ValueError: a mixer other than Hyena (the layout has no place for its weights).
+        ValueError: a mixer other than Hyena, or a ``head_bias`` (the layout has no place for their weights).
     """
     mixer = model.backbone.blocks[0].mixer
     if not isinstance(mixer, HyenaOperator):
         raise ValueError(f"to_hyenadna: the public layout holds Hyena mixers, but this model's mixer is "
                          f"{type(mixer).__name__}.")  # fmt: skip
+    if model.head_bias is not None:
+        raise ValueError("to_hyenadna: this model has a head_bias (its logits are the tied head's plus a bias), which "
+                         "the public ConvLMHeadModel has no place for; exporting without it would change its outputs.")
     layout = hyenadna_layout(len(mixer.filter_fn.implicit_filter) - 2)
     return layout.to_theirs(model.state_dict())

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from derf_zoo._validate import check_positive
 from derf_zoo.backbone import Transformer
-from derf_zoo.data.dna import PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE
+from derf_zoo.data.dna import PAD_VOCAB_SIZE_MULTIPLE, VOCAB_SIZE, alphabet_prior
 from derf_zoo.layers import gpt2_normal, init_weights, tanh_gelu
 from derf_zoo.layers.mixers import MixerFactory, MixerSpec, get_mixer
 from derf_zoo.models._base import ZooModel, check_sizes
@@ -51,6 +51,12 @@ class HyenaDNA(ZooModel):
             0.32.
         site_alpha: default ``alpha_init`` per norm site for point-wise norms whose spec sets none
             (``{"final": 0.1}``); see :func:`~derf_zoo.norms.registry.resolve_norm_sites`.
+        head_bias: a learnable logit bias after the tied head (the reference has none), started at the data's
+            prior (:func:`~derf_zoo.data.dna.alphabet_prior`: 0 for the bases, -10 for the 11 ids a genome window
+            never holds). Without it the first steps' cheapest gain is to make those ids improbable, which a tied head
+            without bias can only do through one constant direction of the residual stream; at width 32 that
+            direction grows until a point-wise final norm saturates and passes no gradient (issue 18: 2 of 5
+            seeds of the nano Derf recipe trapped without it, none with it). Not in the reference's layout.
     """
 
     norm_sites = HYENADNA_SITES
@@ -69,6 +75,7 @@ class HyenaDNA(ZooModel):
         embed_dropout: float = 0.1,
         embed_init_std: float = 0.02,
         site_alpha: Mapping[str, float] | None = None,
+        head_bias: bool = False,
     ) -> None:
         super().__init__()
         check_sizes(vocab_size=vocab_size, pad_vocab_size_multiple=pad_vocab_size_multiple, d_model=d_model,
@@ -88,6 +95,7 @@ class HyenaDNA(ZooModel):
         sites = self.resolve_norms(norm, site_alpha)
         self.backbone = Transformer(d_model, n_layer, mlp_hidden_dim=d_inner, norm=sites, norm_eps=norm_eps,
                                     act_layer=tanh_gelu, mixer=factory)  # fmt: skip
+        self.head_bias = nn.Parameter(torch.empty(self.vocab_size)) if head_bias else None
         self.init_weights()
 
     @torch.no_grad()
@@ -106,6 +114,8 @@ class HyenaDNA(ZooModel):
             if isinstance(out_proj, nn.Linear):
                 nn.init.normal_(out_proj.weight, std=std)
             nn.init.normal_(block.mlp.fc2.weight, std=std)
+        if self.head_bias is not None:  # no random draw: the weights above are those of a model without the bias
+            self.head_bias.copy_(alphabet_prior(self.vocab_size))
 
     @property
     def card_example_length(self) -> int:
@@ -124,8 +134,8 @@ class HyenaDNA(ZooModel):
         return self.backbone(self.embed_drop(self.embeddings(input_ids)))
 
     def forward_head(self, hidden: Tensor) -> Tensor:
-        """Hidden states -> logits over the padded vocabulary, with the tied head."""
-        return F.linear(hidden, self.embeddings.weight)
+        """Hidden states -> logits over the padded vocabulary, with the tied head (and ``head_bias``, if any)."""
+        return F.linear(hidden, self.embeddings.weight, self.head_bias)
 
     def forward(self, input_ids: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(input_ids))
