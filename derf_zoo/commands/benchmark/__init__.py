@@ -161,7 +161,8 @@ class _Progress:
     def start(self, r: Run, index: int) -> None:
         left = ""
         if self.times:
-            left = f", about {statistics.fmean(self.times) * (self.total - self.done) / 60:.0f} min left"
+            # at most: runs another process takes are skipped, not trained, when this one reaches them
+            left = f", at most {statistics.fmean(self.times) * (self.total - index + 1) / 60:.0f} min left"
         msg = f"[{index}/{self.total}] {r.norm} seed {r.seed} ({r.spec}){left}"
         if self.bar is not None:
             self.bar.set_description(f"{r.norm} seed {r.seed}")
@@ -170,10 +171,9 @@ class _Progress:
             print(msg, flush=True)
 
     def skip(self, r: Run, index: int, why: str) -> None:
-        self.total -= 1
-        msg = f"[{index}] {r.norm} seed {r.seed}: skipped, {why}"
+        msg = f"[{index}/{self.total}] {r.norm} seed {r.seed}: skipped, {why}"
         if self.bar is not None:
-            self.bar.total = self.total
+            self.bar.update(1)
             self.bar.write(msg)
         else:
             print(msg, flush=True)
