@@ -10,14 +10,13 @@ from PIL import Image
 from derf_zoo import create_model
 from derf_zoo.cli import main
 from derf_zoo.diffusion.sampling import draw, load_dit
-
-TINY = {"hidden_size": 16, "depth": 1, "num_heads": 2, "num_classes": 3, "input_size": 4}
+from tests.tasks._tiny_diffusion import TINY_DIT, one_step_checkpoint
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     torch.manual_seed(0)
-    model = create_model("dit_nano_derf", **TINY)
+    model = create_model("dit_nano_derf", **TINY_DIT)
     return model.save_pretrained(tmp_path_factory.mktemp("hub") / "tiny_dit")
 
 
@@ -56,18 +55,7 @@ def test_draw_is_deterministic_and_batched(folder):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_sample_from_diffusion_checkpoint(tmp_path):
-    import lightning as L
-
-    from derf_zoo.tasks.diffusion import Diffusion
-
-    torch.manual_seed(0)
-    task = Diffusion("dit_nano_derf", model_args=TINY)
-    data = torch.utils.data.TensorDataset(torch.rand(4, 1, 4, 4) * 2 - 1, torch.tensor([0, 1, 2, 0]))
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")  # fmt: skip
-    trainer.fit(task, torch.utils.data.DataLoader(data, batch_size=4))
-    ckpt = tmp_path / "last.ckpt"
-    trainer.save_checkpoint(ckpt)
+    task, ckpt = one_step_checkpoint(tmp_path / "last.ckpt")
     model = load_dit(str(ckpt))
     for k, v in task.model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)

@@ -13,26 +13,13 @@ from derf_zoo.tasks.checkpoint import (
     record_checksum,
     verify_checksum,
 )
-
-TINY = {"hidden_size": 16, "depth": 1, "num_heads": 2, "num_classes": 3, "input_size": 4}
+from tests.tasks._tiny_diffusion import one_step_checkpoint
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A Diffusion task after one step, and its checkpoint file (what ``derf-zoo fit`` writes)."""
-    import lightning as L
-
-    from derf_zoo.tasks.diffusion import Diffusion
-
-    torch.manual_seed(0)
-    task = Diffusion("dit_nano_derf", model_args=TINY)
-    data = torch.utils.data.TensorDataset(torch.rand(4, 1, 4, 4) * 2 - 1, torch.tensor([0, 1, 2, 0]))
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")  # fmt: skip
-    trainer.fit(task, torch.utils.data.DataLoader(data, batch_size=4))
-    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
-    trainer.save_checkpoint(path)
-    return task, path
+    return one_step_checkpoint(tmp_path_factory.mktemp("ckpt") / "last.ckpt")
 
 
 def _tampered(path, tmp_path, section="state_dict"):
